@@ -1,0 +1,120 @@
+"""Routing: who speaks next in a group chat. Each mode is a pure function of the chat's state
+and the message to route, returning the names of the agents that receive it.
+
+    "round_robin"  the participants take turns in order, whoever a message is addressed to
+    "role_based"   the message's agent recipients; else the agents whose `role` (or name)
+                   equals the value of the message type's `routing_field`; else, for a
+                   message from outside, the first participant (the chat's entry point)
+    "broadcast"    every participant but the sender receives every message
+    custom         any `(state, message) -> name | names | None`, sync or async
+
+An empty answer means "nobody": the chat completes if the message is addressed to the user,
+and stalls otherwise.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from agents.messages import Message, from_dict, to_dict
+
+RoutingMode = Literal["round_robin", "role_based", "broadcast"]
+RouteResult = str | Sequence[str] | None
+RouteFunction = Callable[["ChatState", Message], "RouteResult | Awaitable[RouteResult]"]
+
+
+@dataclass
+class ChatState:
+    """Everything a group chat knows, in the open; routing functions read it."""
+
+    agents: tuple[str, ...]
+    """The participants, in round-robin order (the admin is not one unless listed)."""
+    roles: dict[str, str]
+    admin: str | None = None
+    user: str = "user"
+    mode: str = "round_robin"
+    messages: list[Message] = field(default_factory=list)
+    """Every message of the chat, the first one included."""
+    pending: list[Message] = field(default_factory=list)
+    """Messages sent but not yet routed."""
+    speakers: list[str] = field(default_factory=list)
+    """Who handled a message, turn after turn."""
+    turns: int = 0
+    passes: int = 0
+    """Round robin: how many participants in a row had nothing to say."""
+    signatures: list[str] = field(default_factory=list)
+    """sender>targets>content fingerprints of routed messages, for loop detection."""
+    forced: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Routing fixed in advance by message id (a human's reply, a stall given to the admin)."""
+    stalls_handled: list[str] = field(default_factory=list)
+    handoff: dict[str, str] | None = None
+    termination: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in vars(self).items() if k not in ("messages", "pending")}
+        data["agents"] = list(self.agents)
+        data["messages"] = [to_dict(m) for m in self.messages]
+        data["pending"] = [to_dict(m) for m in self.pending]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChatState:
+        fields = dict(data)
+        fields["agents"] = tuple(fields["agents"])
+        fields["messages"] = [from_dict(m) for m in data.get("messages", [])]
+        fields["pending"] = [from_dict(m) for m in data.get("pending", [])]
+        return cls(**fields)
+
+
+def round_robin(state: ChatState, message: Message) -> tuple[str, ...]:
+    previous = [s for s in state.speakers if s in state.agents]
+    if not previous:
+        return state.agents[:1]
+    index = state.agents.index(previous[-1])
+    return (state.agents[(index + 1) % len(state.agents)],)
+
+
+def role_based(state: ChatState, message: Message) -> tuple[str, ...]:
+    addressable = (*state.agents, *([state.admin] if state.admin else []))
+    named = tuple(r for r in message.recipients if r in addressable)
+    if named or message.recipients:
+        return named
+    field_name = type(message).routing_field
+    if field_name is not None:
+        value = getattr(message, field_name, None)
+        matches = tuple(n for n in state.agents if value in (n, state.roles.get(n)))
+        if matches:
+            return matches
+    if message.sender not in addressable:
+        return state.agents[:1]
+    return ()
+
+
+def broadcast(state: ChatState, message: Message) -> tuple[str, ...]:
+    return tuple(n for n in state.agents if n != message.sender)
+
+
+ROUTERS: dict[str, RouteFunction] = {
+    "round_robin": round_robin,
+    "role_based": role_based,
+    "broadcast": broadcast,
+}
+
+
+async def route(router: RouteFunction, state: ChatState, message: Message) -> tuple[str, ...]:
+    """Call a router (built-in or custom, sync or async) and normalise its answer."""
+    result = router(state, message)
+    if inspect.isawaitable(result):
+        result = await result
+    return normalise(result)
+
+
+def normalise(result: RouteResult) -> tuple[str, ...]:
+    if result is None:
+        return ()
+    if isinstance(result, str):
+        return (result,)
+    return tuple(dict.fromkeys(result))

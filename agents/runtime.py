@@ -1,0 +1,224 @@
+"""`Runtime`: registers agents, delivers messages, and holds all state in the open.
+
+The state is what you can see on the object: `agents` (by name), `conversation` (every
+message sent, validated and stamped), `memory` (SQLite), `counters`, and `trace` (every event).
+`save_state()` returns it as JSON-ready data and `load_state()` puts it back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.agent import ChatAgent, Context
+from agents.errors import ConfigError, StateError, UnknownAgentError
+from agents.memory import Memory
+from agents.messages import Message, from_dict, stamp, to_dict
+from agents.models import ContentFilter, ModelClient
+from agents.tools import as_tool
+from agents.trace import (
+    ErrorEvent,
+    HandoffEvent,
+    MessageEvent,
+    ModelCallEvent,
+    SandboxRunEvent,
+    Trace,
+)
+
+STATE_VERSION = 1
+
+
+@dataclass
+class Counters:
+    """Running totals, saved with the state."""
+
+    messages: int = 0
+    deliveries: int = 0
+    model_calls: int = 0
+    model_errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    tool_calls: int = 0
+    tool_errors: int = 0
+    sandbox_runs: int = 0
+    errors: int = 0
+
+    def count_model_call(self, event: ModelCallEvent) -> None:
+        self.model_calls += 1
+        self.model_errors += event.error is not None
+        self.prompt_tokens += event.prompt_tokens
+        self.completion_tokens += event.completion_tokens
+
+
+@dataclass
+class Delivery:
+    """What one handler call produced."""
+
+    agent: str
+    outbox: list[Message] = field(default_factory=list)
+    handoff: str | None = None
+    stop: str | None = None
+    error: Exception | None = None
+
+
+class Runtime:
+    """Holds agents and their shared-nothing state; delivers messages one handler at a time.
+
+    `external` names the parties outside the runtime (the user, a human): messages may be
+    addressed to them, and they are never delivered to an agent.
+    """
+
+    def __init__(
+        self,
+        agents: Iterable[ChatAgent] = (),
+        *,
+        memory: Memory | str | Path | None = None,
+        trace: Trace | str | Path | None = None,
+        model: ModelClient | None = None,
+        content_filter: ContentFilter | None = None,
+        external: Iterable[str] = ("user", "human"),
+    ) -> None:
+        self.agents: dict[str, ChatAgent] = {}
+        self.external: set[str] = set(external)
+        self.conversation: list[Message] = []
+        self.pending: list[Message] = []
+        self.memory = memory if isinstance(memory, Memory) else Memory(memory or ":memory:")
+        self.trace = trace if isinstance(trace, Trace) else Trace(trace)
+        self.model = model
+        self.content_filter = content_filter
+        self.counters = Counters()
+        for agent in agents:
+            self.register(agent)
+
+    def register(self, agent: ChatAgent) -> ChatAgent:
+        """Add an agent; its name must be unique and its tools must have schemas."""
+        if agent.name in self.agents or agent.name in self.external:
+            raise ConfigError(f"the name {agent.name!r} is already taken in this runtime")
+        if agent.runtime is not None and agent.runtime is not self:
+            raise ConfigError(
+                f"agent {agent.name!r} already belongs to another runtime",
+                hint="create a new agent object per runtime; agents never share state",
+            )
+        for item in agent.tools:
+            as_tool(item)  # raises ToolDefinitionError now rather than mid-chat
+        agent.runtime = self
+        self.agents[agent.name] = agent
+        return agent
+
+    def agent(self, name: str) -> ChatAgent:
+        try:
+            return self.agents[name]
+        except KeyError:
+            raise UnknownAgentError(name, list(self.agents)) from None
+
+    def check_name(self, name: str) -> None:
+        if name not in self.agents and name not in self.external:
+            raise UnknownAgentError(name, [*self.agents, *self.external])
+
+    def post(
+        self,
+        message: Message,
+        sender: str,
+        recipients: Sequence[str],
+        *,
+        parent_id: str | None = None,
+    ) -> Message:
+        """Validate, stamp and record a message; returns the copy that will be delivered."""
+        for name in recipients:
+            self.check_name(name)
+        sent = stamp(message, sender=sender, recipients=tuple(recipients), parent_id=parent_id)
+        self.conversation.append(sent)
+        self.counters.messages += 1
+        self.trace.record(MessageEvent(message=to_dict(sent)))
+        if sender in self.agents:
+            self.memory.record(sender, "sent", sent)
+        return sent
+
+    async def send(
+        self, message: Message, to: str | Sequence[str] = (), *, sender: str = "user"
+    ) -> Message:
+        """Bring a message in from outside and queue it for `run_until_idle`."""
+        if sender in self.agents:
+            raise ConfigError(f"{sender!r} is an agent; agents send through their Context")
+        self.external.add(sender)
+        names = (to,) if isinstance(to, str) else tuple(to)
+        sent = self.post(message, sender, names, parent_id=message.parent_id)
+        self.pending.append(sent)
+        return sent
+
+    async def deliver(self, name: str, message: Message) -> Delivery:
+        """Run one agent's handler on one message; a handler's exception becomes data."""
+        agent = self.agent(name)
+        ctx = Context(self, agent, message)
+        self.counters.deliveries += 1
+        self.memory.record(name, "received", message)
+        try:
+            await agent.on_message(message, ctx)
+        # Handlers are user code: a failure ends the chat with reason `error`, and the
+        # runtime keeps its state so the caller can inspect or save it.
+        except Exception as exc:
+            self.counters.errors += 1
+            self.trace.record(ErrorEvent(agent=name, error_type=type(exc).__name__, error=str(exc)))
+            return Delivery(name, ctx.outbox, error=exc)
+        if ctx.handoff_reason is not None:
+            self.trace.record(HandoffEvent(agent=name, reason=ctx.handoff_reason))
+        return Delivery(name, ctx.outbox, ctx.handoff_reason, ctx.stop_reason)
+
+    async def run_until_idle(self, max_deliveries: int = 100) -> list[Message]:
+        """Deliver queued messages to their agent recipients until none are left; returns
+        the messages addressed to outside parties. Stops at `max_deliveries`."""
+        answers: list[Message] = []
+        delivered = 0
+        while self.pending and delivered < max_deliveries:
+            message = self.pending.pop(0)
+            for name in message.recipients:
+                if name in self.external:
+                    answers.append(message)
+                    continue
+                delivery = await self.deliver(name, message)
+                delivered += 1
+                self.pending += delivery.outbox
+                if delivery.error is not None:
+                    raise delivery.error
+        return answers
+
+    def record_sandbox_run(self, agent: str, language: str, code: str, result: Any) -> None:
+        """Trace one run of code in the sandbox; `result` is a `sandbox.Result` (or alike)."""
+        self.trace.record(SandboxRunEvent.from_result(agent, language, code, result))
+        self.counters.sandbox_runs += 1
+
+    def save_state(self) -> dict[str, Any]:
+        """Everything needed to carry on later, as JSON-ready data."""
+        return {
+            "version": STATE_VERSION,
+            "agents": {name: agent.save_state() for name, agent in self.agents.items()},
+            "external": sorted(self.external),
+            "conversation": [to_dict(m) for m in self.conversation],
+            "pending": [to_dict(m) for m in self.pending],
+            "counters": dataclasses.asdict(self.counters),
+            "memory": self.memory.dump(),
+        }
+
+    def load_state(self, state: dict[str, Any] | str) -> None:
+        """Restore `save_state()` output (or its JSON text) into this runtime, whose agents
+        must carry the same names."""
+        data = json.loads(state) if isinstance(state, str) else state
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            raise StateError(f"not a runtime state of version {STATE_VERSION}")
+        unknown = sorted(set(data.get("agents", {})) - set(self.agents))
+        if unknown:
+            raise StateError(f"the state has agents this runtime lacks: {', '.join(unknown)}")
+        for name, agent_state in data["agents"].items():
+            self.agents[name].load_state(agent_state)
+        self.external |= set(data.get("external", []))
+        self.conversation = [from_dict(m) for m in data.get("conversation", [])]
+        self.pending = [from_dict(m) for m in data.get("pending", [])]
+        try:
+            self.counters = Counters(**data.get("counters", {}))
+        except TypeError as exc:
+            raise StateError(f"bad counters in the state: {exc}") from None
+        self.memory.restore(data.get("memory", {}))

@@ -1,0 +1,138 @@
+"""Tools: Python functions offered to a model through OpenAI tool calling.
+
+The JSON schema of a tool's parameters is derived from the function's type hints with
+pydantic (use `Annotated[int, Field(description=...)]` to describe a parameter); the
+description is the docstring's first paragraph. Arguments from the model are validated
+before the function runs. Whatever goes wrong in a call (bad JSON, a wrong argument, the
+function raising) becomes the tool's result, an error text for the model to read, so a
+faulty tool call never crashes the chat.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+import pydantic_core
+
+from agents.errors import ToolDefinitionError
+
+ToolFunction = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    """What a call gave back to the model, and whether it succeeded."""
+
+    content: str
+    ok: bool
+
+
+class Tool:
+    """A function with its name, description and argument model."""
+
+    def __init__(self, function: ToolFunction, *, name: str | None = None) -> None:
+        self.function = function
+        self.name = name or function.__name__
+        self.description = _description(function)
+        self.arguments = _argument_model(function, self.name)
+
+    def schema(self) -> dict[str, Any]:
+        """The OpenAI `tools` entry for this tool."""
+        parameters = self.arguments.model_json_schema()
+        parameters.pop("title", None)
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": parameters,
+            },
+        }
+
+    def validate(self, raw_arguments: str) -> dict[str, Any]:
+        """Parse and validate the model's JSON arguments; raises `ValueError` with the reason."""
+        try:
+            data = json.loads(raw_arguments or "{}")
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"arguments are not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError("arguments must be a JSON object")
+        try:
+            checked = self.arguments.model_validate(data)
+        except pydantic.ValidationError as exc:
+            raise ValueError(_explain(exc)) from None
+        return {name: getattr(checked, name) for name in type(checked).model_fields}
+
+    async def call(self, raw_arguments: str) -> ToolOutcome:
+        """Validate and run; every failure is reported as the outcome, never raised."""
+        try:
+            kwargs = self.validate(raw_arguments)
+        except ValueError as exc:
+            return ToolOutcome(f"Error: invalid arguments for {self.name}: {exc}", ok=False)
+        try:
+            result = self.function(**kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+        # A tool is user code: whatever it raises is news for the model, not for the chat.
+        except Exception as exc:
+            return ToolOutcome(f"Error: {self.name} raised {type(exc).__name__}: {exc}", ok=False)
+        return ToolOutcome(_as_text(result), ok=True)
+
+
+def as_tool(item: Tool | ToolFunction) -> Tool:
+    return item if isinstance(item, Tool) else Tool(item)
+
+
+def tool(function: ToolFunction | None = None, *, name: str | None = None) -> Any:
+    """Decorator form: `@tool` or `@tool(name="...")` turns a function into a `Tool`."""
+    if function is None:
+        return lambda f: Tool(f, name=name)
+    return Tool(function, name=name)
+
+
+def _description(function: ToolFunction) -> str:
+    doc = inspect.getdoc(function) or ""
+    return doc.split("\n\n", 1)[0].strip()
+
+
+def _argument_model(function: ToolFunction, name: str) -> type[pydantic.BaseModel]:
+    try:
+        hints = typing.get_type_hints(function, include_extras=True)
+    except (NameError, TypeError) as exc:
+        raise ToolDefinitionError(name, f"its type hints cannot be resolved: {exc}") from None
+    fields: dict[str, Any] = {}
+    for param in inspect.signature(function).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise ToolDefinitionError(name, f"*{param.name} cannot be described to a model")
+        if param.name not in hints:
+            raise ToolDefinitionError(name, f"parameter {param.name!r} has no type hint")
+        default = ... if param.default is param.empty else param.default
+        fields[param.name] = (hints[param.name], default)
+    try:
+        model: type[pydantic.BaseModel] = pydantic.create_model(
+            f"{name}_arguments", __config__=pydantic.ConfigDict(extra="forbid"), **fields
+        )
+        model.model_json_schema()
+    except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError) as exc:
+        raise ToolDefinitionError(name, f"no JSON schema for its parameters: {exc}") from None
+    return model
+
+
+def _explain(exc: pydantic.ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "arguments"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _as_text(result: Any) -> str:
+    if isinstance(result, str):
+        return result
+    return json.dumps(pydantic_core.to_jsonable_python(result, fallback=repr), ensure_ascii=False)

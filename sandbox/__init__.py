@@ -1,0 +1,53 @@
+"""Stockade: a hardened process sandbox for untrusted code.
+
+    from sandbox import Sandbox, Policy
+    box = Sandbox(Policy.load("default").override(timeout=5, memory="256M"))
+    result = box.run(["python3", "-c", "print(1)"])
+
+Names are imported on first use, so `import sandbox` (and the `sandbox` command) stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    "Policy",
+    "PolicyError",
+    "Result",
+    "Sandbox",
+    "SandboxError",
+    "SetupError",
+    "Status",
+    "UnsupportedError",
+]
+
+_HOMES = {
+    "Policy": "policy",
+    "PolicyError": "errors",
+    "Result": "result",
+    "Sandbox": "runner",
+    "SandboxError": "errors",
+    "SetupError": "errors",
+    "Status": "result",
+    "UnsupportedError": "errors",
+}
+
+if TYPE_CHECKING:
+    from .errors import PolicyError, SandboxError, SetupError, UnsupportedError
+    from .policy import Policy
+    from .result import Result, Status
+    from .runner import Sandbox
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'sandbox' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

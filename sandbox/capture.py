@@ -1,0 +1,109 @@
+"""Capped, non-blocking capture of a run's stdout and stderr, and feeding its stdin.
+
+The program is never blocked on output: both pipes are drained as fast as it writes, and
+bytes beyond the cap are read and dropped (the result is marked truncated). Memory held is at
+most the cap per stream. Output can also be forwarded live to a file descriptor (the CLI).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+from dataclasses import dataclass, field
+
+_CHUNK = 65536
+
+
+@dataclass
+class Sink:
+    """Keeps (or forwards) at most `limit` bytes of one stream and counts the rest."""
+
+    limit: int
+    forward_fd: int | None = None
+    chunks: list[bytes] = field(default_factory=list)
+    kept: int = 0
+    truncated: bool = False
+
+    def add(self, data: bytes) -> None:
+        room = self.limit - self.kept
+        if len(data) > room:
+            self.truncated = True
+            data = data[: max(room, 0)]
+        if not data:
+            return
+        self.kept += len(data)
+        if self.forward_fd is None:
+            self.chunks.append(data)
+        else:
+            _write_all(self.forward_fd, data)
+
+    def value(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    with contextlib.suppress(BrokenPipeError):
+        while view:
+            view = view[os.write(fd, view) :]
+
+
+def pump(
+    *,
+    stdin: bytes,
+    stdin_fd: int | None,
+    stdout_fd: int,
+    stderr_fd: int,
+    reply_fd: int,
+    stdout: Sink,
+    stderr: Sink,
+) -> bytes:
+    """Feed stdin, drain stdout/stderr into the sinks, and read the supervisor's reply,
+    until all three streams end. Returns the reply bytes. Closes every fd it was given."""
+    selector = selectors.DefaultSelector()
+    reply: list[bytes] = []
+    readers = {stdout_fd: stdout.add, stderr_fd: stderr.add, reply_fd: reply.append}
+    for fd in readers:
+        os.set_blocking(fd, False)
+        selector.register(fd, selectors.EVENT_READ)
+    pending = memoryview(stdin)
+    if stdin_fd is not None:
+        os.set_blocking(stdin_fd, False)
+        if pending:
+            selector.register(stdin_fd, selectors.EVENT_WRITE)
+        else:
+            os.close(stdin_fd)
+            stdin_fd = None
+    try:
+        while selector.get_map():
+            for key, _ in selector.select():
+                fd = key.fd
+                if fd == stdin_fd:
+                    pending = _feed(fd, pending)
+                    if not pending:
+                        selector.unregister(fd)
+                        os.close(fd)
+                        stdin_fd = None
+                    continue
+                data = os.read(fd, _CHUNK)
+                if data:
+                    readers[fd](data)
+                else:
+                    selector.unregister(fd)
+    finally:
+        selector.close()
+        for fd in (*readers, stdin_fd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+    return b"".join(reply)
+
+
+def _feed(fd: int, pending: memoryview) -> memoryview:
+    try:
+        return pending[os.write(fd, pending[:_CHUNK]) :]
+    except BlockingIOError:
+        return pending
+    except BrokenPipeError:  # the program stopped reading its stdin: that is its right
+        return memoryview(b"")

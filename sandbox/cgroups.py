@@ -1,0 +1,553 @@
+"""cgroups: one cgroup per run, so limits and accounting hold for the whole process tree.
+
+Two backends behind the small `Cgroup` protocol (nsjail's cgroup.cc / cgroup2.cc split):
+
+- v2 (most machines): `<mount>/stockade/<run>`, as root only for now. The root cgroup is
+  exempt from the no-internal-processes rule, so `stockade` can sit directly under it with
+  memory and pids enabled in its `cgroup.subtree_control`.
+- v1 (legacy and hybrid layouts): `<controller mount>/<our own cgroup>/stockade/<run>` in each
+  hierarchy, so the limits our own caller is under still apply to the run.
+
+The pure half parses /proc/self/cgroup and /proc/self/mountinfo and plans paths; the
+privileged half is short verbs on file descriptors opened without following symlinks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import posixpath
+import re
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from .errors import SetupError, UnsupportedError
+
+PARENT = "stockade"
+CONTROLLERS = ("memory", "pids", "cpu")  # "cpu" means CPU-time accounting, not throttling
+V1_SUBSYSTEM = {"memory": "memory", "pids": "pids", "cpu": "cpuacct"}
+DELEGATION_HINT = (
+    "cgroup v2 without root needs a delegated subtree, which is not supported yet; run as "
+    "root, or (later) under `systemd-run --user --scope -p Delegate=yes`"
+)
+_RUN_NAME = re.compile(r"(\d+)-[\w.-]+")  # "<supervisor pid>-<counter>"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_KILL_WINDOW = 2.0  # seconds kill() keeps sweeping before it leaves the rest to remove()
+_RMDIR_WINDOW = 1.0  # seconds remove() retries EBUSY while dying tasks are released
+
+
+@dataclass(frozen=True)
+class CgroupLimits:
+    memory: int | None  # bytes; None = no limit
+    pids: int | None  # most tasks at once
+
+
+@dataclass(frozen=True)
+class CgroupStats:
+    cpu_time: float  # seconds, whole tree
+    peak_memory: int  # bytes, 0 if unknown
+    oom_killed: bool  # the kernel's OOM killer killed something in this cgroup
+
+
+class Cgroup(Protocol):
+    join_paths: tuple[str, ...]  # files a process writes "0" into to join (one per hierarchy)
+
+    def cpu_time(self) -> float: ...  # cheap: polled during a run
+    def stats(self) -> CgroupStats: ...
+    def kill(self) -> None: ...  # SIGKILL every process in it
+    def remove(self) -> None: ...  # kill, then rmdir; idempotent
+
+
+@dataclass(frozen=True)
+class CgroupSupport:
+    """What this machine offers, for `create` and for `sandbox doctor`."""
+
+    version: int | None  # 1, 2, or None when no usable cgroup filesystem is mounted
+    controllers: dict[str, bool]  # memory, pids, cpu (accounting)
+    paths: dict[str, str]  # controller -> the `stockade` directory its run cgroups go under
+    reasons: dict[str, str]  # controller -> why it is missing
+
+
+@dataclass(frozen=True)
+class CgroupMount:
+    mount_point: str
+    root: str  # the part of the hierarchy this mount shows
+    version: int
+    options: frozenset[str]  # v1: super options, which name the controllers
+
+
+# ---------------------------------------------------------------- pure half: parse and plan
+
+
+def parse_proc_cgroup(text: str) -> dict[str, str]:
+    """`id:controllers:path` lines -> {controller: path}; the v2 line `0::/p` is keyed ""."""
+    own: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            for controller in parts[1].split(",") if parts[1] else [""]:
+                own[controller] = parts[2]
+    return own
+
+
+def _unescape(field: str) -> str:
+    # mountinfo writes space, tab, newline and backslash as octal escapes (\040 ...).
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_mountinfo(text: str) -> list[CgroupMount]:
+    """The cgroup and cgroup2 mounts, in mount order."""
+    mounts = []
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if not sep or len(fields) < 5 or not tail or tail[0] not in ("cgroup", "cgroup2"):
+            continue
+        options = frozenset(tail[2].split(",")) if len(tail) > 2 else frozenset()
+        version = 2 if tail[0] == "cgroup2" else 1
+        mounts.append(CgroupMount(_unescape(fields[4]), _unescape(fields[3]), version, options))
+    return mounts
+
+
+def cgroup_dir(mount: CgroupMount, own_path: str) -> str | None:
+    """Where our cgroup `own_path` appears under `mount`; None if the mount does not show it."""
+    if ".." in own_path.split("/"):  # outside our cgroup namespace's root
+        return None
+    rel = posixpath.relpath(own_path, mount.root)
+    if rel == ".." or rel.startswith("../"):
+        return None
+    return posixpath.normpath(posixpath.join(mount.mount_point, rel))
+
+
+def plan_support(
+    own: dict[str, str], mounts: list[CgroupMount], v2_controllers: frozenset[str], is_root: bool
+) -> CgroupSupport:
+    """Pick the layout: v1 if memory or pids sits on a v1 hierarchy (legacy, hybrid), else v2.
+
+    `v2_controllers` is the content of the v2 mount's cgroup.controllers.
+    """
+    v1 = {m for m in mounts if m.version == 1}
+    v2 = [m for m in mounts if m.version == 2]
+    on_v1 = {c for c in CONTROLLERS if any(V1_SUBSYSTEM[c] in m.options for m in v1)}
+    if on_v1 & {"memory", "pids"} or (on_v1 and not v2):
+        return _plan_v1(own, mounts)
+    if v2:
+        return _plan_v2(v2[-1], v2_controllers, is_root)
+    return _unsupported("no cgroup filesystem is mounted (mount cgroup2 on /sys/fs/cgroup)")
+
+
+def _unsupported(reason: str) -> CgroupSupport:
+    return CgroupSupport(
+        None, dict.fromkeys(CONTROLLERS, False), {}, dict.fromkeys(CONTROLLERS, reason)
+    )
+
+
+def _plan_v1(own: dict[str, str], mounts: list[CgroupMount]) -> CgroupSupport:
+    paths, reasons = {}, {}
+    for controller in CONTROLLERS:
+        subsystem = V1_SUBSYSTEM[controller]
+        found = [m for m in mounts if m.version == 1 and subsystem in m.options]
+        dirs = [d for m in found if (d := cgroup_dir(m, own.get(subsystem, "/"))) is not None]
+        if dirs:  # the last mount wins: it hides any earlier one on the same point
+            paths[controller] = posixpath.join(dirs[-1], PARENT)
+        elif found:
+            reasons[controller] = (
+                f"cgroup v1 {subsystem} is mounted, but not the part holding our cgroup "
+                f"{own.get(subsystem, '?')!r}"
+            )
+        else:
+            reasons[controller] = f"cgroup v1 {subsystem} controller is not mounted"
+    available = {c: c in paths for c in CONTROLLERS}
+    return CgroupSupport(1, available, paths, reasons)
+
+
+def _plan_v2(mount: CgroupMount, enabled: frozenset[str], is_root: bool) -> CgroupSupport:
+    parent = posixpath.join(mount.mount_point, PARENT)
+    paths, reasons = {}, {}
+    for controller in CONTROLLERS:
+        # cpu.stat (usage_usec) is a core file of every v2 cgroup: no controller needed.
+        if controller != "cpu" and controller not in enabled:
+            reasons[controller] = (
+                f"cgroup v2 {controller} controller is not in {mount.mount_point}/"
+                "cgroup.controllers (bound to a v1 hierarchy, or disabled at boot)"
+            )
+        elif not is_root:
+            reasons[controller] = DELEGATION_HINT
+        else:
+            paths[controller] = parent
+    return CgroupSupport(2, {c: c in paths for c in CONTROLLERS}, paths, reasons)
+
+
+def keyed(text: str) -> dict[str, int]:
+    """`key value` lines (cpu.stat, memory.events, memory.oom_control) -> {key: value}."""
+    pairs = (line.split() for line in text.splitlines())
+    return {p[0]: int(p[1]) for p in pairs if len(p) == 2 and p[1].lstrip("-").isdigit()}
+
+
+def needed(limits: CgroupLimits) -> tuple[str, ...]:
+    """The controllers `limits` needs; CPU accounting always."""
+    wanted = {"cpu": True, "memory": limits.memory is not None, "pids": limits.pids is not None}
+    return tuple(c for c in CONTROLLERS if wanted[c])
+
+
+def run_dirs(support: CgroupSupport, name: str) -> dict[str, str]:
+    """controller -> the run's directory; co-mounted v1 controllers (and all of v2) share one."""
+    return {c: posixpath.join(parent, name) for c, parent in support.paths.items()}
+
+
+def supervisor_pid(name: str) -> int | None:
+    """The supervisor pid a run cgroup's name embeds; None for names that are not ours."""
+    match = _RUN_NAME.fullmatch(name)
+    return int(match.group(1)) if match else None
+
+
+# ---------------------------------------------------------------- privileged half: kernel verbs
+
+
+@contextlib.contextmanager
+def _step(step: str) -> Iterator[None]:
+    """Report an OSError as the SetupError of `step`, at the module's boundary."""
+    try:
+        yield
+    except OSError as exc:
+        raise SetupError(step, exc.errno or 0, str(exc)) from exc
+
+
+@contextlib.contextmanager
+def _open_dir(path: str) -> Iterator[int]:
+    """An fd on `path`, opened one component at a time, never through a symlink."""
+    fd = os.open("/", _DIR_FLAGS)
+    try:
+        for part in filter(None, path.split("/")):
+            if part in (".", ".."):
+                raise OSError(errno.EINVAL, "not a plain path", path)
+            next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _open_file(path: str, flags: int) -> int:
+    with _open_dir(posixpath.dirname(path)) as dir_fd:
+        name = posixpath.basename(path)
+        return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+
+
+def _read(path: str) -> str:
+    fd = _open_file(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as file:  # loops to EOF: cgroup.procs may outgrow one read
+        return file.read().decode()
+
+
+def _write(path: str, value: str) -> None:
+    fd = _open_file(path, os.O_WRONLY | os.O_TRUNC)  # as `echo >` does; plain files in tests
+    try:
+        os.write(fd, value.encode())  # one write(2): a cgroup file takes each write as a command
+    finally:
+        os.close(fd)
+
+
+def _mkdir(path: str, exist_ok: bool) -> None:
+    with _open_dir(posixpath.dirname(path)) as dir_fd:
+        try:
+            os.mkdir(posixpath.basename(path), 0o755, dir_fd=dir_fd)
+        except FileExistsError:
+            if not exist_ok:
+                raise
+
+
+def _rmdir(path: str, window: float) -> None:
+    """rmdir without following symlinks; gone already is fine; EBUSY is retried for `window`."""
+    deadline = time.monotonic() + window
+    while True:
+        try:
+            with _open_dir(posixpath.dirname(path)) as dir_fd:
+                os.rmdir(posixpath.basename(path), dir_fd=dir_fd)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() >= deadline:  # tasks still dying
+                raise
+            time.sleep(0.01)
+
+
+def _members(procs_files: tuple[str, ...]) -> set[int]:
+    pids: set[int] = set()
+    for path in procs_files:
+        with contextlib.suppress(FileNotFoundError):
+            pids.update(int(p) for p in _read(path).split())
+    pids.discard(0)  # a task in a pid namespace we cannot see; kill(0) would hit our own group
+    return pids
+
+
+def _sweep(procs_files: tuple[str, ...]) -> bool:
+    """SIGKILL every member once; False when there was none.
+
+    Each process is pinned by a pidfd before its membership is read again, so a pid that an
+    unrelated process took over in between is never signalled.
+    """
+    pids = _members(procs_files)
+    if not pids:
+        return False
+    pinned: dict[int, int | None] = {}
+    for pid in pids:
+        try:
+            pinned[pid] = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        except OSError:  # no pidfd_open (kernel < 5.3): plain kill(2) below
+            pinned[pid] = None
+    try:
+        still = _members(procs_files)
+        for pid, fd in pinned.items():
+            with contextlib.suppress(ProcessLookupError):
+                if pid in still and fd is not None:
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                elif pid in still:
+                    os.kill(pid, signal.SIGKILL)
+    finally:
+        for fd in pinned.values():
+            if fd is not None:
+                os.close(fd)
+    return True
+
+
+def _kill_all(procs_files: tuple[str, ...]) -> None:
+    """Sweep until the cgroup is empty (a task forking meanwhile is caught by the next sweep)."""
+    deadline, pause = time.monotonic() + _KILL_WINDOW, 0.001
+    while _sweep(procs_files) and time.monotonic() < deadline:
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+class CgroupV1:
+    """One directory per v1 hierarchy: memory, pids, cpuacct (each only when mounted)."""
+
+    def __init__(self, dirs: dict[str, str]) -> None:
+        self.dirs = dirs  # controller -> run directory
+        unique = tuple(dict.fromkeys(dirs.values()))  # co-mounted controllers share one
+        self.join_paths = tuple(posixpath.join(d, "cgroup.procs") for d in unique)
+
+    def apply(self, limits: CgroupLimits) -> None:
+        if limits.memory is not None:
+            memory = self.dirs["memory"]
+            _write(f"{memory}/memory.limit_in_bytes", str(limits.memory))
+            # memory+swap capped at the same value means no swap; the file exists only with
+            # swap accounting (swapaccount=1). swappiness 0 is a best effort without it.
+            with contextlib.suppress(FileNotFoundError):
+                _write(f"{memory}/memory.memsw.limit_in_bytes", str(limits.memory))
+            with contextlib.suppress(OSError):
+                _write(f"{memory}/memory.swappiness", "0")
+        if limits.pids is not None:
+            _write(f"{self.dirs['pids']}/pids.max", str(limits.pids))
+
+    def cpu_time(self) -> float:
+        with _step("cgroups.cpu_time"):
+            return int(_read(f"{self.dirs['cpu']}/cpuacct.usage")) / 1e9
+
+    def stats(self) -> CgroupStats:
+        memory = self.dirs.get("memory")
+        if memory is None:
+            return CgroupStats(self.cpu_time(), 0, False)
+        with _step("cgroups.stats"):
+            peak = int(_read(f"{memory}/memory.max_usage_in_bytes"))
+            events = keyed(_read(f"{memory}/memory.oom_control"))
+            if "oom_kill" in events:  # kernel >= 4.13
+                oom = events["oom_kill"] > 0
+            else:  # older: failcnt counts every hit of the limit, so it may over-report
+                oom = int(_read(f"{memory}/memory.failcnt")) > 0
+        return CgroupStats(self.cpu_time(), peak, oom)
+
+    def kill(self) -> None:
+        with _step("cgroups.kill"):
+            _kill_all(self.join_paths)
+
+    def remove(self) -> None:
+        self.kill()
+        with _step("cgroups.remove"):
+            for procs in self.join_paths:
+                _remove_run_dir(posixpath.dirname(procs))
+
+
+class CgroupV2:
+    """One directory in the unified hierarchy."""
+
+    def __init__(self, path: str, controllers: frozenset[str]) -> None:
+        self.path = path
+        self.controllers = controllers  # enabled for this cgroup: memory, pids
+        self.join_paths = (f"{path}/cgroup.procs",)
+
+    def apply(self, limits: CgroupLimits) -> None:
+        if limits.memory is not None:
+            _write(f"{self.path}/memory.max", str(limits.memory))
+            with contextlib.suppress(FileNotFoundError):  # absent without swap support
+                _write(f"{self.path}/memory.swap.max", "0")
+        if limits.pids is not None:
+            _write(f"{self.path}/pids.max", str(limits.pids))
+
+    def cpu_time(self) -> float:
+        with _step("cgroups.cpu_time"):
+            return keyed(_read(f"{self.path}/cpu.stat"))["usage_usec"] / 1e6
+
+    def stats(self) -> CgroupStats:
+        if "memory" not in self.controllers:
+            return CgroupStats(self.cpu_time(), 0, False)
+        with _step("cgroups.stats"):
+            try:  # memory.peak needs kernel >= 5.19; memory.current is all older ones have
+                peak = int(_read(f"{self.path}/memory.peak"))
+            except FileNotFoundError:
+                peak = int(_read(f"{self.path}/memory.current"))
+            oom = keyed(_read(f"{self.path}/memory.events")).get("oom_kill", 0) > 0
+        return CgroupStats(self.cpu_time(), peak, oom)
+
+    def kill(self) -> None:
+        with _step("cgroups.kill"):
+            # cgroup.kill (kernel >= 5.14) kills atomically, forks included; the sweep then
+            # waits for the cgroup to empty, or does the whole job on older kernels.
+            with contextlib.suppress(FileNotFoundError):
+                _write(f"{self.path}/cgroup.kill", "1")
+            _kill_all(self.join_paths)
+
+    def remove(self) -> None:
+        self.kill()
+        with _step("cgroups.remove"):
+            _remove_run_dir(self.path)
+
+
+def _remove_run_dir(path: str) -> None:
+    _rmdir(path, _RMDIR_WINDOW)
+    # The shared parent goes too once empty, so the host's tree is left as we found it; a
+    # concurrent create() that loses its parent this way simply makes it again.
+    with contextlib.suppress(OSError):
+        _rmdir(posixpath.dirname(path), 0)
+
+
+def _enable_subtree(cgroup: str, controllers: frozenset[str]) -> None:
+    present = set(_read(f"{cgroup}/cgroup.subtree_control").split())
+    for controller in sorted(controllers - present):
+        _write(f"{cgroup}/cgroup.subtree_control", f"+{controller}")
+
+
+def _make_v2(support: CgroupSupport, name: str) -> CgroupV2:
+    path = run_dirs(support, name)["cpu"]
+    parent = posixpath.dirname(path)
+    controllers = frozenset(c for c in ("memory", "pids") if support.controllers[c])
+    # The root cgroup may hold processes and still delegate; `stockade` holds none, so it can.
+    _enable_subtree(posixpath.dirname(parent), controllers)
+    _mkdir(parent, exist_ok=True)
+    _enable_subtree(parent, controllers)
+    _mkdir(path, exist_ok=False)
+    return CgroupV2(path, controllers)
+
+
+def _make_v1(support: CgroupSupport, name: str) -> CgroupV1:
+    dirs = run_dirs(support, name)
+    made: list[str] = []
+    try:
+        for path in dict.fromkeys(dirs.values()):  # co-mounted controllers share a directory
+            _mkdir(posixpath.dirname(path), exist_ok=True)
+            _mkdir(path, exist_ok=False)
+            made.append(path)
+    except BaseException:
+        for path in made:  # still empty: nothing has joined yet
+            _remove_run_dir(path)
+        raise
+    return CgroupV1(dirs)
+
+
+def detect() -> CgroupSupport:
+    try:
+        with open("/proc/self/cgroup") as own, open("/proc/self/mountinfo") as mountinfo:
+            own_paths, mounts = parse_proc_cgroup(own.read()), parse_mountinfo(mountinfo.read())
+    except OSError as exc:
+        return _unsupported(f"cannot read /proc/self/cgroup or /proc/self/mountinfo: {exc}")
+    v2 = [m for m in mounts if m.version == 2]
+    enabled: frozenset[str] = frozenset()
+    if v2:
+        with contextlib.suppress(OSError):
+            enabled = frozenset(_read(f"{v2[-1].mount_point}/cgroup.controllers").split())
+    return plan_support(own_paths, mounts, enabled, os.geteuid() == 0)
+
+
+def _require(support: CgroupSupport, limits: CgroupLimits) -> None:
+    for controller in needed(limits):
+        if not support.controllers[controller]:
+            label = V1_SUBSYSTEM[controller] if support.version == 1 else controller
+            version = f"v{support.version} " if support.version else ""
+            raise UnsupportedError(
+                f"cgroup {version}{label} controller", support.reasons[controller]
+            )
+
+
+def create(name: str, limits: CgroupLimits) -> Cgroup:
+    """Make the run's cgroup with `limits` applied. `name` is "<supervisor pid>-<counter>"."""
+    if supervisor_pid(name) is None:
+        raise ValueError(f"cgroup run name {name!r} is not '<pid>-<counter>'")
+    support = detect()
+    if support.version == 2 and os.geteuid() != 0:
+        raise UnsupportedError("cgroup v2 delegation (not running as root)", DELEGATION_HINT)
+    _require(support, limits)
+    for attempt in range(3):
+        try:
+            with _step("cgroups.create"):
+                return _create_once(support, name, limits)
+        except SetupError as exc:
+            # ENOENT: a concurrent remove() took the empty parent away; make it again.
+            if exc.errno != errno.ENOENT or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _create_once(support: CgroupSupport, name: str, limits: CgroupLimits) -> Cgroup:
+    try:
+        cgroup: CgroupV1 | CgroupV2 = (
+            _make_v2(support, name) if support.version == 2 else _make_v1(support, name)
+        )
+    except PermissionError as exc:
+        raise UnsupportedError(
+            "write access to the cgroup hierarchy", f"run as root ({exc})"
+        ) from exc
+    try:
+        cgroup.apply(limits)
+    except BaseException:
+        with contextlib.suppress(SetupError):  # let the first error be the one reported
+            cgroup.remove()
+        raise
+    return cgroup
+
+
+def cleanup_stale() -> None:
+    """Remove the run cgroups of supervisors that died without cleaning up, tasks first.
+
+    Best effort: what cannot go now (a task stuck in the kernel) is tried again next time.
+    Liveness is judged in our own pid namespace; a recycled pid keeps its cgroup until later.
+    """
+    for parent in set(detect().paths.values()):
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            continue
+        for name in names:
+            pid = supervisor_pid(name)
+            if pid is not None and not _alive(pid):
+                path = posixpath.join(parent, name)
+                with contextlib.suppress(OSError):
+                    _kill_all((f"{path}/cgroup.procs",))
+                    _remove_run_dir(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

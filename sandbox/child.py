@@ -1,0 +1,132 @@
+"""The only code that runs between fork and execve: the setup checklist, in order.
+
+Rules for this file: single-threaded, no logging, no locks; each step is one call into its
+concern's module; a failing step reports `(step, errno)` to the supervisor through the
+close-on-exec report pipe and exits 125. Read it top to bottom against DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import socket
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from . import _syscalls as sc
+from . import limits, mounts, namespaces, net, privileges, seccomp
+from .plan import RunPlan
+
+SETUP_FAILED = 125
+
+
+def report(fd: int, **message: Any) -> None:
+    os.write(fd, (json.dumps(message) + "\n").encode())
+
+
+class _Checklist:
+    def __init__(self, report_fd: int) -> None:
+        self.report_fd = report_fd
+
+    def __call__(self, name: str, action: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return action(*args)
+        except OSError as exc:
+            report(self.report_fd, kind="setup", step=name, errno=exc.errno or 0, detail=str(exc))
+            os._exit(SETUP_FAILED)
+
+
+def run_init(
+    plan: RunPlan,
+    root: str,
+    join_paths: tuple[str, ...],
+    stdio: tuple[int, int, int],
+    report_fd: int,
+) -> NoReturn:
+    """PID 1 of the run: set everything up, fork the workload, reap, report its status."""
+    try:
+        step = _Checklist(report_fd)
+        # Steps 1-3 (supervisor, fork, new pid namespace) are done; this process is PID 1.
+        step("session.setsid", os.setsid)
+        step("prctl.pdeathsig", sc.prctl, sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        step("privileges.scrub_environ", privileges.scrub_inherited_environ)
+        # The cgroup namespace takes the caller's cgroup as its root, so join first.
+        step("cgroups.join", _join_cgroup, join_paths)
+        step("namespaces.unshare", namespaces.unshare_child_namespaces)
+        step("namespaces.keyring", namespaces.join_new_session_keyring)
+        step("net.loopback_up", net.loopback_up)
+        # 4. mounts
+        step("mounts.build_root", mounts.build_root, root, plan.root)
+        step(
+            "mounts.workspace_files",
+            mounts.write_workspace,
+            root,
+            plan.files,
+            plan.root.uid,
+            plan.root.gid,
+        )
+        step("mounts.pivot_root", mounts.pivot_root, root)
+        # 5. hostname, rlimits (the cgroup was joined above)
+        step("uts.sethostname", socket.sethostname, plan.hostname)
+        step("limits.rlimits", limits.apply_rlimits, plan.rlimits)
+        # 6. privileges
+        step("privileges.drop", privileges.drop_privileges, plan.root.uid, plan.root.gid)
+        # 7. file descriptors: the workload's stdio, and nothing else of ours
+        step("fds.stdio", _install_stdio, stdio)
+        step("fds.close", os.closerange, 3, report_fd)
+        step("fds.close", os.closerange, report_fd + 1, 1 << 20)
+        # The init shares the workload's uid: without this, the workload could write into
+        # the init's memory through /proc/1/mem and run code outside the seccomp filter.
+        step("privileges.not_dumpable", sc.prctl, sc.PR_SET_DUMPABLE, 0)
+        # 8. The filter goes last: everything above needs syscalls it refuses. The init
+        # loads it too, and the workload inherits it; what remains (fork, setsid, chdir,
+        # sigaction, execve, wait4) is all on the allowlist.
+        step("seccomp.load", seccomp.load_filters, plan.seccomp)
+        workload = step("workload.fork", os.fork)
+        if workload == 0:
+            _exec_workload(plan, report_fd)
+        status = namespaces.run_init(workload)
+        report(report_fd, kind="exit", status=status)
+    finally:
+        os._exit(SETUP_FAILED)
+
+
+def _exec_workload(plan: RunPlan, report_fd: int) -> NoReturn:
+    """The workload: own session, clean signals and environment, execve (seccomp is on)."""
+    try:
+        step = _Checklist(report_fd)
+        step("session.setsid", os.setsid)  # no controlling terminal: TIOCSTI has no target
+        step("signals.reset", _reset_signals)
+        step("workspace.chdir", os.chdir, "/workspace")
+        try:
+            os.execvpe(plan.argv[0], list(plan.argv), plan.env)
+        except OSError as exc:
+            report(report_fd, kind="exec", errno=exc.errno or 0, command=plan.argv[0])
+            os._exit(127 if exc.errno == errno.ENOENT else 126)
+    finally:
+        os._exit(SETUP_FAILED)
+
+
+def _join_cgroup(join_paths: tuple[str, ...]) -> None:
+    for path in join_paths:
+        with open(path, "w") as procs:
+            procs.write("0")
+
+
+def _install_stdio(stdio: tuple[int, int, int]) -> None:
+    # Move the pipes above 2 first, so dup2 onto 0..2 never clobbers one not yet copied.
+    high = [os.dup(fd) if fd < 3 else fd for fd in stdio]
+    for target, fd in enumerate(high):
+        os.dup2(fd, target, inheritable=True)
+
+
+def _reset_signals() -> None:
+    # Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive execve.
+    for number in signal.valid_signals():
+        try:
+            signal.signal(number, signal.SIG_DFL)
+        except (OSError, ValueError):  # SIGKILL, SIGSTOP and glibc's own real-time signals
+            continue
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])

@@ -1,0 +1,170 @@
+"""The `sandbox` command: run | code | doctor | policies.
+
+Exit codes (the contract): the program's own; 124 wall or CPU time ran out; 137 killed for
+memory; 128+N death by signal N; 125 the sandbox could not be set up; 126/127 the command
+cannot be executed / is not found; 2 bad usage or an invalid policy or flag. With --json: 0
+whenever the sandbox ran, 125 when it could not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+USAGE_ERROR = 2
+SETUP_FAILED = 125
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:
+        self.exit(USAGE_ERROR, f"sandbox: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sandbox", description="Run untrusted code in a hardened sandbox.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = commands.add_parser("run", help="run a command in the sandbox")
+    _add_run_options(run)
+    run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
+    code = commands.add_parser("code", help="run source code (a file, or - for stdin)")
+    _add_run_options(code)
+    code.add_argument("--language", choices=("python", "bash", "sh"), default=None)
+    code.add_argument("source", nargs="?", default="-", metavar="FILE | -")
+    doctor = commands.add_parser("doctor", help="what this machine supports")
+    doctor.add_argument("--json", action="store_true", help="print one JSON object")
+    commands.add_parser("policies", help="list the built-in policies")
+    return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--policy", default="default", metavar="NAME|PATH", help="built-in name or TOML file")
+    add("--timeout", metavar="SECONDS", help="wall-clock limit")
+    add("--cpu-time", metavar="SECONDS", help="CPU-time limit for the whole tree")
+    add("--memory", metavar="SIZE", help="memory limit for the whole tree, e.g. 256M")
+    add("--pids", metavar="N", help="most processes/threads at once")
+    add("--output-limit", metavar="SIZE", help="most bytes kept of stdout and of stderr each")
+    add("--allow-net", action="append", metavar="HOST[:PORT]", help="allow one destination")
+    add("--file", action="append", default=[], metavar="SRC[:DEST]", help="copy into /workspace")
+    add("--env", action="append", default=[], metavar="NAME=VALUE", help="set one variable")
+    add("--json", action="store_true", help="print the Result as one JSON object")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "policies":
+        return _policies()
+    if args.command == "doctor":
+        from .doctor import main as doctor_main
+
+        return doctor_main(json_output=args.json)
+    from .errors import PolicyError, SandboxError
+
+    try:
+        return _run(args)
+    except PolicyError as exc:
+        print(f"sandbox: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    except SandboxError as exc:
+        if args.json:
+            print(json.dumps({"status": "setup_failed", "error": str(exc)}))
+        print(f"sandbox: {exc}", file=sys.stderr)
+        return SETUP_FAILED
+
+
+def _policies() -> int:
+    from .policy import builtin_policies
+
+    for name, description in builtin_policies().items():
+        print(f"{name:<12} {description}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .errors import PolicyError
+    from .runner import Sandbox
+
+    sandbox = Sandbox(_policy(args))
+    files = dict(_read_file(spec) for spec in args.file)
+    env = dict(_parse_env(item) for item in args.env)
+    stdin: bytes | int = 0
+    if args.command == "code":
+        language, code = _read_source(args.source, args.language)
+        from .runner import LANGUAGES
+
+        filename, argv = LANGUAGES[language]
+        files[filename] = code
+        stdin = b"" if args.source == "-" else 0
+    else:
+        argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+        if not argv:
+            raise PolicyError("COMMAND", "missing: sandbox run [OPTIONS] -- COMMAND [ARG...]")
+    if args.json and stdin == 0 and os.isatty(0):
+        stdin = b""
+    forward = () if args.json else (1, 2)
+    result = sandbox.run(
+        argv,
+        stdin=stdin,
+        files=files,
+        env=env,
+        stdout_fd=forward[0] if forward else None,
+        stderr_fd=forward[1] if forward else None,
+    )
+    if args.json:
+        print(result.to_json())
+        return SETUP_FAILED if result.status == "setup_failed" else 0
+    if result.error:
+        print(f"sandbox: {result.error}", file=sys.stderr)
+    return result.exit_status()
+
+
+def _policy(args: argparse.Namespace) -> Any:
+    from .policy import Policy
+
+    flags = {
+        "timeout": args.timeout,
+        "cpu_time": args.cpu_time,
+        "memory": args.memory,
+        "pids": args.pids,
+        "output_limit": args.output_limit,
+        "allow_net": tuple(args.allow_net) if args.allow_net else None,
+    }
+    return Policy.load(args.policy).override(**{k: v for k, v in flags.items() if v is not None})
+
+
+def _read_file(spec: str) -> tuple[str, bytes]:
+    from .errors import PolicyError
+
+    source, _, dest = spec.partition(":")
+    try:
+        with open(source, "rb") as file:
+            return dest or os.path.basename(source), file.read()
+    except OSError as exc:
+        raise PolicyError("--file", f"cannot read {source!r}: {exc.strerror}") from None
+
+
+def _parse_env(item: str) -> tuple[str, str]:
+    from .errors import PolicyError
+
+    name, sep, value = item.partition("=")
+    if not sep or not name or not name.replace("_", "a").isalnum() or name[0].isdigit():
+        raise PolicyError("--env", f"expected NAME=VALUE with a valid NAME, got {item!r}")
+    return name, value
+
+
+def _read_source(source: str, language: str | None) -> tuple[str, bytes]:
+    from .errors import PolicyError
+
+    if language is None:
+        language = "sh" if source.endswith(".sh") else "python"
+    try:
+        if source == "-":
+            return language, sys.stdin.buffer.read()
+        with open(source, "rb") as file:
+            return language, file.read()
+    except OSError as exc:
+        raise PolicyError("FILE", f"cannot read {source!r}: {exc.strerror}") from None

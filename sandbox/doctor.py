@@ -1,0 +1,130 @@
+"""What this machine supports: each protection, available or not, and why.
+
+Every namespace and pivot_root are probed for real in a forked child (a sysctl can say yes
+while a container's seccomp profile says no). Exit code 0 when everything the default
+policy needs is there, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from . import _syscalls as sc
+from . import cgroups, seccomp
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    available: bool
+    detail: str
+    required: bool = True  # does the default policy need it?
+
+
+NAMESPACES = {
+    "mount": sc.CLONE_NEWNS,
+    "pid": sc.CLONE_NEWPID,
+    "ipc": sc.CLONE_NEWIPC,
+    "uts": sc.CLONE_NEWUTS,
+    "net": sc.CLONE_NEWNET,
+    "cgroup": sc.CLONE_NEWCGROUP,
+}
+
+
+def probe(action: Callable[[], None]) -> tuple[bool, str]:
+    """Run `action` in a forked child; (True, "works") or (False, the error)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            action()
+            os._exit(0)
+        except OSError as exc:
+            os.write(write_end, str(exc).encode()[:500])
+        finally:
+            os._exit(1)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        message = reader.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    return (True, "works") if os.waitstatus_to_exitcode(status) == 0 else (False, message)
+
+
+def _pivot_root() -> tuple[bool, str]:
+    root = tempfile.mkdtemp(prefix="stockade-doctor-")
+    try:
+        return probe(lambda: _pivot_into(root))
+    finally:
+        os.rmdir(root)
+
+
+def _pivot_into(root: str) -> None:
+    sc.unshare(sc.CLONE_NEWNS)
+    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    sc.mount("tmpfs", root, "tmpfs", 0, "size=64k")
+    os.chdir(root)
+    sc.pivot_root(".", ".")
+    sc.umount2(".", sc.MNT_DETACH)
+
+
+def _user_namespace() -> tuple[bool, str]:
+    ok, detail = probe(lambda: sc.unshare(sc.CLONE_NEWUSER))
+    if ok:
+        return ok, detail
+    hints = []
+    for path, bad in (
+        ("/proc/sys/kernel/unprivileged_userns_clone", "0"),
+        ("/proc/sys/user/max_user_namespaces", "0"),
+        ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1"),
+    ):
+        try:
+            with open(path) as file:
+                if file.read().strip() == bad:
+                    hints.append(f"{path.removeprefix('/proc/sys/').replace('/', '.')}={bad}")
+        except OSError:
+            continue
+    return False, f"{detail}; " + (", ".join(hints) or "no sysctl explains it")
+
+
+def checks() -> list[Check]:
+    found = [
+        Check(f"namespace.{name}", *probe(lambda f=flag: sc.unshare(f)))
+        for name, flag in NAMESPACES.items()
+    ]
+    found.append(Check("namespace.user", *_user_namespace(), required=os.geteuid() != 0))
+    found.append(Check("pivot_root", *_pivot_root()))
+    found.append(Check("seccomp", *seccomp.detect()))
+    support = cgroups.detect()
+    found.append(
+        Check(
+            "cgroup.version",
+            support.version is not None,
+            f"v{support.version}" if support.version else "no cgroup hierarchy found",
+        )
+    )
+    for controller, available in support.controllers.items():
+        detail = support.reasons.get(controller, "available") if not available else "available"
+        found.append(Check(f"cgroup.{controller}", available, detail))
+    return found
+
+
+def main(*, json_output: bool = False) -> int:
+    found = checks()
+    healthy = all(check.available for check in found if check.required)
+    if json_output:
+        print(json.dumps({"ok": healthy, "checks": [asdict(c) for c in found]}, indent=2))
+    else:
+        for check in found:
+            mark = "ok " if check.available else ("MISSING" if check.required else "no ")
+            print(f"{mark:<8}{check.name:<20}{check.detail}")
+        print(
+            "everything the default policy needs is here"
+            if healthy
+            else "the default policy cannot run here: see MISSING above"
+        )
+    return 0 if healthy else 1

@@ -1,0 +1,51 @@
+"""The exception tree of the sandbox. This module imports nothing from the package.
+
+    SandboxError                 the root: catch this to catch everything the sandbox raises
+    ├── PolicyError              a policy or a flag is invalid; names the field and the reason
+    ├── UnsupportedError         this machine lacks a protection the policy asks for; has a hint
+    └── SetupError               the sandbox could not be set up; carries the step and the errno
+
+What the *program* did (timeout, out of memory, a signal, a non-zero exit) is not an
+exception: it is the `status` of the `Result`. Only what the sandbox could not do raises.
+"""
+
+from __future__ import annotations
+
+import errno as errno_module
+import os
+
+
+class SandboxError(Exception):
+    """Root of every error the sandbox raises."""
+
+
+class PolicyError(SandboxError, ValueError):
+    """A policy file, an override or a command-line flag is invalid."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class UnsupportedError(SandboxError):
+    """This machine cannot provide a protection that the policy asks for."""
+
+    def __init__(self, missing: str, hint: str = "") -> None:
+        self.missing = missing
+        self.hint = hint
+        super().__init__(f"{missing}" + (f" (hint: {hint})" if hint else ""))
+
+
+class SetupError(SandboxError):
+    """A step of the sandbox's setup failed; `step` names it, `errno` says why."""
+
+    def __init__(self, step: str, errno: int, detail: str = "") -> None:
+        self.step = step
+        self.errno = errno
+        self.detail = detail
+        name = errno_module.errorcode.get(errno, str(errno))
+        cause = f"{name}: {os.strerror(errno)}" if errno else "failed"
+        super().__init__(
+            f"setup step {step!r} failed: {cause}" + (f" ({detail})" if detail else "")
+        )

@@ -1,0 +1,152 @@
+"""Starting supervisors safely from any thread: fork directly, or ask the spawn server.
+
+Forking a multi-threaded process can deadlock the child (a lock held by another thread at
+fork time stays held forever). So a supervisor is forked straight from the caller only when
+the caller has exactly one OS thread; otherwise it is forked by the spawn server: a small
+single-threaded process, started once per caller process with fork+exec (safe from any
+thread), that receives each run's plan and pipes over a private socketpair, in the manner of
+multiprocessing's forkserver. Nobody else can talk to it: there is no named socket.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+
+from . import spawn
+from .plan import RunPlan
+
+_LENGTH = struct.Struct("!Q")
+
+
+@dataclass
+class Launched:
+    reply: socket.socket  # the supervisor's pickled RunReport arrives here, then EOF
+    pid: int | None  # the supervisor's pid when it is our own child, to reap
+
+
+def launch(plan: RunPlan, stdio: tuple[int, int, int]) -> Launched:
+    if _single_threaded():
+        return _launch_direct(plan, stdio)
+    return _server.launch(plan, stdio)
+
+
+def _single_threaded() -> bool:
+    # Counts OS threads, so native threads that `threading` does not know of count too.
+    return len(os.listdir("/proc/self/task")) == 1
+
+
+def _launch_direct(plan: RunPlan, stdio: tuple[int, int, int]) -> Launched:
+    ours, theirs = socket.socketpair()
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        ours.close()
+        spawn.supervise_and_reply(plan, stdio, theirs.detach(), parent)
+    theirs.close()
+    return Launched(ours, pid)
+
+
+class _SpawnServer:
+    """The caller's handle on its spawn server; started on first use, restarted if gone."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._control: socket.socket | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._owner = 0
+
+    def launch(self, plan: RunPlan, stdio: tuple[int, int, int]) -> Launched:
+        ours, theirs = socket.socketpair()
+        with self._lock:
+            control = self._ensure_running()
+            socket.send_fds(control, [b"R"], [theirs.fileno(), *stdio])
+        theirs.close()
+        payload = pickle.dumps(plan)
+        ours.sendall(_LENGTH.pack(len(payload)) + payload)
+        return Launched(ours, None)
+
+    def _ensure_running(self) -> socket.socket:
+        alive = self._process is not None and self._process.poll() is None
+        if self._control is not None and alive and self._owner == os.getpid():
+            return self._control
+        ours, theirs = socket.socketpair()
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "sandbox.forkserver", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            # The server's environment is what /proc/1/environ of a run could show: keep
+            # nothing of the caller's there.
+            env={"PYTHONPATH": package_parent, "PATH": "/usr/bin:/bin"},
+        )
+        theirs.close()
+        self._control, self._owner = ours, os.getpid()
+        return ours
+
+
+_server = _SpawnServer()
+
+
+def serve(control: socket.socket) -> None:
+    """The spawn server's loop: one supervisor process per request, until the caller goes."""
+    children: set[int] = set()
+
+    def reap(signum: int, frame: object) -> None:
+        while children:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            children.discard(pid)
+
+    signal.signal(signal.SIGCHLD, reap)
+    spawn.cleanup_stale()
+    while True:
+        message, fds, _, _ = socket.recv_fds(control, 1, 4)
+        if not message:
+            break  # the caller is gone: stop every run, and go
+        reply, *stdio = fds
+        pid = os.fork()
+        if pid == 0:
+            control.close()
+            plan = _receive_plan(reply)
+            spawn.supervise_and_reply(plan, (stdio[0], stdio[1], stdio[2]), reply, os.getppid())
+        children.add(pid)
+        for fd in fds:
+            os.close(fd)
+    for pid in list(children):
+        os.kill(pid, signal.SIGTERM)
+
+
+def _receive_plan(fd: int) -> RunPlan:
+    with socket.socket(fileno=os.dup(fd)) as channel:
+        header = _receive_exactly(channel, _LENGTH.size)
+        plan = pickle.loads(_receive_exactly(channel, _LENGTH.unpack(header)[0]))
+    assert isinstance(plan, RunPlan)
+    return plan
+
+
+def _receive_exactly(channel: socket.socket, size: int) -> bytes:
+    chunks, remaining = [], size
+    while remaining:
+        chunk = channel.recv(min(remaining, 1 << 20))
+        if not chunk:
+            raise EOFError("the caller closed the channel mid-plan")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+if __name__ == "__main__":
+    serve(socket.socket(fileno=int(sys.argv[1])))

@@ -1,0 +1,213 @@
+"""The policy: what a run may do, as pydantic models of a declarative TOML file.
+
+Every field has a default and a docstring with its unit. Unknown keys, wrong units and
+out-of-range values are refused with a `PolicyError` that names the key. `Policy.override`
+is the only way flags change a policy, so files and flags have one source of truth.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from .errors import PolicyError
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+
+
+def parse_size(value: object) -> int:
+    """Bytes from an int or a string such as '512K', '256M', '1G' (binary multiples)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 256M, not a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and (match := _SIZE.match(value)):
+        return int(float(match[1]) * _SIZE_UNITS[match[2].upper()])
+    raise ValueError(f"expected a size such as 512K, 256M or 1G, got {value!r}")
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a string such as '1.5', '500ms', '30s', '2m'."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration in seconds, not a boolean")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return float(match[1]) * _DURATION_UNITS[match[2] or ""]
+    raise ValueError(f"expected a duration such as 10, 1.5, 500ms or 2m, got {value!r}")
+
+
+def parse_count(value: object) -> int:
+    """A whole number from an int or a decimal string ('64'); booleans are refused."""
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number, not a boolean")
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, int):
+        return value
+    raise ValueError(f"expected a whole number, got {value!r}")
+
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+Count = Annotated[int, BeforeValidator(parse_count)]
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+_DAY = 86_400.0
+_TIB = 1 << 40
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class Limits(_Section):
+    timeout: Duration = Field(10.0, gt=0, le=_DAY)
+    """Wall-clock limit in seconds for the whole run."""
+    cpu_time: Duration | None = Field(10.0, gt=0, le=_DAY)
+    """CPU-time limit in seconds for the whole process tree; None for none."""
+    memory: Size | None = Field(256 << 20, ge=4 << 20, le=_TIB)
+    """Memory limit in bytes for the whole tree (tmpfs contents count too); None for none."""
+    pids: Count | None = Field(64, ge=1, le=1 << 22)
+    """Most processes and threads at once; None for none."""
+    open_files: Count = Field(256, ge=8, le=1 << 20)
+    """Most open file descriptors per process (RLIMIT_NOFILE)."""
+    file_size: Size = Field(64 << 20, ge=1, le=_TIB)
+    """Largest file a process may write, in bytes (RLIMIT_FSIZE)."""
+    stack: Size = Field(8 << 20, ge=64 << 10, le=1 << 30)
+    """Stack size per process in bytes (RLIMIT_STACK)."""
+    output: Size = Field(1 << 20, ge=0, le=1 << 30)
+    """Most bytes kept of stdout and of stderr each; the rest is dropped, never blocking."""
+    cgroups: Literal["required", "best_effort"] = "required"
+    """'required': refuse to run without the cgroup controllers the limits need.
+    'best_effort': run on rlimits alone and say in Result.warnings which limits are weaker."""
+
+
+DEFAULT_READONLY = (
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+    "/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d",
+    "/etc/ssl", "/etc/ca-certificates", "/etc/localtime",
+)  # fmt: skip
+
+
+class Filesystem(_Section):
+    readonly: tuple[str, ...] = DEFAULT_READONLY
+    """Host paths bound read-only at the same place; missing ones are skipped."""
+    python: bool = True
+    """Also bind the running interpreter's installation (sys.base_prefix) read-only."""
+    workspace_size: Size = Field(64 << 20, ge=64 << 10, le=_TIB)
+    """Size cap of the writable /workspace (a per-run tmpfs), in bytes."""
+    tmp_size: Size = Field(64 << 20, ge=64 << 10, le=_TIB)
+    """Size cap of the writable /tmp (a per-run tmpfs), in bytes."""
+    inodes: Count = Field(16_384, ge=64, le=1 << 24)
+    """Most files and directories in each of /workspace and /tmp."""
+
+
+class Process(_Section):
+    uid: Count = Field(65534, ge=1, le=(1 << 32) - 2)
+    """The workload's uid; never 0."""
+    gid: Count = Field(65534, ge=1, le=(1 << 32) - 2)
+    """The workload's gid; never 0."""
+    hostname: str = Field("sandbox", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9.-]{0,62}$")
+    """The hostname inside the sandbox."""
+    env: dict[str, str] = Field(default_factory=lambda: {"LANG": "C.UTF-8"})
+    """Variables set inside, on top of PATH, HOME and TMPDIR. Nothing of the host's."""
+
+
+class Network(_Section):
+    allow: tuple[str, ...] = ()
+    """Destinations reachable over TCP: 'HOST', 'HOST:PORT', 'CIDR' or 'CIDR:PORT'."""
+    allow_host_loopback: bool = False
+    """For local development only: let allowlisted loopback/link-local addresses through."""
+    max_connections: Count = Field(16, ge=1, le=4096)
+    """Most relayed connections open at once."""
+    max_bytes: Size = Field(64 << 20, ge=1, le=_TIB)
+    """Most bytes relayed in both directions over the whole run."""
+
+
+class Policy(_Section):
+    name: str = "custom"
+    """A short name for the profile."""
+    description: str = ""
+    """What the profile is for."""
+    limits: Limits = Field(default_factory=Limits)
+    filesystem: Filesystem = Field(default_factory=Filesystem)
+    process: Process = Field(default_factory=Process)
+    network: Network = Field(default_factory=Network)
+
+    @classmethod
+    def load(cls, name_or_path: str | Path = "default") -> Policy:
+        """A built-in policy by name, or a TOML file by path."""
+        text, origin = _read_policy_text(str(name_or_path))
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise PolicyError(origin, f"invalid TOML: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Policy:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise _policy_error(exc) from None
+
+    def override(self, **flags: Any) -> Policy:
+        """A copy with flags applied, e.g. override(timeout=5, memory="256M")."""
+        data = self.model_dump()
+        for flag, value in flags.items():
+            if flag not in OVERRIDES:
+                raise PolicyError(flag, f"unknown override; known: {', '.join(sorted(OVERRIDES))}")
+            section, key = OVERRIDES[flag]
+            if key == "env":
+                value = {**data[section]["env"], **dict(value)}
+            data[section][key] = value
+        return Policy.from_dict(data)
+
+
+OVERRIDES: dict[str, tuple[str, str]] = {
+    **{key: ("limits", key) for key in Limits.model_fields},
+    "output_limit": ("limits", "output"),
+    **{key: ("filesystem", key) for key in ("workspace_size", "tmp_size")},
+    **{key: ("process", key) for key in Process.model_fields},
+    "allow_net": ("network", "allow"),
+    "allow_host_loopback": ("network", "allow_host_loopback"),
+}
+
+
+def builtin_policies() -> dict[str, str]:
+    """Built-in policy names and their descriptions."""
+    found = {}
+    for entry in sorted(resources.files("policies").iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            data = tomllib.loads(entry.read_text())
+            found[entry.name.removesuffix(".toml")] = data.get("description", "")
+    return found
+
+
+def _read_policy_text(name_or_path: str) -> tuple[str, str]:
+    if "/" in name_or_path or name_or_path.endswith(".toml"):
+        try:
+            return Path(name_or_path).read_text(encoding="utf-8"), name_or_path
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PolicyError("policy", f"cannot read {name_or_path!r}: {exc}") from None
+    resource = resources.files("policies") / f"{name_or_path}.toml"
+    if not re.fullmatch(r"[a-z0-9_-]+", name_or_path) or not resource.is_file():
+        known = ", ".join(builtin_policies())
+        raise PolicyError("policy", f"unknown policy {name_or_path!r}; built-in: {known}")
+    return resource.read_text(encoding="utf-8"), f"policy {name_or_path!r}"
+
+
+def _policy_error(exc: ValidationError) -> PolicyError:
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "policy"
+    reason = first["msg"]
+    if first["type"] == "extra_forbidden":
+        reason = "unknown key"
+    return PolicyError(field, reason)

@@ -1,0 +1,104 @@
+"""`Result`, what a run did, and `Status`, its outcome in one word."""
+
+from __future__ import annotations
+
+import json
+import signal as signal_module
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    OK = "ok"
+    NONZERO_EXIT = "nonzero_exit"
+    TIMEOUT = "timeout"
+    MEMORY_LIMIT = "memory_limit"
+    SIGNALED = "signaled"
+    SETUP_FAILED = "setup_failed"
+
+
+def decide_status(
+    *,
+    setup_failed: bool,
+    timed_out: bool,
+    oom_killed: bool,
+    signal: int | None,
+    exit_code: int | None,
+) -> Status:
+    """The status, by the contract's precedence: setup_failed, timeout, memory_limit,
+    signaled, nonzero_exit, ok."""
+    if setup_failed:
+        return Status.SETUP_FAILED
+    # SIGXCPU is how RLIMIT_CPU ends a process: a CPU-time limit, so a timeout.
+    if timed_out or signal == signal_module.SIGXCPU:
+        return Status.TIMEOUT
+    if oom_killed:
+        return Status.MEMORY_LIMIT
+    if signal is not None:
+        return Status.SIGNALED
+    if exit_code:
+        return Status.NONZERO_EXIT
+    return Status.OK
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a run did. Times in seconds, memory in bytes; output kept as raw bytes too."""
+
+    status: Status
+    exit_code: int | None
+    signal: int | None
+    stdout_bytes: bytes
+    stderr_bytes: bytes
+    stdout_truncated: bool
+    stderr_truncated: bool
+    wall_time: float
+    cpu_time: float
+    peak_memory: int
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_bytes.decode("utf-8", errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_bytes.decode("utf-8", errors="replace")
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    def to_dict(self) -> dict[str, Any]:
+        """The contract's JSON object (plus `warnings`)."""
+        return {
+            "status": self.status.value,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "stdout_truncated": self.stdout_truncated,
+            "stderr_truncated": self.stderr_truncated,
+            "wall_time": round(self.wall_time, 6),
+            "cpu_time": round(self.cpu_time, 6),
+            "peak_memory": self.peak_memory,
+            "error": self.error,
+            "warnings": list(self.warnings),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    def exit_status(self) -> int:
+        """The exit code the `sandbox` command uses for this result (without --json)."""
+        if self.status is Status.SETUP_FAILED:
+            return 125
+        if self.status is Status.TIMEOUT:
+            return 124
+        if self.status is Status.MEMORY_LIMIT:
+            return 137
+        if self.signal is not None:
+            return 128 + self.signal
+        return self.exit_code or 0

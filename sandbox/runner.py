@@ -1,0 +1,238 @@
+"""`Sandbox`: run / run_code / arun. Policy -> plan -> supervisor -> Result."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pickle
+import posixpath
+import sys
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from pathlib import Path
+
+from . import forkserver, limits, mounts, seccomp
+from .capture import Sink, pump
+from .cgroups import CgroupLimits
+from .errors import PolicyError, SetupError
+from .plan import RunPlan
+from .policy import Policy
+from .result import Result, Status, decide_status
+from .spawn import RunReport
+
+LANGUAGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "python": ("main.py", ("python3", "main.py")),
+    "bash": ("main.sh", ("bash", "main.sh")),
+    "sh": ("main.sh", ("sh", "main.sh")),
+}
+BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+MAX_ARGV_BYTES = 1 << 20  # well under the kernel's ARG_MAX share for argv + env
+Stdin = bytes | int | None
+
+
+class Sandbox:
+    """Runs programs under one policy. Cheap to create; safe to share between threads and
+    asyncio tasks: each call is a run of its own, and the object holds no per-run state."""
+
+    def __init__(self, policy: Policy | str | Path | None = None) -> None:
+        if policy is None or isinstance(policy, str | Path):
+            policy = Policy.load(policy or "default")
+        self.policy = policy
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: Stdin = b"",
+        files: Mapping[str, bytes | str] | None = None,
+        env: Mapping[str, str] | None = None,
+        stdout_fd: int | None = None,
+        stderr_fd: int | None = None,
+    ) -> Result:
+        """Run `argv` in a fresh sandbox. `stdin` is bytes to feed, or an fd to hand over.
+        `files` land in /workspace. `stdout_fd`/`stderr_fd` forward output live instead of
+        keeping it (up to the output limit either way)."""
+        plan = self.plan(argv, files=files or {}, env=env or {})
+        out, err = (Sink(self.policy.limits.output, fd) for fd in (stdout_fd, stderr_fd))
+        return _execute(plan, stdin, out, err)
+
+    def run_code(
+        self,
+        code: str,
+        language: str = "python",
+        *,
+        stdin: Stdin = b"",
+        files: Mapping[str, bytes | str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Result:
+        """Run source code: it is written to /workspace/main.py (or main.sh) and started."""
+        if language not in LANGUAGES:
+            raise PolicyError(
+                "language", f"unknown language {language!r}; known: {', '.join(LANGUAGES)}"
+            )
+        filename, argv = LANGUAGES[language]
+        return self.run(argv, stdin=stdin, files={**(files or {}), filename: code}, env=env)
+
+    async def arun(self, argv: Sequence[str], **options: object) -> Result:
+        """`run` for asyncio: the run happens in a worker thread, the loop stays free."""
+        return await asyncio.to_thread(self.run, argv, **options)  # type: ignore[arg-type]
+
+    async def arun_code(self, code: str, language: str = "python", **options: object) -> Result:
+        return await asyncio.to_thread(self.run_code, code, language, **options)  # type: ignore[arg-type]
+
+    def plan(
+        self, argv: Sequence[str], *, files: Mapping[str, bytes | str], env: Mapping[str, str]
+    ) -> RunPlan:
+        """The run's plan (pure): validates the arguments and computes everything to do."""
+        policy = self.policy
+        return RunPlan(
+            argv=_check_argv(argv),
+            env=self._environment(env),
+            root=self._root,
+            rlimits=self._rlimits,
+            seccomp=seccomp.compile_filters(),
+            hostname=policy.process.hostname,
+            timeout=policy.limits.timeout,
+            cpu_time=policy.limits.cpu_time,
+            cgroup_limits=CgroupLimits(memory=policy.limits.memory, pids=policy.limits.pids),
+            cgroups_required=policy.limits.cgroups == "required",
+            files=_check_files(files),
+        )
+
+    @cached_property
+    def _root(self) -> mounts.RootPlan:
+        fs, process = self.policy.filesystem, self.policy.process
+        runtime = fs.readonly + ((_python_prefix(),) if fs.python else ())
+        return mounts.plan_mounts(
+            runtime,
+            uid=process.uid,
+            gid=process.gid,
+            hostname=process.hostname,
+            workspace_size=fs.workspace_size,
+            tmp_size=fs.tmp_size,
+            inodes=fs.inodes,
+        )
+
+    @cached_property
+    def _rlimits(self) -> limits.Rlimits:
+        lim = self.policy.limits
+        return limits.plan_rlimits(
+            cpu_time=lim.cpu_time,
+            file_size=lim.file_size,
+            open_files=lim.open_files,
+            stack=lim.stack,
+        )
+
+    def _environment(self, extra: Mapping[str, str]) -> dict[str, str]:
+        path = BASE_PATH
+        if self.policy.filesystem.python:
+            path = f"{_python_prefix()}/bin:{path}"
+        env = {"PATH": path, "HOME": "/workspace", "TMPDIR": "/tmp"}
+        env.update(self.policy.process.env)
+        env.update(extra)
+        for name, value in env.items():
+            if not name or "=" in name or "\0" in name or "\0" in value:
+                raise PolicyError("env", f"invalid variable {name!r}: NAME=VALUE, no NUL bytes")
+        return env
+
+
+def _python_prefix() -> str:
+    # The base installation, not a virtualenv: where the interpreter and stdlib live.
+    return os.path.realpath(sys.base_prefix)
+
+
+def _check_argv(argv: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(argv, str | bytes) or not argv:
+        raise PolicyError("argv", "expected a non-empty list of strings")
+    checked = tuple(argv)
+    if not all(isinstance(arg, str) and "\0" not in arg for arg in checked):
+        raise PolicyError("argv", "every argument must be a string without NUL bytes")
+    size = sum(len(arg.encode(errors="surrogateescape")) + 1 for arg in checked)
+    if size > MAX_ARGV_BYTES:
+        raise PolicyError(
+            "argv",
+            f"too large: {size} bytes (at most {MAX_ARGV_BYTES}); "
+            "pass big inputs as files or stdin",
+        )
+    return checked
+
+
+def _check_files(files: Mapping[str, bytes | str]) -> dict[str, bytes]:
+    checked = {}
+    for name, content in files.items():
+        normal = posixpath.normpath(name)
+        if not name or name.startswith("/") or normal == "." or normal.split("/")[0] == "..":
+            raise PolicyError("files", f"{name!r}: must be a relative path inside /workspace")
+        checked[normal] = content.encode() if isinstance(content, str) else bytes(content)
+    return checked
+
+
+def _execute(plan: RunPlan, stdin: Stdin, out: Sink, err: Sink) -> Result:
+    stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
+    stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
+    if isinstance(stdin, int):
+        stdin_r, stdin_w, feed = stdin, None, b""
+    else:
+        stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
+        feed = stdin or b""
+    try:
+        launched = forkserver.launch(plan, (stdin_r, stdout_w, stderr_w))
+    except BaseException:
+        for fd in (stdout_r, stderr_r, stdin_w):
+            if fd is not None:
+                os.close(fd)
+        raise
+    finally:
+        for fd in (stdout_w, stderr_w) + ((stdin_r,) if stdin_w is not None else ()):
+            os.close(fd)
+    reply = pump(
+        stdin=feed,
+        stdin_fd=stdin_w,
+        stdout_fd=stdout_r,
+        stderr_fd=stderr_r,
+        reply_fd=launched.reply.detach(),
+        stdout=out,
+        stderr=err,
+    )
+    if launched.pid is not None:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(launched.pid, 0)
+    report = _unpickle(reply)
+    return _result(report, out, err)
+
+
+def _unpickle(reply: bytes) -> RunReport:
+    if not reply:
+        error = SetupError("supervisor", 0, "the supervisor ended without a report")
+        return RunReport(setup_error=str(error))
+    report = pickle.loads(reply)
+    assert isinstance(report, RunReport)
+    return report
+
+
+def _result(report: RunReport, out: Sink, err: Sink) -> Result:
+    status = decide_status(
+        setup_failed=report.setup_error is not None,
+        timed_out=report.timed_out,
+        oom_killed=report.oom_killed,
+        signal=report.signal,
+        exit_code=report.exit_code,
+    )
+    exit_code = report.exit_code
+    if status is Status.SETUP_FAILED:
+        exit_code = None
+    return Result(
+        status=status,
+        exit_code=exit_code,
+        signal=report.signal,
+        stdout_bytes=out.value(),
+        stderr_bytes=err.value(),
+        stdout_truncated=out.truncated,
+        stderr_truncated=err.truncated,
+        wall_time=report.wall_time,
+        cpu_time=report.cpu_time,
+        peak_memory=report.peak_memory,
+        error=report.setup_error or report.exec_error,
+        warnings=report.warnings,
+    )

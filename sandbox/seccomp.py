@@ -1,0 +1,293 @@
+"""The seccomp profile: an allowlist in the style of Docker's default profile, kept as data.
+
+Pure half: `compile_filters()` turns the tables below into classic-BPF programs with libseccomp
+(through pyseccomp) and loads nothing. Privileged half: `load_filters()` runs in the child, after
+no_new_privs, as the last step before execve. `detect()` is what `sandbox doctor` reports.
+
+Two programs are built, because one libseccomp filter cannot say "allow ioctl unless the command
+is X": a conditional rule whose action equals the default action is refused (EACCES), and a
+conditional rule next to an unconditional one for the same syscall is silently dropped (both
+checked against libseccomp 2.5). So program 1 is the allowlist (default EPERM) and program 2 is
+default-ALLOW and refuses only argument-specific cases. The kernel runs every loaded filter and
+keeps the strictest answer (KILL > ERRNO > ALLOW), so stacking them means "allowed by 1 and not
+refused by 2".
+
+Architectures: only the native one is in the filter; anything else (i386 through `int 0x80`)
+gets KILL_PROCESS. x32 calls (nr | 0x40000000) report the x86_64 audit arch, but libseccomp's
+native x86_64 filter already sends nr >= 0x40000000 to the bad-arch action (checked in its BPF
+output; tests/security/test_seccomp.py keeps it true), so no extra rule is needed.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import platform
+import struct
+import tempfile
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from sandbox import _syscalls
+from sandbox.errors import UnsupportedError
+
+if TYPE_CHECKING:
+    from pyseccomp import SyscallFilter
+
+# --- the rules (data) ---------------------------------------------------------------------------
+
+# Allowed unconditionally on every supported arch (x86_64, aarch64). Docker's default list minus
+# what the security contract refuses (see FORBIDDEN) and minus modify_ldt, fanotify_mark (useless
+# without fanotify_init), name_to_handle_at, pidfd_getfd, process_madvise and kcmp (ptrace-like).
+ALLOW: tuple[str, ...] = (
+    # files and directories
+    "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2",
+    "pwritev2", "openat", "openat2", "close", "close_range", "lseek", "dup", "dup3", "fcntl",
+    "flock", "fstat", "newfstatat", "statx", "statfs", "fstatfs", "faccessat", "faccessat2",
+    "getdents64", "getcwd", "chdir", "fchdir", "mkdirat", "unlinkat", "renameat", "renameat2",
+    "linkat", "symlinkat", "readlinkat", "fchmod", "fchmodat", "fchown", "fchownat", "umask",
+    "utimensat", "truncate", "ftruncate", "fallocate", "fadvise64", "readahead", "fsync",
+    "fdatasync", "sync", "syncfs", "sync_file_range", "copy_file_range", "sendfile", "splice",
+    "tee", "vmsplice", "memfd_create", "getxattr", "lgetxattr", "fgetxattr", "listxattr",
+    "llistxattr", "flistxattr", "setxattr", "lsetxattr", "fsetxattr", "removexattr",
+    "lremovexattr", "fremovexattr", "inotify_init1", "inotify_add_watch", "inotify_rm_watch",
+    # memory
+    "brk", "mmap", "munmap", "mremap", "mprotect", "madvise", "mincore", "msync", "mlock",
+    "mlock2", "mlockall", "munlock", "munlockall", "remap_file_pages", "membarrier",
+    "pkey_alloc", "pkey_free", "pkey_mprotect",
+    # processes, threads (clone is in ALLOW_IF, clone3 in ERRNO)
+    "execve", "execveat", "exit", "exit_group", "wait4", "waitid", "kill", "tkill", "tgkill",
+    "getpid", "getppid", "gettid", "getpgid", "setpgid", "getsid", "setsid", "set_tid_address",
+    "set_robust_list", "get_robust_list", "futex", "futex_waitv", "rseq", "pidfd_open",
+    "pidfd_send_signal", "process_mrelease", "prctl", "seccomp",  # stacking filters only narrows
+    "sched_yield", "sched_getaffinity", "sched_setaffinity", "sched_getparam", "sched_setparam",
+    "sched_getscheduler", "sched_setscheduler", "sched_getattr", "sched_setattr",
+    "sched_get_priority_max", "sched_get_priority_min", "sched_rr_get_interval", "getcpu",
+    "getpriority", "setpriority", "ioprio_get", "ioprio_set", "getrlimit", "setrlimit",
+    "prlimit64", "getrusage", "times", "sysinfo", "uname", "getrandom",
+    # credentials (no capabilities are left, so these can only drop)
+    "getuid", "geteuid", "getgid", "getegid", "getresuid", "getresgid", "getgroups", "setuid",
+    "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups", "setfsuid",
+    "setfsgid", "capget", "capset", "landlock_create_ruleset", "landlock_add_rule",
+    "landlock_restrict_self",
+    # signals and time
+    "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigpending", "rt_sigsuspend",
+    "rt_sigtimedwait", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "sigaltstack", "restart_syscall",
+    "signalfd4", "nanosleep", "clock_nanosleep", "clock_gettime", "clock_getres", "gettimeofday",
+    "getitimer", "setitimer", "timer_create", "timer_delete", "timer_settime", "timer_gettime",
+    "timer_getoverrun", "timerfd_create", "timerfd_settime", "timerfd_gettime",
+    # polling, pipes, events, IPC
+    "pipe2", "ppoll", "pselect6", "epoll_create1", "epoll_ctl", "epoll_pwait", "epoll_pwait2",
+    "eventfd2", "io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents",
+    "io_pgetevents", "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify",
+    "mq_getsetattr", "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop", "semtimedop",
+    "semctl", "shmget", "shmat", "shmdt", "shmctl",
+    # sockets (socket and socketpair are in ALLOW_IF)
+    "bind", "connect", "listen", "accept", "accept4", "getsockname", "getpeername",
+    "getsockopt", "setsockopt", "sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg",
+    "recvmmsg", "shutdown",
+    # ioctl: allowed here, TIOCSTI / TIOCLINUX refused by program 2 (DENY_IF)
+    "ioctl",
+)  # fmt: skip
+
+# The pre-*at calls x86_64 still has and aarch64 never had (libseccomp resolves them to negative
+# pseudo-numbers there), plus arch_prctl, which x86_64 glibc needs to set up TLS.
+ALLOW_X86_64: tuple[str, ...] = (
+    "open", "creat", "stat", "lstat", "access", "getdents", "mkdir", "rmdir", "unlink", "rename",
+    "link", "symlink", "readlink", "chmod", "chown", "lchown", "utime", "utimes", "futimesat",
+    "dup2", "pipe", "poll", "select", "epoll_create", "epoll_wait", "eventfd", "signalfd",
+    "inotify_init", "fork", "vfork", "alarm", "pause", "time", "getpgrp", "arch_prctl",
+    "get_thread_area", "set_thread_area",
+)  # fmt: skip
+
+# Refused (by the EPERM default): the kernel attack surface of the security contract. Not used to
+# build anything; tests/unit/test_seccomp_rules.py checks that none of these is ever allowed.
+# io_uring is here although it only does I/O: its operations bypass seccomp entirely (e.g.
+# IORING_OP_SOCKET creates sockets without socket(2); isolate and Codex block it for that).
+FORBIDDEN: tuple[str, ...] = (
+    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "fsopen", "fsmount",
+    "fsconfig", "fspick", "open_tree", "move_mount", "mount_setattr", "ptrace",
+    "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kcmp", "bpf", "perf_event_open",
+    "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register", "keyctl", "add_key",
+    "request_key", "init_module", "finit_module", "delete_module", "kexec_load",
+    "kexec_file_load", "reboot", "swapon", "swapoff", "settimeofday", "clock_settime",
+    "clock_adjtime", "adjtimex", "acct", "quotactl", "quotactl_fd", "lookup_dcookie",
+    "open_by_handle_at", "name_to_handle_at", "fanotify_init", "syslog", "iopl", "ioperm",
+    "vhangup", "nfsservctl", "uselib", "modify_ldt", "sethostname", "setdomainname",
+)  # fmt: skip
+
+_LOW32 = 0xFFFF_FFFF  # int arguments: the kernel reads only the low 32 bits of the register
+_AF_UNIX, _AF_INET, _AF_INET6, _SOCK_STREAM, _SOCK_TYPE_MASK = 1, 2, 10, 1, 0xF
+_S_IFMT, _S_IFIFO = 0o170000, 0o010000
+_CLONE_NEWTIME = 0x80  # clone3/unshare only; in clone(2) it lands in the exit-signal byte
+_CLONE_NAMESPACES = (
+    _syscalls.CLONE_NEWNS | _syscalls.CLONE_NEWUTS | _syscalls.CLONE_NEWIPC
+    | _syscalls.CLONE_NEWUSER | _syscalls.CLONE_NEWPID | _syscalls.CLONE_NEWNET
+    | _syscalls.CLONE_NEWCGROUP | _CLONE_NEWTIME
+)  # fmt: skip
+# personality(2): PER_LINUX, PER_LINUX32, UNAME26, both, and 0xffffffff (query). Docker's list;
+# the point is refusing ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC and friends.
+_PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xFFFF_FFFF)
+TIOCSTI, TIOCLINUX = 0x5412, 0x541C  # asm-generic values, same on x86_64 and aarch64
+
+# (argument index, mask, value): the argument matches when `arg & mask == value`.
+Match = tuple[int, int, int]
+
+# Program 1: allowed only when every Match of a row holds (rows for one syscall are OR-ed).
+ALLOW_IF: tuple[tuple[str, tuple[Match, ...]], ...] = (
+    ("clone", ((0, _CLONE_NAMESPACES, 0),)),  # threads and fork, never new namespaces
+    ("socket", ((0, _LOW32, _AF_UNIX),)),
+    # SOCK_NONBLOCK / SOCK_CLOEXEC are or-ed into the type, hence the 0xf mask
+    ("socket", ((0, _LOW32, _AF_INET), (1, _SOCK_TYPE_MASK, _SOCK_STREAM))),
+    ("socket", ((0, _LOW32, _AF_INET6), (1, _SOCK_TYPE_MASK, _SOCK_STREAM))),
+    ("socketpair", ((0, _LOW32, _AF_UNIX),)),
+    ("mknod", ((1, _S_IFMT, _S_IFIFO),)),  # mkfifo only; no device nodes
+    ("mknodat", ((2, _S_IFMT, _S_IFIFO),)),
+    *(("personality", ((0, _LOW32, value),)) for value in _PERSONALITIES),
+)
+
+# Program 1: refused with a chosen errno. clone3 gets ENOSYS so glibc falls back to clone(2),
+# whose flags (unlike clone3's, which sit in memory) the filter can read.
+ERRNO: tuple[tuple[str, int], ...] = (("clone3", errno.ENOSYS),)
+
+# Program 2: refused with EPERM. The command is compared on its low 32 bits only: the kernel
+# truncates it to unsigned int, so 0x1_0000_5412 *is* TIOCSTI (CVE-2019-10063, flatpak).
+DENY_IF: tuple[tuple[str, tuple[Match, ...]], ...] = (
+    ("ioctl", ((1, _LOW32, TIOCSTI),)),  # pushes input into the terminal: escapes to the host
+    ("ioctl", ((1, _LOW32, TIOCLINUX),)),  # console selection paste: the same attack
+)
+
+# --- building -----------------------------------------------------------------------------------
+
+
+def allowed_syscalls() -> tuple[str, ...]:
+    """The unconditional allowlist for this machine's architecture."""
+    return ALLOW + (ALLOW_X86_64 if platform.machine() == "x86_64" else ())
+
+
+def _libseccomp() -> ModuleType:
+    try:
+        import pyseccomp
+    except (ImportError, RuntimeError, OSError) as exc:  # pyseccomp raises RuntimeError if absent
+        raise UnsupportedError(
+            f"libseccomp cannot be loaded ({exc})",
+            "install libseccomp2 (apt install libseccomp2) and pyseccomp",
+        ) from exc
+    return pyseccomp
+
+
+def _known(sc: ModuleType, name: str) -> bool:
+    # Negative: a pseudo-number for a call this arch lacks, or -1 for one libseccomp doesn't know.
+    return sc.resolve_syscall(sc.Arch.NATIVE, name) >= 0
+
+
+def _add(
+    sc: ModuleType, flt: SyscallFilter, action: int, name: str, matches: tuple[Match, ...] = ()
+) -> None:
+    args = (sc.Arg(index, sc.MASKED_EQ, mask, value) for index, mask, value in matches)
+    flt.add_rule(action, name, *args)
+
+
+def _export(flt: SyscallFilter) -> bytes:
+    with tempfile.TemporaryFile() as out:
+        flt.export_bpf(out)
+        out.seek(0)
+        return out.read()
+
+
+def _allowlist_program(sc: ModuleType) -> bytes:
+    flt = sc.SyscallFilter(sc.ERRNO(errno.EPERM))
+    flt.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)
+    # An allow rule for a call this arch or libseccomp lacks is skipped (that only narrows);
+    # refusals never are: an unknown name there raises rather than silently allowing.
+    for name in filter(functools.partial(_known, sc), allowed_syscalls()):
+        _add(sc, flt, sc.ALLOW, name)
+    for name, matches in ALLOW_IF:
+        if _known(sc, name):
+            _add(sc, flt, sc.ALLOW, name, matches)
+    for name, err in ERRNO:
+        _add(sc, flt, sc.ERRNO(err), name)
+    return _export(flt)
+
+
+def _denylist_program(sc: ModuleType) -> bytes:
+    flt = sc.SyscallFilter(sc.ALLOW)
+    flt.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)
+    for name, matches in DENY_IF:
+        _add(sc, flt, sc.ERRNO(errno.EPERM), name, matches)
+    return _export(flt)
+
+
+@functools.cache
+def compile_filters() -> tuple[bytes, ...]:
+    """The default profile as BPF programs, to load in order. Loads nothing into the kernel."""
+    sc = _libseccomp()
+    try:
+        return (_allowlist_program(sc), _denylist_program(sc))
+    except OSError as exc:
+        raise UnsupportedError(
+            f"libseccomp could not build the seccomp filter ({exc})",
+            "needs libseccomp >= 2.5 (knows clone3) and Linux >= 4.14 (KILL_PROCESS)",
+        ) from exc
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def load_filters(programs: tuple[bytes, ...]) -> None:
+    """Load every program into this process. In the child, after no_new_privs, right before
+    execve: from here on only allowlisted calls work, so nothing of the setup may follow."""
+    for program in programs:
+        _syscalls.seccomp_set_filter(program)
+
+
+def _status_field(name: str) -> str | None:
+    with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key == name:
+                return value.strip()
+    return None
+
+
+def _load_in_child(programs: tuple[bytes, ...]) -> int:
+    """Fork; the child sets no_new_privs and loads `programs`. Its wait status as an exit code:
+    0 when they loaded, the errno of the failure, or -signal."""
+    pid = os.fork()
+    if pid == 0:
+        code = 255
+        try:
+            _syscalls.prctl(_syscalls.PR_SET_NO_NEW_PRIVS, 1)
+            load_filters(programs)
+            code = 0
+        except OSError as exc:
+            code = exc.errno or 255
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+# One BPF instruction, `ret SECCOMP_RET_ALLOW`: the smallest filter there is.
+_ALLOW_ALL = (struct.pack("=HBBI", 0x06, 0, 0, 0x7FFF_0000),)
+
+
+def detect() -> tuple[bool, str]:
+    """Can this machine filter syscalls with seccomp? (usable, one-line reason)"""
+    try:
+        programs = compile_filters()
+    except UnsupportedError as exc:
+        return False, str(exc)
+    mode = _status_field("Seccomp")
+    if mode is None:
+        return False, "kernel without seccomp (no 'Seccomp:' in /proc/self/status)"
+    for what, candidate in (("a trivial seccomp filter", _ALLOW_ALL), ("the profile", programs)):
+        try:
+            code = _load_in_child(candidate)
+        except OSError as exc:
+            return False, f"cannot fork to test seccomp: {exc}"
+        if code != 0:
+            cause = os.strerror(code) if code > 0 else f"killed by signal {-code}"
+            return False, f"loading {what} failed in a test child: {cause}"
+    size = sum(len(program) for program in programs) // 8
+    return True, f"seccomp filter mode works ({len(programs)} programs, {size} BPF instructions)"

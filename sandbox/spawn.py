@@ -1,0 +1,291 @@
+"""The supervisor of one run: per-run dir, cgroup, fork, wait, timeout killer, collect, cleanup.
+
+It runs in a single-threaded process of its own (forked by the runner or by the spawn
+server), so the fork below is safe. Its work ends with a `RunReport`; every resource it made
+is released by one ExitStack, also when it is told to stop by SIGTERM (its parent died).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import select
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from . import cgroups, child, namespaces
+from .errors import SandboxError, SetupError, UnsupportedError
+from .plan import RunPlan
+
+RUN_DIR_PREFIX = "stockade-"
+_CPU_POLL = 0.05  # seconds between checks of the tree's CPU time
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What the supervisor saw; the runner turns it into a `Result`."""
+
+    exit_code: int | None = None
+    signal: int | None = None
+    setup_error: str | None = None
+    exec_error: str | None = None
+    timed_out: bool = False
+    oom_killed: bool = False
+    wall_time: float = 0.0
+    cpu_time: float = 0.0
+    peak_memory: int = 0
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Stopped(Exception):
+    """The supervisor was told to stop (SIGTERM): its parent is gone."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped
+
+
+def supervise(plan: RunPlan, stdio: tuple[int, int, int]) -> RunReport:
+    """Run the plan to the end and report. Closes the `stdio` fds it was given."""
+    signal.signal(signal.SIGTERM, _stop)
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        stack.callback(_close_all, stdio)
+        try:
+            cgroup, warnings = _make_cgroup(plan)
+            if cgroup is not None:
+                stack.callback(cgroup.remove)
+            root = stack.enter_context(_run_dir())
+            report_r, report_w = os.pipe2(os.O_CLOEXEC)
+            stack.callback(os.close, report_r)
+            namespaces.unshare_pid_for_children()
+            init = os.fork()
+            if init == 0:
+                os.close(report_r)
+                join = cgroup.join_paths if cgroup else ()
+                child.run_init(plan, root, join, stdio, report_w)
+        except (SandboxError, OSError) as exc:
+            return RunReport(setup_error=_describe(exc), wall_time=time.monotonic() - started)
+        os.close(report_w)
+        _close_all(stdio)
+        stack.callback(_kill_and_reap, init, cgroup)
+        watch = _Watch(init, report_r, cgroup, plan, started)
+        return watch.run(warnings)
+    raise AssertionError("unreachable")
+
+
+def _close_all(fds: tuple[int, ...]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SandboxError):
+        return str(exc)
+    assert isinstance(exc, OSError)
+    return str(SetupError("supervisor", exc.errno or 0, str(exc)))
+
+
+_run_counter = iter(range(1 << 62))
+
+
+def _make_cgroup(plan: RunPlan) -> tuple[cgroups.Cgroup | None, tuple[str, ...]]:
+    name = f"{os.getpid()}-{next(_run_counter)}"
+    try:
+        return cgroups.create(name, plan.cgroup_limits), ()
+    except UnsupportedError as exc:
+        if plan.cgroups_required:
+            raise
+        return None, (f"cgroups unavailable, limits are per process only: {exc}",)
+
+
+@contextlib.contextmanager
+def _run_dir() -> Iterator[str]:
+    """The empty host directory the child mounts its new root on. It stays empty on the
+    host side (the mounts live in the child's namespace), so rmdir is all cleanup needs."""
+    path = tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-")
+    try:
+        yield path
+    finally:
+        os.rmdir(path)
+
+
+def _kill(init: int, cgroup: cgroups.Cgroup | None) -> None:
+    """Kill the run's init, and with it its pid namespace; then whatever is in the cgroup."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(init, signal.SIGKILL)
+    if cgroup is not None:
+        cgroup.kill()
+
+
+def _kill_and_reap(init: int, cgroup: cgroups.Cgroup | None) -> None:
+    _kill(init, cgroup)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(init, 0)
+
+
+class _Watch:
+    """Wait for the init to exit, reading the report pipe; kill on wall or CPU time."""
+
+    def __init__(
+        self,
+        init: int,
+        report_fd: int,
+        cgroup: cgroups.Cgroup | None,
+        plan: RunPlan,
+        started: float,
+    ) -> None:
+        self.init, self.report_fd, self.cgroup, self.plan = init, report_fd, cgroup, plan
+        self.started = started
+        self.deadline = started + plan.timeout
+        self.buffer = b""
+        self.timed_out = False
+
+    def run(self, warnings: tuple[str, ...]) -> RunReport:
+        pidfd = os.pidfd_open(self.init)
+        try:
+            self._wait(pidfd)
+        finally:
+            os.close(pidfd)
+        _, status, usage = os.wait4(self.init, 0)
+        wall = time.monotonic() - self.started
+        self._drain()
+        stats = self.cgroup.stats() if self.cgroup else None
+        return self._report(status, usage, stats, wall, warnings)
+
+    def _wait(self, pidfd: int) -> None:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        poller.register(self.report_fd, select.POLLIN)
+        while True:
+            now = time.monotonic()
+            if now >= self.deadline or self._cpu_exhausted():
+                self.timed_out = True
+                _kill(self.init, self.cgroup)
+                self.deadline = float("inf")
+            wait = min(self.deadline - now, _CPU_POLL if self.plan.cpu_time else 3600.0)
+            for fd, _ in poller.poll(max(wait, 0.0) * 1000):
+                if fd == pidfd:
+                    return
+                if not self._read():
+                    poller.unregister(self.report_fd)
+
+    def _cpu_exhausted(self) -> bool:
+        limit = self.plan.cpu_time
+        return bool(limit and self.cgroup and self.cgroup.cpu_time() >= limit)
+
+    def _read(self) -> bool:
+        chunk = os.read(self.report_fd, 65536)
+        self.buffer += chunk
+        return bool(chunk)
+
+    def _drain(self) -> None:
+        os.set_blocking(self.report_fd, False)
+        with contextlib.suppress(BlockingIOError):
+            while self._read():
+                pass
+
+    def _report(
+        self,
+        status: int,
+        usage: object,
+        stats: cgroups.CgroupStats | None,
+        wall: float,
+        warnings: tuple[str, ...],
+    ) -> RunReport:
+        messages = [json.loads(line) for line in self.buffer.splitlines() if line.strip()]
+        by_kind = {message["kind"]: message for message in messages}
+        setup_error = exec_error = None
+        if "setup" in by_kind:
+            failed = by_kind["setup"]
+            setup_error = str(SetupError(failed["step"], failed["errno"], failed["detail"]))
+        if "exec" in by_kind:
+            failed = by_kind["exec"]
+            exec_error = f"cannot execute {failed['command']!r}: {os.strerror(failed['errno'])}"
+        oom_killed = bool(stats and stats.oom_killed)
+        workload_status = by_kind.get("exit", {}).get("status")
+        if workload_status is None:
+            # The init itself ended first: killed by us on time, by the OOM killer, or broken.
+            if not (self.timed_out or oom_killed or setup_error):
+                setup_error = f"the run's init ended before the workload ({_wait_text(status)})"
+            workload_status = status
+        exit_code, signum = _decode(workload_status)
+        return RunReport(
+            exit_code=exit_code,
+            signal=signum,
+            setup_error=setup_error,
+            exec_error=exec_error,
+            timed_out=self.timed_out,
+            oom_killed=oom_killed,
+            wall_time=wall,
+            cpu_time=stats.cpu_time if stats else usage.ru_utime + usage.ru_stime,  # type: ignore[attr-defined]
+            peak_memory=stats.peak_memory if stats else usage.ru_maxrss * 1024,  # type: ignore[attr-defined]
+            warnings=warnings,
+        )
+
+
+def _decode(status: int | None) -> tuple[int | None, int | None]:
+    if status is None:
+        return None, None
+    if os.WIFSIGNALED(status):
+        return None, os.WTERMSIG(status)
+    return os.WEXITSTATUS(status), None
+
+
+def _wait_text(status: int) -> str:
+    code, signum = _decode(status)
+    return f"signal {signum}" if signum else f"exit {code}"
+
+
+def cleanup_stale() -> None:
+    """Remove what supervisors killed by SIGKILL left behind: empty run dirs, cgroups."""
+    base = tempfile.gettempdir()
+    for name in os.listdir(base):
+        if name.startswith(RUN_DIR_PREFIX) and not _alive(name[len(RUN_DIR_PREFIX) :]):
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(base, name))
+    cgroups.cleanup_stale()
+
+
+def _alive(tag: str) -> bool:
+    pid = tag.split("-", 1)[0]
+    return not pid.isdigit() or os.path.exists(f"/proc/{pid}")
+
+
+def supervise_and_reply(
+    plan: RunPlan, stdio: tuple[int, int, int], reply: int, parent: int
+) -> None:
+    """The body of a supervisor process: run, send the pickled report on `reply`, exit.
+
+    It dies with its parent (the caller or the spawn server): PR_SET_PDEATHSIG delivers
+    SIGTERM, which `supervise` turns into a clean stop that kills the run and cleans up.
+    """
+    try:
+        from . import _syscalls as sc
+
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the line above
+            return
+        # A fork of the caller holds copies of all its fds; one of them may be the write end
+        # of the run's stdin, which would then never see EOF.
+        close_fds_except((*stdio, reply))
+        report = supervise(plan, stdio)
+        with os.fdopen(reply, "wb") as channel:
+            channel.write(pickle.dumps(report))
+    finally:
+        os._exit(0)
+
+
+def close_fds_except(keep: tuple[int, ...]) -> None:
+    low = 3
+    for fd in sorted(set(keep)):
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, 1 << 20)

@@ -1,0 +1,75 @@
+"""Shared fixtures: a sandbox on the default policy, and a leak check around every test that
+runs real sandboxes (fds, mounts, run dirs, cgroups, processes): nothing may be left behind."""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from sandbox import Policy, Sandbox
+
+RUN_DIRS = os.path.join(tempfile.gettempdir(), "stockade-*")
+
+
+def needs_root() -> pytest.MarkDecorator:
+    return pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, mounts)")
+
+
+@pytest.fixture
+def box() -> Sandbox:
+    return Sandbox(Policy.load("default").override(timeout=20))
+
+
+def _stockade_cgroups() -> set[str]:
+    found = set()
+    for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+        if os.path.basename(root) == "stockade":
+            found.update(os.path.join(root, d) for d in dirs)
+            dirs.clear()
+    return found
+
+
+def _snapshot() -> dict[str, object]:
+    me = psutil.Process()
+    return {
+        "fds": set(os.listdir("/proc/self/fd")),
+        "mounts": open("/proc/self/mountinfo").read().count("\n"),
+        "run dirs": set(glob.glob(RUN_DIRS)),
+        "cgroups": _stockade_cgroups(),
+        "child processes": {p.pid for p in me.children(recursive=True)},
+    }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def spawn_server() -> None:
+    """Start the spawn server up front: its socket and process are meant to stay."""
+    from sandbox import forkserver
+
+    with forkserver._server._lock:
+        forkserver._server._ensure_running()
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    kind = request.node.path.relative_to(Path(__file__).parent).parts[0]
+    if kind not in ("integration", "security", "load") or request.node.get_closest_marker(
+        "no_leak_check"
+    ):
+        yield
+        return
+    before = _snapshot()
+    yield
+    after = _snapshot()
+    for _ in range(50):  # a killed run's cgroup may take a moment to empty
+        if after == before:
+            break
+        time.sleep(0.05)
+        after = _snapshot()
+    assert after == before, "a run left something behind"

@@ -1,0 +1,153 @@
+"""The command line contract: commands, exit codes, --json, and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def sandbox(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "sandbox", *args], input=stdin, capture_output=True, timeout=60
+    )
+
+
+def test_run_passes_output_and_exit_code_through() -> None:
+    done = sandbox("run", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (done.returncode, done.stdout, done.stderr) == (3, b"out\n", b"err\n")
+
+
+def test_run_python() -> None:
+    done = sandbox("run", "--", "python3", "-c", "print(1)")
+    assert (done.returncode, done.stdout) == (0, b"1\n")
+
+
+def test_stdin_is_the_commands_stdin() -> None:
+    assert sandbox("run", "--", "cat", stdin=b"piped").stdout == b"piped"
+
+
+@pytest.mark.parametrize(
+    "args,code",
+    [
+        (("--timeout", "0.5", "--", "sleep", "10"), 124),
+        (("--cpu-time", "1", "--", "python3", "-c", "while 1: pass"), 124),
+        (("--memory", "32M", "--", "python3", "-c", "x = bytearray(1 << 28)"), 137),
+        (("--", "sh", "-c", "kill -SEGV $$"), 139),
+        (("--", "no-such-command"), 127),
+        (("--", "/etc/passwd"), 126),
+    ],
+)
+def test_exit_codes(args: tuple[str, ...], code: int) -> None:
+    assert sandbox("run", *args).returncode == code
+
+
+def test_json_prints_the_result() -> None:
+    done = sandbox("run", "--json", "--", "sh", "-c", "echo hi; exit 4")
+    assert done.returncode == 0
+    result = json.loads(done.stdout)
+    assert result["status"] == "nonzero_exit" and result["exit_code"] == 4
+    assert result["stdout"] == "hi\n"
+    assert result["wall_time"] > 0 and result["peak_memory"] > 0
+
+
+def test_json_with_non_utf8_output() -> None:
+    done = sandbox("run", "--json", "--", "printf", "\\377\\000ok")
+    assert json.loads(done.stdout)["stdout"] == "\ufffd\x00ok"
+
+
+def test_code_from_file_and_stdin(tmp_path: Path) -> None:
+    script = tmp_path / "hello.py"
+    script.write_text("import sys; print('hello', sys.argv[0])")
+    assert sandbox("code", str(script)).stdout == b"hello main.py\n"
+    assert sandbox("code", "-", stdin=b"print(6 * 7)").stdout == b"42\n"
+    assert sandbox("code", "--language", "sh", "-", stdin=b"echo $0").stdout == b"main.sh\n"
+
+
+def test_file_and_env_flags(tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text("a,b\n")
+    done = sandbox(
+        "run",
+        "--file",
+        str(data),
+        "--file",
+        f"{data}:sub/copy.csv",
+        "--env",
+        "X=1",
+        "--",
+        "sh",
+        "-c",
+        "cat data.csv sub/copy.csv; echo $X",
+    )
+    assert done.stdout == b"a,b\na,b\n1\n"
+
+
+def test_policies_lists_builtins() -> None:
+    done = sandbox("policies")
+    assert done.returncode == 0
+    assert {line.split()[0] for line in done.stdout.decode().splitlines()} >= {"default", "strict"}
+
+
+def test_doctor_reports_each_protection() -> None:
+    done = sandbox("doctor", "--json")
+    report = json.loads(done.stdout)
+    names = {check["name"] for check in report["checks"]}
+    assert {
+        "namespace.mount",
+        "namespace.pid",
+        "namespace.net",
+        "namespace.user",
+        "pivot_root",
+        "seccomp",
+        "cgroup.memory",
+        "cgroup.pids",
+    } <= names
+    assert done.returncode == (0 if report["ok"] else 1)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("--file", "/nonexistent/x", "--", "true"), b"--file"),
+        (("--env", "NOEQUALS", "--", "true"), b"--env"),
+        (("--env", "1A=b", "--", "true"), b"--env"),
+        (("--policy", "nope", "--", "true"), b"unknown policy"),
+        (("--timeout", "0", "--", "true"), b"limits.timeout"),
+        (("--timeout", "-1", "--", "true"), b"limits.timeout"),
+        (("--memory", "99T", "--", "true"), b"limits.memory"),
+        (("--memory", "lots", "--", "true"), b"limits.memory"),
+        (("--pids", "0", "--", "true"), b"limits.pids"),
+        (("--", "true", *["x" * 65536] * 20), b"argv"),
+        ((), b"COMMAND"),
+    ],
+)
+def test_bad_input_is_refused_clearly(args: tuple[str, ...], message: bytes) -> None:
+    done = sandbox("run", *args)
+    assert done.returncode == 2, done
+    assert message in done.stderr
+
+
+def test_invalid_toml_policy(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[limits]\ntimeout = = 3\n")
+    done = sandbox("run", "--policy", str(bad), "--", "true")
+    assert done.returncode == 2 and b"invalid TOML" in done.stderr
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    assert sandbox("frobnicate").returncode == 2
+
+
+def test_setup_failure_is_125() -> None:
+    """A pids limit of 1 leaves the run's init no room to fork the workload: the sandbox
+    cannot be set up, and says which step failed and why."""
+    done = sandbox("run", "--pids", "1", "--", "true")
+    assert done.returncode == 125
+    assert b"workload.fork" in done.stderr and b"EAGAIN" in done.stderr
+    as_json = sandbox("run", "--json", "--pids", "1", "--", "true")
+    assert as_json.returncode == 125
+    assert json.loads(as_json.stdout)["status"] == "setup_failed"

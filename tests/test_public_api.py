@@ -1,0 +1,23 @@
+"""The public surface is pinned: changing it is a decision, not an accident."""
+
+import sandbox
+
+
+def test_sandbox_all() -> None:
+    assert sandbox.__all__ == [
+        "Policy",
+        "PolicyError",
+        "Result",
+        "Sandbox",
+        "SandboxError",
+        "SetupError",
+        "Status",
+        "UnsupportedError",
+    ]
+    for name in sandbox.__all__:
+        assert getattr(sandbox, name).__name__ == name
+
+
+def test_error_tree() -> None:
+    for name in ("PolicyError", "SetupError", "UnsupportedError"):
+        assert issubclass(getattr(sandbox, name), sandbox.SandboxError)

@@ -1,0 +1,92 @@
+"""The Result: status precedence, exit-code mapping, and a lossless trip through JSON."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sandbox import Result, Status
+from sandbox.result import decide_status
+
+
+def _result(**changes: object) -> Result:
+    base = dict(
+        status=Status.OK,
+        exit_code=0,
+        signal=None,
+        stdout_bytes=b"",
+        stderr_bytes=b"",
+        stdout_truncated=False,
+        stderr_truncated=False,
+        wall_time=0.0,
+        cpu_time=0.0,
+        peak_memory=0,
+    )
+    return Result(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def test_precedence() -> None:
+    everything = dict(setup_failed=True, timed_out=True, oom_killed=True, signal=9, exit_code=1)
+    order = [
+        Status.SETUP_FAILED,
+        Status.TIMEOUT,
+        Status.MEMORY_LIMIT,
+        Status.SIGNALED,
+        Status.NONZERO_EXIT,
+        Status.OK,
+    ]
+    for expected, drop in zip(
+        order, ["setup_failed", "timed_out", "oom_killed", "signal", "exit_code", None], strict=True
+    ):
+        assert decide_status(**everything) is expected  # type: ignore[arg-type]
+        if drop:
+            everything[drop] = None if drop in ("signal", "exit_code") else False
+
+
+def test_sigxcpu_is_a_timeout() -> None:
+    assert (
+        decide_status(
+            setup_failed=False,
+            timed_out=False,
+            oom_killed=False,
+            signal=signal.SIGXCPU,
+            exit_code=None,
+        )
+        is Status.TIMEOUT
+    )
+
+
+def test_exit_status_mapping() -> None:
+    assert _result(status=Status.TIMEOUT, exit_code=None, signal=9).exit_status() == 124
+    assert _result(status=Status.MEMORY_LIMIT, exit_code=None, signal=9).exit_status() == 137
+    assert _result(status=Status.SIGNALED, exit_code=None, signal=11).exit_status() == 139
+    assert _result(status=Status.SETUP_FAILED, exit_code=None).exit_status() == 125
+    assert _result(status=Status.NONZERO_EXIT, exit_code=3).exit_status() == 3
+
+
+def test_contract_keys() -> None:
+    keys = set(_result().to_dict())
+    assert keys >= {
+        "status",
+        "exit_code",
+        "signal",
+        "stdout",
+        "stderr",
+        "stdout_truncated",
+        "stderr_truncated",
+        "wall_time",
+        "cpu_time",
+        "peak_memory",
+        "error",
+    }
+
+
+@given(st.binary(max_size=512), st.binary(max_size=512))
+def test_any_output_round_trips_through_json(out: bytes, err: bytes) -> None:
+    result = _result(stdout_bytes=out, stderr_bytes=err)
+    loaded = json.loads(result.to_json())
+    assert loaded["stdout"] == out.decode("utf-8", errors="replace")
+    assert loaded["stderr"] == err.decode("utf-8", errors="replace")
