@@ -21,7 +21,7 @@ import posixpath
 import re
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,9 +31,15 @@ PARENT = "stockade"
 CONTROLLERS = ("memory", "pids", "cpu")  # "cpu" means CPU-time accounting, not throttling
 V1_SUBSYSTEM = {"memory": "memory", "pids": "pids", "cpu": "cpuacct"}
 DELEGATION_HINT = (
-    "cgroup v2 without root needs a delegated subtree, which is not supported yet; run as "
-    "root, or (later) under `systemd-run --user --scope -p Delegate=yes`"
+    "without root, cgroup v2 needs a subtree delegated to you: run under "
+    "`systemd-run --user --scope -p Delegate=yes -- sandbox ...` (or a service with "
+    "Delegate=yes); on cgroup v1, root must make a `stockade` directory owned by you in each "
+    'controller\'s hierarchy; or set `cgroups = "best_effort"` in the policy to run on '
+    "rlimits alone"
 )
+# In a delegated v2 cgroup we hold processes ourselves; they move into this leaf so the
+# cgroup may enable controllers for its children ("no internal processes").
+LEAF = "stockade-supervisor"
 _RUN_NAME = re.compile(r"(\d+)-[\w.-]+")  # "<supervisor pid>-<counter>"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _KILL_WINDOW = 2.0  # seconds kill() keeps sweeping before it leaves the rest to remove()
@@ -124,7 +130,11 @@ def cgroup_dir(mount: CgroupMount, own_path: str) -> str | None:
 
 
 def plan_support(
-    own: dict[str, str], mounts: list[CgroupMount], v2_controllers: frozenset[str], is_root: bool
+    own: dict[str, str],
+    mounts: list[CgroupMount],
+    v2_controllers: frozenset[str],
+    is_root: bool,
+    writable: Callable[[str], bool] = lambda path: os.access(path, os.W_OK),
 ) -> CgroupSupport:
     """Pick the layout: v1 if memory or pids sits on a v1 hierarchy (legacy, hybrid), else v2.
 
@@ -136,7 +146,8 @@ def plan_support(
     if on_v1 & {"memory", "pids"} or (on_v1 and not v2):
         return _plan_v1(own, mounts)
     if v2:
-        return _plan_v2(v2[-1], v2_controllers, is_root)
+        delegated = None if is_root else _delegated_v2(v2[-1], own.get("", "/"), writable)
+        return _plan_v2(v2[-1], v2_controllers, is_root, delegated)
     return _unsupported("no cgroup filesystem is mounted (mount cgroup2 on /sys/fs/cgroup)")
 
 
@@ -165,8 +176,21 @@ def _plan_v1(own: dict[str, str], mounts: list[CgroupMount]) -> CgroupSupport:
     return CgroupSupport(1, available, paths, reasons)
 
 
-def _plan_v2(mount: CgroupMount, enabled: frozenset[str], is_root: bool) -> CgroupSupport:
-    parent = posixpath.join(mount.mount_point, PARENT)
+def _delegated_v2(mount: CgroupMount, own_path: str, writable: Callable[[str], bool]) -> str | None:
+    """Our own v2 cgroup, if it was delegated to us (we may write its control files)."""
+    base = cgroup_dir(mount, own_path)
+    if base is not None and posixpath.basename(base) == LEAF:
+        base = posixpath.dirname(base)
+    files = ("cgroup.procs", "cgroup.subtree_control")
+    if base is None or not all(writable(posixpath.join(base, f)) for f in files):
+        return None
+    return base
+
+
+def _plan_v2(
+    mount: CgroupMount, enabled: frozenset[str], is_root: bool, delegated: str | None
+) -> CgroupSupport:
+    parent = posixpath.join(delegated or mount.mount_point, PARENT)
     paths, reasons = {}, {}
     for controller in CONTROLLERS:
         # cpu.stat (usage_usec) is a core file of every v2 cgroup: no controller needed.
@@ -175,7 +199,7 @@ def _plan_v2(mount: CgroupMount, enabled: frozenset[str], is_root: bool) -> Cgro
                 f"cgroup v2 {controller} controller is not in {mount.mount_point}/"
                 "cgroup.controllers (bound to a v1 hierarchy, or disabled at boot)"
             )
-        elif not is_root:
+        elif not is_root and delegated is None:
             reasons[controller] = DELEGATION_HINT
         else:
             paths[controller] = parent
@@ -424,9 +448,12 @@ class CgroupV2:
 def _remove_run_dir(path: str) -> None:
     _rmdir(path, _RMDIR_WINDOW)
     # The shared parent goes too once empty, so the host's tree is left as we found it; a
-    # concurrent create() that loses its parent this way simply makes it again.
+    # concurrent create() that loses its parent this way simply makes it again. A parent
+    # someone else owns was delegated by an administrator: it stays.
+    parent = posixpath.dirname(path)
     with contextlib.suppress(OSError):
-        _rmdir(posixpath.dirname(path), 0)
+        if os.stat(parent).st_uid == os.geteuid():
+            _rmdir(parent, 0)
 
 
 def _enable_subtree(cgroup: str, controllers: frozenset[str]) -> None:
@@ -439,12 +466,26 @@ def _make_v2(support: CgroupSupport, name: str) -> CgroupV2:
     path = run_dirs(support, name)["cpu"]
     parent = posixpath.dirname(path)
     controllers = frozenset(c for c in ("memory", "pids") if support.controllers[c])
+    base = posixpath.dirname(parent)
+    if os.geteuid() != 0:
+        _move_into_leaf(base)
     # The root cgroup may hold processes and still delegate; `stockade` holds none, so it can.
-    _enable_subtree(posixpath.dirname(parent), controllers)
+    _enable_subtree(base, controllers)
     _mkdir(parent, exist_ok=True)
     _enable_subtree(parent, controllers)
     _mkdir(path, exist_ok=False)
     return CgroupV2(path, controllers)
+
+
+def _move_into_leaf(delegated: str) -> None:
+    """Empty our delegated cgroup of its processes (ours: the scope was made for us) into a
+    leaf, so that it may enable controllers for the run cgroups beside that leaf."""
+    pids = _read(f"{delegated}/cgroup.procs").split()
+    if pids:
+        _mkdir(f"{delegated}/{LEAF}", exist_ok=True)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):  # it may have exited meanwhile
+                _write(f"{delegated}/{LEAF}/cgroup.procs", pid)
 
 
 def _make_v1(support: CgroupSupport, name: str) -> CgroupV1:
@@ -491,8 +532,6 @@ def create(name: str, limits: CgroupLimits) -> Cgroup:
     if supervisor_pid(name) is None:
         raise ValueError(f"cgroup run name {name!r} is not '<pid>-<counter>'")
     support = detect()
-    if support.version == 2 and os.geteuid() != 0:
-        raise UnsupportedError("cgroup v2 delegation (not running as root)", DELEGATION_HINT)
     _require(support, limits)
     for attempt in range(3):
         try:
@@ -512,7 +551,8 @@ def _create_once(support: CgroupSupport, name: str, limits: CgroupLimits) -> Cgr
         )
     except PermissionError as exc:
         raise UnsupportedError(
-            "write access to the cgroup hierarchy", f"run as root ({exc})"
+            f"write access to the cgroup hierarchy ({exc.strerror}: {exc.filename})",
+            DELEGATION_HINT,
         ) from exc
     try:
         cgroup.apply(limits)

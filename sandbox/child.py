@@ -72,7 +72,8 @@ def run_init(
         step("uts.sethostname", socket.sethostname, plan.hostname)
         step("limits.rlimits", limits.apply_rlimits, plan.rlimits)
         # 6. privileges
-        step("privileges.drop", privileges.drop_privileges, plan.root.uid, plan.root.gid)
+        step("privileges.drop", privileges.drop_privileges, plan.root.uid, plan.root.gid,
+             plan.rootless)
         # 7. file descriptors: the workload's stdio, and nothing else of ours
         step("fds.stdio", _install_stdio, stdio)
         step("fds.close", os.closerange, 3, report_fd)

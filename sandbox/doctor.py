@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from . import _syscalls as sc
-from . import cgroups, seccomp
+from . import cgroups, namespaces, seccomp
+from .errors import SandboxError
 
 
 @dataclass(frozen=True)
@@ -36,12 +37,15 @@ NAMESPACES = {
 
 
 def probe(action: Callable[[], None]) -> tuple[bool, str]:
-    """Run `action` in a forked child; (True, "works") or (False, the error)."""
+    """Run `action` in a forked child, in a user namespace of its own when not root (as a
+    run would be); (True, "works") or (False, the error)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             os.close(read_end)
+            if os.geteuid() != 0 and action is not _new_user_namespace:
+                _new_user_namespace()
             action()
             os._exit(0)
         except OSError as exc:
@@ -72,23 +76,23 @@ def _pivot_into(root: str) -> None:
     sc.umount2(".", sc.MNT_DETACH)
 
 
+def _new_user_namespace() -> None:
+    namespaces.enter_user_namespace(os.geteuid(), os.getegid())
+
+
 def _user_namespace() -> tuple[bool, str]:
-    ok, detail = probe(lambda: sc.unshare(sc.CLONE_NEWUSER))
-    if ok:
-        return ok, detail
-    hints = []
-    for path, bad in (
-        ("/proc/sys/kernel/unprivileged_userns_clone", "0"),
-        ("/proc/sys/user/max_user_namespaces", "0"),
-        ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1"),
-    ):
-        try:
-            with open(path) as file:
-                if file.read().strip() == bad:
-                    hints.append(f"{path.removeprefix('/proc/sys/').replace('/', '.')}={bad}")
-        except OSError:
-            continue
-    return False, f"{detail}; " + (", ".join(hints) or "no sysctl explains it")
+    ok, detail = probe(_new_user_namespace)
+    return (ok, detail) if ok else (False, f"{detail}; {namespaces.user_namespace_hint()}")
+
+
+def _cgroup_for_a_run() -> tuple[bool, str]:
+    """Make (and remove) a real run cgroup with memory and pids limits, as this user."""
+    try:
+        cgroup = cgroups.create(f"{os.getpid()}-doctor", cgroups.CgroupLimits(64 << 20, 16))
+    except SandboxError as exc:
+        return False, str(exc)
+    cgroup.remove()
+    return True, "a run cgroup with memory and pids limits can be made as this user"
 
 
 def checks() -> list[Check]:
@@ -96,7 +100,10 @@ def checks() -> list[Check]:
         Check(f"namespace.{name}", *probe(lambda f=flag: sc.unshare(f)))
         for name, flag in NAMESPACES.items()
     ]
-    found.append(Check("namespace.user", *_user_namespace(), required=os.geteuid() != 0))
+    rootless = os.geteuid() != 0
+    mode = "rootless (user namespaces)" if rootless else "root"
+    found.insert(0, Check("user", True, f"uid {os.getuid()}: {mode}", required=False))
+    found.append(Check("namespace.user", *_user_namespace(), required=rootless))
     found.append(Check("pivot_root", *_pivot_root()))
     found.append(Check("seccomp", *seccomp.detect()))
     support = cgroups.detect()
@@ -110,6 +117,7 @@ def checks() -> list[Check]:
     for controller, available in support.controllers.items():
         detail = support.reasons.get(controller, "available") if not available else "available"
         found.append(Check(f"cgroup.{controller}", available, detail))
+    found.append(Check("cgroup.create", *_cgroup_for_a_run()))
     return found
 
 

@@ -19,6 +19,62 @@ CHILD_NAMESPACES = (
 )
 
 
+def enter_user_namespace(inner_uid: int, inner_gid: int) -> None:
+    """Rootless mode: move this process into a new user namespace where the caller's own
+    uid and gid appear as `inner_uid`/`inner_gid`, with every capability *inside* it (and
+    none outside), so the namespaces, mounts and the rest of setup work as for root."""
+    outer_uid, outer_gid = os.geteuid(), os.getegid()
+    sc.unshare(sc.CLONE_NEWUSER)
+    # An unprivileged process may map only its own ids, and only once setgroups is denied.
+    _write_proc("/proc/self/setgroups", "deny")
+    _write_proc("/proc/self/uid_map", f"{inner_uid} {outer_uid} 1")
+    _write_proc("/proc/self/gid_map", f"{inner_gid} {outer_gid} 1")
+
+
+def _write_proc(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def in_user_namespace_without_setgroups() -> bool:
+    try:
+        with open("/proc/self/setgroups") as file:
+            return file.read().strip() == "deny"
+    except OSError:
+        return False
+
+
+_USERNS_SYSCTLS = (
+    ("kernel/unprivileged_userns_clone", "0", "sysctl -w kernel.unprivileged_userns_clone=1"),
+    ("user/max_user_namespaces", "0", "sysctl -w user.max_user_namespaces=15000"),
+    (
+        "kernel/apparmor_restrict_unprivileged_userns",
+        "1",
+        "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 (Ubuntu 23.10+), or an "
+        "AppArmor profile for the interpreter that grants `userns,` "
+        "(like /etc/apparmor.d/bwrap-userns-restrict)",
+    ),
+)
+
+
+def user_namespace_hint() -> str:
+    """Why unprivileged user namespaces may be refused here, and what lifts it."""
+    hints = []
+    for name, bad, fix in _USERNS_SYSCTLS:
+        try:
+            with open(f"/proc/sys/{name}") as file:
+                if file.read().strip() == bad:
+                    hints.append(f"{name.replace('/', '.')} is {bad}: {fix}")
+        except OSError:
+            continue
+    if not hints:
+        return "no sysctl explains it: a container's seccomp profile or LSM may forbid unshare"
+    return "; ".join(hints)
+
+
 def unshare_pid_for_children() -> None:
     sc.unshare(sc.CLONE_NEWPID)
 

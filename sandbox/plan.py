@@ -25,4 +25,5 @@ class RunPlan:
     cpu_time: float | None
     cgroup_limits: CgroupLimits
     cgroups_required: bool = True
+    rootless: bool = False  # not root: the supervisor makes a user namespace first
     files: dict[str, bytes] = field(default_factory=dict)

@@ -13,13 +13,14 @@ def _last_capability() -> int:
         return int(file.read())
 
 
-def drop_privileges(uid: int, gid: int) -> None:
+def drop_privileges(uid: int, gid: int, rootless: bool = False) -> None:
     """Become uid/gid with no capability in any set, the bounding set empty, no_new_privs."""
     # The bounding set needs CAP_SETPCAP to shrink, so it goes first, while we still have it.
     for capability in range(_last_capability() + 1):
         sc.prctl(sc.PR_CAPBSET_DROP, capability)
     sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
-    os.setgroups([])
+    if not rootless:
+        os.setgroups([])  # in rootless mode the kernel refuses it, and there is nothing to drop
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
     # setresuid empties the permitted and effective sets but keeps the inheritable one.

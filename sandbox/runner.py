@@ -97,6 +97,7 @@ class Sandbox:
             cpu_time=policy.limits.cpu_time,
             cgroup_limits=CgroupLimits(memory=policy.limits.memory, pids=policy.limits.pids),
             cgroups_required=policy.limits.cgroups == "required",
+            rootless=os.geteuid() != 0,
             files=_check_files(files),
         )
 

@@ -11,15 +11,17 @@ import contextlib
 import json
 import os
 import pickle
+import resource
 import select
 import signal
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import cgroups, child, namespaces
 from .errors import SandboxError, SetupError, UnsupportedError
+from .limits import Rlimits
 from .plan import RunPlan
 
 RUN_DIR_PREFIX = "stockade-"
@@ -58,11 +60,16 @@ def supervise(plan: RunPlan, stdio: tuple[int, int, int]) -> RunReport:
         stack.callback(_close_all, stdio)
         try:
             cgroup, warnings = _make_cgroup(plan)
-            if cgroup is not None:
+            if cgroup is None:
+                plan = replace(plan, rlimits=plan.rlimits + _fallback_rlimits(plan))
+            else:
                 stack.callback(cgroup.remove)
             root = stack.enter_context(_run_dir())
             report_r, report_w = os.pipe2(os.O_CLOEXEC)
             stack.callback(os.close, report_r)
+            # Host-side resources (cgroup, run dir) are made above, as the caller's own user.
+            if plan.rootless:
+                _enter_user_namespace(plan)
             namespaces.unshare_pid_for_children()
             init = os.fork()
             if init == 0:
@@ -102,7 +109,42 @@ def _make_cgroup(plan: RunPlan) -> tuple[cgroups.Cgroup | None, tuple[str, ...]]
     except UnsupportedError as exc:
         if plan.cgroups_required:
             raise
-        return None, (f"cgroups unavailable, limits are per process only: {exc}",)
+        return None, _weaker_limits(plan, exc)
+
+
+def _weaker_limits(plan: RunPlan, cause: UnsupportedError) -> tuple[str, ...]:
+    """What `cgroups = "best_effort"` gives up, said plainly for Result.warnings."""
+    limits = plan.cgroup_limits
+    warnings = [f"no cgroup ({cause}); limits fall back to per-process rlimits"]
+    if limits.memory is not None:
+        warnings.append("memory: RLIMIT_AS per process (address space, not the whole tree's "
+                        "memory; tmpfs files are not counted; no OOM report)")
+    if limits.pids is not None:
+        warnings.append("pids: RLIMIT_NPROC, counted per user (in rootless mode, per run)")
+    if plan.cpu_time is not None:
+        warnings.append("cpu_time: RLIMIT_CPU per process, not for the whole tree")
+    warnings.append("peak_memory and cpu_time in the Result come from the init's rusage")
+    return tuple(warnings)
+
+
+def _fallback_rlimits(plan: RunPlan) -> Rlimits:
+    limits = plan.cgroup_limits
+    extra = []
+    if limits.memory is not None:
+        extra.append((resource.RLIMIT_AS, limits.memory, limits.memory))
+    if limits.pids is not None:
+        extra.append((resource.RLIMIT_NPROC, limits.pids, limits.pids))
+    return tuple(extra)
+
+
+def _enter_user_namespace(plan: RunPlan) -> None:
+    try:
+        namespaces.enter_user_namespace(plan.root.uid, plan.root.gid)
+    except OSError as exc:
+        raise UnsupportedError(
+            f"unprivileged user namespaces ({exc.strerror}), which running without root needs",
+            namespaces.user_namespace_hint(),
+        ) from None
 
 
 @contextlib.contextmanager

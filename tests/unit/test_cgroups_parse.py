@@ -62,7 +62,8 @@ LIMITS = CgroupLimits(memory=64 << 20, pids=16)
 
 def plan(own: str, mounts: str, enabled: frozenset[str] = frozenset(), root: bool = True):
     parsed = cgroups.parse_mountinfo(mounts)
-    return cgroups.plan_support(cgroups.parse_proc_cgroup(own), parsed, enabled, root)
+    own_paths = cgroups.parse_proc_cgroup(own)
+    return cgroups.plan_support(own_paths, parsed, enabled, root, writable=lambda path: False)
 
 
 # ------------------------------------------------------------------ /proc/self/cgroup
@@ -189,6 +190,25 @@ def test_plan_v2_cpu_accounting_needs_no_controller() -> None:
     support = plan(V2_SELF, V2_MOUNTS, frozenset({"pids"}))
     assert support.controllers == {"memory": False, "pids": True, "cpu": True}
     assert "cgroup.controllers" in support.reasons["memory"]
+
+
+def test_plan_v2_not_root_uses_a_delegated_own_cgroup() -> None:
+    own = cgroups.parse_proc_cgroup(V2_SELF)
+    mounts = cgroups.parse_mountinfo(V2_MOUNTS)
+    scope = "/sys/fs/cgroup/user.slice/user-1000.slice/session-2.scope"
+    support = cgroups.plan_support(
+        own, mounts, V2_CONTROLLERS, False, writable=lambda path: path.startswith(scope + "/")
+    )
+    assert support.controllers == {"memory": True, "pids": True, "cpu": True}
+    assert set(support.paths.values()) == {scope + "/stockade"}
+
+
+def test_plan_v2_from_our_leaf_goes_back_to_the_delegated_cgroup() -> None:
+    own = cgroups.parse_proc_cgroup(V2_SELF.rstrip() + "/stockade-supervisor\n")
+    mounts = cgroups.parse_mountinfo(V2_MOUNTS)
+    scope = "/sys/fs/cgroup/user.slice/user-1000.slice/session-2.scope"
+    support = cgroups.plan_support(own, mounts, V2_CONTROLLERS, False, writable=lambda p: True)
+    assert set(support.paths.values()) == {scope + "/stockade"}
 
 
 def test_plan_v2_not_root_points_to_delegation() -> None:
