@@ -43,37 +43,50 @@ def _single_threaded() -> bool:
     return len(os.listdir("/proc/self/task")) == 1
 
 
+_swept_stale = False  # has this process's first supervisor removed what dead ones left?
+
+
 def _launch_direct(plan: RunPlan, stdio: tuple[int, int, int]) -> Launched:
+    global _swept_stale
     ours, theirs = socket.socketpair()
     parent = os.getpid()
     pid = os.fork()
     if pid == 0:
         ours.close()
+        if not _swept_stale:
+            spawn.cleanup_stale()
         spawn.supervise_and_reply(plan, stdio, theirs.detach(), parent)
+    _swept_stale = True
     theirs.close()
     return Launched(ours, pid)
+
+
+def start_server() -> None:
+    """Start this process's spawn server now rather than on the first threaded run."""
+    with _server.lock:
+        _server.ensure_running()
 
 
 class _SpawnServer:
     """The caller's handle on its spawn server; started on first use, restarted if gone."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         self._control: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._owner = 0
 
     def launch(self, plan: RunPlan, stdio: tuple[int, int, int]) -> Launched:
         ours, theirs = socket.socketpair()
-        with self._lock:
-            control = self._ensure_running()
+        with self.lock:
+            control = self.ensure_running()
             socket.send_fds(control, [b"R"], [theirs.fileno(), *stdio])
         theirs.close()
         payload = pickle.dumps(plan)
         ours.sendall(_LENGTH.pack(len(payload)) + payload)
         return Launched(ours, None)
 
-    def _ensure_running(self) -> socket.socket:
+    def ensure_running(self) -> socket.socket:
         alive = self._process is not None and self._process.poll() is None
         if self._control is not None and alive and self._owner == os.getpid():
             return self._control

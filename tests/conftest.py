@@ -36,14 +36,23 @@ def _stockade_cgroups() -> set[str]:
     return found
 
 
+def _not_someone_elses(path: str, ours: set[int]) -> bool:
+    """Run dirs and cgroups are named after their supervisor's pid: skip those of live
+    supervisors outside this test process (another test session on the machine)."""
+    pid = os.path.basename(path).removeprefix("stockade-").split("-", 1)[0]
+    return not pid.isdigit() or int(pid) in ours or not psutil.pid_exists(int(pid))
+
+
 def _snapshot() -> dict[str, object]:
     me = psutil.Process()
+    children = {p.pid for p in me.children(recursive=True)}
+    ours = children | {me.pid}
     return {
         "fds": set(os.listdir("/proc/self/fd")),
         "mounts": open("/proc/self/mountinfo").read().count("\n"),
-        "run dirs": set(glob.glob(RUN_DIRS)),
-        "cgroups": _stockade_cgroups(),
-        "child processes": {p.pid for p in me.children(recursive=True)},
+        "run dirs": {p for p in glob.glob(RUN_DIRS) if _not_someone_elses(p, ours)},
+        "cgroups": {p for p in _stockade_cgroups() if _not_someone_elses(p, ours)},
+        "child processes": children,
     }
 
 
@@ -52,8 +61,7 @@ def spawn_server() -> None:
     """Start the spawn server up front: its socket and process are meant to stay."""
     from sandbox import forkserver
 
-    with forkserver._server._lock:
-        forkserver._server._ensure_running()
+    forkserver.start_server()
 
 
 @pytest.fixture(autouse=True)

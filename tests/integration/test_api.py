@@ -1,0 +1,91 @@
+"""The Python API contract: Sandbox, run / run_code / arun, files, stdin, threads, asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from sandbox import Policy, PolicyError, Sandbox, Status
+
+
+def test_run_with_files_and_stdin(box: Sandbox) -> None:
+    result = box.run(
+        ["sh", "-c", "cat data.csv; cat"], stdin=b"from stdin", files={"data.csv": b"a,b\n"}
+    )
+    assert result.status is Status.OK
+    assert result.stdout == "a,b\nfrom stdin"
+
+
+@pytest.mark.parametrize(
+    "language,code,expected",
+    [
+        ("python", "import sys; print(sys.version_info[0])", "3\n"),
+        ("bash", "echo ${BASH_VERSION%%.*}", None),
+        ("sh", "echo sh", "sh\n"),
+    ],
+)
+def test_run_code(box: Sandbox, language: str, code: str, expected: str | None) -> None:
+    result = box.run_code(code, language=language)
+    assert result.status is Status.OK, result
+    assert expected is None or result.stdout == expected
+
+
+def test_unknown_language(box: Sandbox) -> None:
+    with pytest.raises(PolicyError, match="language"):
+        box.run_code("print(1)", language="cobol")
+
+
+@pytest.mark.parametrize("name", ["../escape", "/etc/passwd", "", ".", "a/../../b"])
+def test_files_must_stay_in_the_workspace(box: Sandbox, name: str) -> None:
+    with pytest.raises(PolicyError, match="files"):
+        box.run(["true"], files={name: b"x"})
+
+
+def test_raw_output_is_kept(box: Sandbox) -> None:
+    result = box.run(["printf", "\\377\\000\\n"])
+    assert result.stdout_bytes == b"\xff\x00\n"
+    assert result.stdout == "\ufffd\x00\n"
+
+
+@pytest.mark.parametrize("argv", [[], "echo hi", ["echo", "a\0b"], ["true", *["x" * 65536] * 20]])
+def test_bad_argv(box: Sandbox, argv: object) -> None:
+    with pytest.raises(PolicyError, match="argv"):
+        box.run(argv)  # type: ignore[arg-type]
+
+
+def test_policy_by_name() -> None:
+    assert Sandbox("strict").policy.name == "strict"
+    assert Sandbox().policy == Policy.load("default")
+
+
+def test_shared_between_threads(box: Sandbox) -> None:
+    """Eight threads share one Sandbox; with threads alive, runs go through the spawn server."""
+    assert threading.active_count() >= 1
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: box.run(["sh", "-c", f"echo {i}"]), range(16)))
+    assert [r.stdout for r in results] == [f"{i}\n" for i in range(16)]
+
+
+def test_asyncio_tasks(box: Sandbox) -> None:
+    async def main() -> list[str]:
+        runs = [box.arun(["sh", "-c", f"sleep 0.2; echo {i}"]) for i in range(6)]
+        runs.append(box.arun_code("print('code')"))
+        return [r.stdout for r in await asyncio.gather(*runs)]
+
+    assert asyncio.run(main()) == [f"{i}\n" for i in range(6)] + ["code\n"]
+
+
+def test_result_json_matches_the_contract(box: Sandbox) -> None:
+    result = box.run(["sh", "-c", "echo out; exit 2"])
+    data = result.to_dict()
+    assert data["status"] == "nonzero_exit" and data["exit_code"] == 2
+    assert data["stdout"] == "out\n" and data["error"] is None
+    assert data["cpu_time"] >= 0 and data["peak_memory"] > 0
+
+
+def test_stdin_not_read_does_not_block(box: Sandbox) -> None:
+    result = box.run(["true"], stdin=b"x" * (8 << 20))
+    assert result.status is Status.OK
