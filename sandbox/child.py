@@ -44,8 +44,10 @@ def run_init(
     join_paths: tuple[str, ...],
     stdio: tuple[int, int, int],
     report_fd: int,
+    netns: int | None = None,
 ) -> NoReturn:
-    """PID 1 of the run: set everything up, fork the workload, reap, report its status."""
+    """PID 1 of the run: set everything up, fork the workload, reap, report its status.
+    `netns` is the run's network namespace when the supervisor made one (an allowlist)."""
     try:
         step = _Checklist(report_fd)
         # Steps 1-3 (supervisor, fork, new pid namespace) are done; this process is PID 1.
@@ -56,7 +58,7 @@ def run_init(
         step("cgroups.join", _join_cgroup, join_paths)
         step("namespaces.unshare", namespaces.unshare_child_namespaces)
         step("namespaces.keyring", namespaces.join_new_session_keyring)
-        step("net.loopback_up", net.loopback_up)
+        step("net.enter", net.enter, netns)  # join the supervisor's, or lo up in our own
         # 4. mounts
         step("mounts.build_root", mounts.build_root, root, plan.root)
         step(

@@ -1,10 +1,373 @@
-"""The run's network: its own namespace, with only a loopback interface, up."""
+"""The run's network: its own namespace with only `lo`, and an allowlist of TCP destinations.
+
+Pure half: `plan_network(policy.network)` parses every allowlist entry, resolves names once
+(pinned for the run in the sandbox's /etc/hosts) and refuses loopback, link-local, metadata
+and the host's own addresses, unless `allow_host_loopback` is set.
+
+Privileged half, in the supervisor (single-threaded, no event loop, before it forks the
+run's init): `isolate(plan)` makes the run's network namespace, brings `lo` up and makes the
+allowed networks local on it (pyroute2), steers connections to them into the supervisor's
+listening sockets (BPF sk_lookup, `net_steer`) and returns to the host's namespace; after the
+fork, a relay thread (`net_relay`) forwards each accepted connection to the destination it
+was addressed to, from the host side. The host's firewall, routes and sysctls are never
+touched: the namespace, its routes and the program all vanish with the run.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
+import ipaddress
+import os
+import re
 import socket
 import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import _syscalls as sc
+from .errors import PolicyError, SetupError, UnsupportedError
+
+if TYPE_CHECKING:
+    from .net_relay import Relay
+    from .policy import Network
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Net = ipaddress.IPv4Network | ipaddress.IPv6Network
+Resolver = Callable[[str], list[str]]
+
+_FIELD = "network.allow"
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+# Never a destination, whatever the policy says.
+_NOT_UNICAST = tuple(
+    ipaddress.ip_network(n)
+    for n in ("0.0.0.0/8", "224.0.0.0/4", "255.255.255.255/32", "::/128", "ff00::/8")
+)
+# The host itself and the cloud's metadata services: only with allow_host_loopback.
+_HOST_ONLY = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "127.0.0.0/8", "169.254.0.0/16", "100.100.100.200/32",  # Alibaba's metadata
+        "::1/128", "fe80::/10", "fd00:ec2::254/128",  # AWS's IPv6 metadata
+        # IPv4-mapped and -compatible IPv6 addresses reach IPv4 (127.0.0.1 among them):
+        # write the IPv4 form instead.
+        "::ffff:0:0/96", "::/96",
+    )
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One allowed destination: every address of `network`, on `port` (None: every port)."""
+
+    network: Net
+    port: int | None = None
+
+    def allows(self, address: Address, port: int) -> bool:
+        return address in self.network and self.port in (None, port)
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    """What the run may reach; no rules means no network at all (only the run's own lo)."""
+
+    rules: tuple[Rule, ...] = ()
+    hosts: tuple[tuple[str, str], ...] = ()  # (name, address) pinned in /etc/hosts
+    max_connections: int = 16
+    max_bytes: int = 64 << 20
+    allow_host_loopback: bool = False
+
+    def allows(self, address: Address, port: int) -> bool:
+        if not self.allow_host_loopback and _refused(address):
+            return False
+        return any(rule.allows(address, port) for rule in self.rules)
+
+
+# -- pure half -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One allowlist entry, parsed: an address or network, or a name to resolve."""
+
+    network: Net | None
+    name: str | None
+    port: int | None
+
+
+def parse_entry(text: str) -> Entry:
+    """'HOST', 'HOST:PORT', 'ADDR', 'ADDR:PORT', '[V6]:PORT', 'CIDR', 'CIDR:PORT', '[V6CIDR]:PORT'.
+    Raises ValueError saying what is wrong."""
+    spec = text.strip()
+    if spec.startswith("["):
+        inner, bracket, rest = spec[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"{text!r}: expected [IPV6]:PORT")
+        host, port = inner, _port(rest[1:], text) if rest else None
+    elif spec.count(":") > 1 and "/" not in spec:
+        host, port = spec, None  # a bare IPv6 address: its colons are not a port
+    elif "/" in spec:
+        host, _, length_port = spec.partition("/")
+        length, colon, port_text = length_port.partition(":")
+        host, port = f"{host}/{length}", _port(port_text, text) if colon else None
+    else:
+        host, colon, port_text = spec.partition(":")
+        port = _port(port_text, text) if colon else None
+    try:
+        network = ipaddress.ip_network(host)
+    except ValueError as exc:
+        if "/" in host or ":" in host:
+            raise ValueError(f"{text!r}: {exc}") from None
+        return Entry(None, _hostname(host, text), port)
+    if network.num_addresses == 1:
+        network = ipaddress.ip_network(_unmapped(network.network_address))
+    return Entry(network, None, port)
+
+
+def _port(text: str, entry: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"{entry!r}: the port must be a number from 1 to 65535")
+    return int(text)
+
+
+def _hostname(name: str, entry: str) -> str:
+    labels = name.removesuffix(".").split(".")
+    if not name or len(name) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise ValueError(f"{entry!r}: not a host name, an IP address or a CIDR")
+    if not labels[-1][0].isalpha():
+        # '10.1.2' or '0x7f.1' would reach inet_aton's shorthand forms, not DNS.
+        raise ValueError(f"{entry!r}: not a valid IP address, and not a host name")
+    return name.lower().removesuffix(".")
+
+
+def plan_network(
+    policy: Network,
+    *,
+    resolve: Resolver | None = None,
+    host_addresses: Callable[[], set[Address]] | None = None,
+) -> NetworkPlan:
+    """The run's network plan. Names are resolved now, once; anything the allowlist must
+    not reach raises `PolicyError` naming `network.allow` and the entry."""
+    if not policy.allow:
+        return NetworkPlan(max_connections=policy.max_connections, max_bytes=policy.max_bytes)
+    resolve = resolve or resolve_tcp
+    local = None if policy.allow_host_loopback else (host_addresses or _host_addresses)()
+    rules: list[Rule] = []
+    hosts: list[tuple[str, str]] = []
+    for text in policy.allow:
+        try:
+            entry = parse_entry(text)
+        except ValueError as exc:
+            raise PolicyError(_FIELD, str(exc)) from None
+        networks = [entry.network] if entry.network else _resolved(entry, text, resolve)
+        for network in networks:
+            _check_network(network, text, local)
+            rules.append(Rule(network, entry.port))
+            if entry.name:
+                hosts.append((entry.name, str(network.network_address)))
+    return NetworkPlan(
+        rules=tuple(dict.fromkeys(rules)),
+        hosts=tuple(dict.fromkeys(hosts)),
+        max_connections=policy.max_connections,
+        max_bytes=policy.max_bytes,
+        allow_host_loopback=policy.allow_host_loopback,
+    )
+
+
+def resolve_tcp(name: str) -> list[str]:
+    """The name's addresses for TCP, as this host resolves them (AI_ADDRCONFIG: only
+    families the host has addresses of)."""
+    infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM, flags=socket.AI_ADDRCONFIG)
+    return [str(info[4][0]).split("%")[0] for info in infos]
+
+
+def _resolved(entry: Entry, text: str, resolve: Resolver) -> list[Net]:
+    assert entry.name is not None
+    try:
+        found = resolve(entry.name)
+    except (OSError, UnicodeError) as exc:
+        raise PolicyError(_FIELD, f"{text!r}: cannot resolve {entry.name!r}: {exc}") from None
+    if not found:
+        raise PolicyError(_FIELD, f"{text!r}: {entry.name!r} has no address")
+    networks = []
+    for address in dict.fromkeys(found):
+        parsed = _unmapped(ipaddress.ip_address(address))
+        networks.append(ipaddress.ip_network(parsed))
+    return networks
+
+
+def _unmapped(address: Address) -> Address:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def _check_network(network: Net, text: str, local: set[Address] | None) -> None:
+    for bad in _NOT_UNICAST:
+        if network.overlaps(bad):  # type: ignore[arg-type]
+            raise PolicyError(_FIELD, f"{text!r}: {network} covers {bad}, never a destination")
+    if local is None:  # allow_host_loopback
+        return
+    for bad in _HOST_ONLY:
+        if network.overlaps(bad):  # type: ignore[arg-type]
+            raise PolicyError(
+                _FIELD,
+                f"{text!r}: {network} covers {bad} (loopback, link-local, metadata or "
+                "IPv4-mapped addresses are never reachable; allow_host_loopback = true lifts "
+                "this for local development)",
+            )
+    for address in sorted(local, key=str):
+        if address in network:
+            raise PolicyError(
+                _FIELD,
+                f"{text!r}: {network} covers {address}, an address of this host (the host "
+                "itself is never reachable; allow_host_loopback = true lifts this)",
+            )
+
+
+def _refused(address: Address) -> bool:
+    return any(address in bad for bad in (*_NOT_UNICAST, *_HOST_ONLY))
+
+
+def _host_addresses() -> set[Address]:
+    import psutil
+
+    found: set[Address] = set()
+    for addresses in psutil.net_if_addrs().values():
+        for item in addresses:
+            if item.family in (socket.AF_INET, socket.AF_INET6):
+                found.add(ipaddress.ip_address(item.address.split("%")[0]))
+    return found
+
+
+# -- privileged half: the supervisor, before and after it forks the run's init --------------
+
+
+@dataclass
+class RunNetwork:
+    """The supervisor's handle on a run's network: the namespace (an fd the init joins) and
+    the relay (started after the fork: threads are safe only from then on)."""
+
+    netns: int
+    relay: Relay
+
+    def start(self) -> None:
+        self.relay.start()
+
+    def warnings(self) -> tuple[str, ...]:
+        """The bounds the run hit, for Result.warnings."""
+        relay, plan, found = self.relay, self.relay.plan, []
+        if relay.over_connections:
+            found.append(
+                f"network: {relay.over_connections} connection(s) refused: "
+                f"max_connections ({plan.max_connections}) were open"
+            )
+        if relay.exhausted:
+            found.append(
+                f"network: max_bytes ({plan.max_bytes}) relayed: open connections were cut "
+                "and new ones refused"
+            )
+        return tuple(found)
+
+
+@contextlib.contextmanager
+def isolate(plan: NetworkPlan, *, rootless: bool = False) -> Iterator[RunNetwork | None]:
+    """Make the run's network namespace with its allowlist, and tear it all down on exit.
+
+    Yields None when there is no allowlist: the init then makes a plain namespace of its own.
+    The caller must be single-threaded with no running event loop (pyroute2's IPRoute would
+    use it); it stays in its own network namespace.
+    """
+    if not plan.rules:
+        yield None
+        return
+    if rootless:
+        raise UnsupportedError(
+            "a network allowlist needs root: its BPF sk_lookup program, and the relay's way "
+            "back to the host's network namespace, are not available in a user namespace",
+            "run as root, or leave network.allow empty (no network)",
+        )
+    from . import net_relay
+
+    with contextlib.ExitStack() as stack:
+        netns, listeners = _build(plan, stack)
+        relay = net_relay.Relay(listeners, plan)
+        stack.callback(relay.stop)
+        yield RunNetwork(netns, relay)
+
+
+def _build(plan: NetworkPlan, stack: contextlib.ExitStack) -> tuple[int, list[socket.socket]]:
+    """Enter a new network namespace, set it up, and come back; its fd and the listeners."""
+    from . import net_relay, net_steer
+
+    host = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with _errors("net.namespace"):
+            sc.unshare(sc.CLONE_NEWNET)
+            netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            stack.callback(os.close, netns)
+        with _errors("net.configure"):
+            _configure(plan)
+        with _errors("net.listen"):
+            listeners = net_relay.listen(plan)
+            stack.callback(net_relay.close_all, listeners)
+        stack.enter_context(net_steer.attach(netns, plan.rules, listeners))
+    finally:
+        sc.setns(host, sc.CLONE_NEWNET)  # the relay connects out from the host's side
+        os.close(host)
+    return netns, listeners
+
+
+def _configure(plan: NetworkPlan) -> None:
+    """In the run's namespace: lo up, and each allowed network a `local` route on lo, so a
+    connection to it is delivered in the namespace (where sk_lookup steers it) and one to
+    anything else fails at once (no route: ENETUNREACH)."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with IPRoute() as ipr:
+        lo = ipr.link_lookup(ifname="lo")[0]
+        ipr.link("set", index=lo, state="up")
+        for network in dict.fromkeys(rule.network for rule in plan.rules):
+            try:
+                ipr.route(
+                    "add",
+                    dst=str(network),
+                    family=socket.AF_INET if network.version == 4 else socket.AF_INET6,
+                    type="local",
+                    scope=254,  # RT_SCOPE_HOST
+                    table=255,  # RT_TABLE_LOCAL
+                    oif=lo,
+                )
+            except NetlinkError as exc:
+                if exc.code != errno.EEXIST:  # 127.0.0.1 (allow_host_loopback) is local already
+                    raise
+
+
+@contextlib.contextmanager
+def _errors(step: str) -> Iterator[None]:
+    """Translate OSError and pyroute2's NetlinkError into `SetupError` at this boundary."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        yield
+    except NetlinkError as exc:
+        raise SetupError(step, exc.code, str(exc)) from None
+    except OSError as exc:
+        raise SetupError(step, exc.errno or 0, str(exc)) from None
+
+
+def enter(netns: int | None) -> None:
+    """The init's step: join the run's namespace that the supervisor made (allowlist), or
+    bring up lo of the fresh one the init unshared (no network)."""
+    if netns is None:
+        loopback_up()
+        return
+    sc.setns(netns, sc.CLONE_NEWNET)
+    os.close(netns)
+
 
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
@@ -18,3 +381,16 @@ def loopback_up() -> None:
         request = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
         fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+
+
+def detect() -> tuple[bool, str]:
+    """Can this machine give a run an allowlist? (root, and BPF sk_lookup: Linux >= 5.9)"""
+    if os.geteuid() != 0:
+        return False, "needs root (BPF sk_lookup)"
+    from . import net_steer
+
+    try:
+        net_steer.probe()
+    except UnsupportedError as exc:
+        return False, str(exc)
+    return True, "BPF sk_lookup works: allowlisted TCP is relayed"

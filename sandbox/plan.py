@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from .cgroups import CgroupLimits
 from .limits import Rlimits
 from .mounts import RootPlan
+from .net import NetworkPlan
 
 
 @dataclass(frozen=True)
@@ -27,3 +28,4 @@ class RunPlan:
     cgroups_required: bool = True
     rootless: bool = False  # not root: the supervisor makes a user namespace first
     files: dict[str, bytes] = field(default_factory=dict)
+    network: NetworkPlan = field(default_factory=NetworkPlan)  # no rules: no network

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 
-from . import forkserver, limits, mounts, seccomp
+from . import forkserver, limits, mounts, net, seccomp
 from .capture import Sink, pump
 from .cgroups import CgroupLimits
 from .errors import PolicyError, SetupError
@@ -86,10 +86,13 @@ class Sandbox:
     ) -> RunPlan:
         """The run's plan (pure): validates the arguments and computes everything to do."""
         policy = self.policy
+        checked_argv, environment = _check_argv(argv), self._environment(env)
+        checked_files = _check_files(files)
+        network = net.plan_network(policy.network)  # names are resolved here, once per run
         return RunPlan(
-            argv=_check_argv(argv),
-            env=self._environment(env),
-            root=self._root,
+            argv=checked_argv,
+            env=environment,
+            root=self._plan_root(network.hosts) if network.hosts else self._root,
             rlimits=self._rlimits,
             seccomp=seccomp.compile_filters(),
             hostname=policy.process.hostname,
@@ -98,11 +101,15 @@ class Sandbox:
             cgroup_limits=CgroupLimits(memory=policy.limits.memory, pids=policy.limits.pids),
             cgroups_required=policy.limits.cgroups == "required",
             rootless=os.geteuid() != 0,
-            files=_check_files(files),
+            files=checked_files,
+            network=network,
         )
 
     @cached_property
     def _root(self) -> mounts.RootPlan:
+        return self._plan_root(())
+
+    def _plan_root(self, hosts: tuple[tuple[str, str], ...]) -> mounts.RootPlan:
         fs, process = self.policy.filesystem, self.policy.process
         runtime = fs.readonly + ((_python_prefix(),) if fs.python else ())
         return mounts.plan_mounts(
@@ -110,6 +117,7 @@ class Sandbox:
             uid=process.uid,
             gid=process.gid,
             hostname=process.hostname,
+            hosts=hosts,
             workspace_size=fs.workspace_size,
             tmp_size=fs.tmp_size,
             inodes=fs.inodes,

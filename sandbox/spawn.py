@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
-from . import cgroups, child, namespaces
+from . import cgroups, child, namespaces, net
 from .errors import SandboxError, SetupError, UnsupportedError
 from .limits import Rlimits
 from .plan import RunPlan
@@ -67,6 +67,9 @@ def supervise(plan: RunPlan, stdio: tuple[int, int, int]) -> RunReport:
             root = stack.enter_context(_run_dir())
             report_r, report_w = os.pipe2(os.O_CLOEXEC)
             stack.callback(os.close, report_r)
+            # The run's network namespace with its allowlist and relay (no allowlist: None,
+            # and the init makes a namespace with only lo). Single-threaded here: see net.py.
+            network = stack.enter_context(net.isolate(plan.network, rootless=plan.rootless))
             # Host-side resources (cgroup, run dir) are made above, as the caller's own user.
             if plan.rootless:
                 _enter_user_namespace(plan)
@@ -75,14 +78,19 @@ def supervise(plan: RunPlan, stdio: tuple[int, int, int]) -> RunReport:
             if init == 0:
                 os.close(report_r)
                 join = cgroup.join_paths if cgroup else ()
-                child.run_init(plan, root, join, stdio, report_w)
+                child.run_init(plan, root, join, stdio, report_w, network and network.netns)
         except (SandboxError, OSError) as exc:
             return RunReport(setup_error=_describe(exc), wall_time=time.monotonic() - started)
         os.close(report_w)
         _close_all(stdio)
         stack.callback(_kill_and_reap, init, cgroup)
+        if network is not None:
+            network.start()  # the relay thread: this process forks nothing from here on
         watch = _Watch(init, report_r, cgroup, plan, started)
-        return watch.run(warnings)
+        report = watch.run(warnings)
+        if network is not None:
+            report = replace(report, warnings=report.warnings + network.warnings())
+        return report
     raise AssertionError("unreachable")
 
 

@@ -36,6 +36,13 @@ def _stockade_cgroups() -> set[str]:
     return found
 
 
+def _our_mounts() -> list[str]:
+    """Host mounts a run could have left: anything under a run dir or naming stockade."""
+    with open("/proc/self/mountinfo") as mountinfo:
+        points = [line.split()[4] for line in mountinfo]
+    return [point for point in points if "stockade" in point]
+
+
 def _not_someone_elses(path: str, ours: set[int]) -> bool:
     """Run dirs and cgroups are named after their supervisor's pid: skip those of live
     supervisors outside this test process (another test session on the machine)."""
@@ -49,7 +56,7 @@ def _snapshot() -> dict[str, object]:
     ours = children | {me.pid}
     return {
         "fds": set(os.listdir("/proc/self/fd")),
-        "mounts": open("/proc/self/mountinfo").read().count("\n"),
+        "mounts": _our_mounts(),
         "run dirs": {p for p in glob.glob(RUN_DIRS) if _not_someone_elses(p, ours)},
         "cgroups": {p for p in _stockade_cgroups() if _not_someone_elses(p, ours)},
         "child processes": children,
