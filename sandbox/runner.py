@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import pickle
@@ -76,9 +75,13 @@ class Sandbox:
 
     async def arun(self, argv: Sequence[str], **options: object) -> Result:
         """`run` for asyncio: the run happens in a worker thread, the loop stays free."""
+        import asyncio  # lazily: the command line never needs it
+
         return await asyncio.to_thread(self.run, argv, **options)  # type: ignore[arg-type]
 
     async def arun_code(self, code: str, language: str = "python", **options: object) -> Result:
+        import asyncio
+
         return await asyncio.to_thread(self.run_code, code, language, **options)  # type: ignore[arg-type]
 
     def plan(
