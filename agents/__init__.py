@@ -1,10 +1,14 @@
-"""Stockade's agent layer: typed messages, agents, a runtime, group chats, traces and memory.
+"""Stockade's agent layer: typed messages, agents, a runtime, group chats, traces and memory,
+and `CodeExecutionAgent`, which runs the code it is sent in the sandbox.
 
 A consumer of the sandbox that imports only names from `sandbox.__all__`. Start with
-`ChatAgent`, `GroupChat` and `ScriptedModel`; see `agents/README_SECTION.md`.
+`ChatAgent`, `GroupChat` and `ScriptedModel`; see `agents/README_SECTION.md`. Patterns built
+from agents live in `agents.patterns` (`code_review_loop`); `python -m agents.demo` shows it.
 """
 
 from agents.agent import ChatAgent, Context
+from agents.code_blocks import CodeBlock, ExecutionResult
+from agents.code_execution import CodeExecutionAgent, Executor
 from agents.errors import (
     AgentError,
     ConfigError,
@@ -35,11 +39,15 @@ __all__ = [
     "ChatAgent",
     "ChatResult",
     "ChatState",
+    "CodeBlock",
+    "CodeExecutionAgent",
     "ConfigError",
     "ContentBlockedError",
     "ContentFilter",
     "Context",
     "Counters",
+    "ExecutionResult",
+    "Executor",
     "GroupChat",
     "Memory",
     "Message",

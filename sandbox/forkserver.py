@@ -93,8 +93,11 @@ class _SpawnServer:
         ours, theirs = socket.socketpair()
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "sandbox.forkserver", str(theirs.fileno())],
+            # -P and cwd="/": the caller's working directory must not shadow our package
+            # (a planted sandbox/__init__.py there would run as root); -s: no user site.
+            [sys.executable, "-P", "-s", "-m", "sandbox.forkserver", str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
+            cwd="/",
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             # The server's environment is what /proc/1/environ of a run could show: keep

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import sys
+import types
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from agents import ChatAgent, Context, Message, TextMessage
+from agents.messages import _registry
 
 
 @dataclass
@@ -75,3 +80,21 @@ class Chatty(ChatAgent):
 
 def texts(messages: Sequence[Message]) -> list[str]:
     return [getattr(m, "content", type(m).__name__) for m in messages]
+
+
+@contextlib.contextmanager
+def example_module(path: Path, name: str, source: str | None = None) -> Iterator[types.ModuleType]:
+    """Run an example file (or `source`, code taken from `path`) as module `name`. The message
+    types it declares are forgotten afterwards, so two examples may each declare their own
+    `SupportTicket`."""
+    saved = dict(_registry)
+    module = types.ModuleType(name)
+    sys.modules[name] = module  # dataclasses look the defining module up there
+    try:
+        code = path.read_text() if source is None else source
+        exec(compile(code, str(path), "exec"), module.__dict__)
+        yield module
+    finally:
+        del sys.modules[name]
+        _registry.clear()
+        _registry.update(saved)

@@ -1,4 +1,6 @@
-"""Fixtures for the agent-layer tests: all offline; the only server is our own, on loopback."""
+"""Fixtures for the agent-layer tests: all offline; the only server is our own, on loopback.
+Tests that run code use the real sandbox, and are skipped, with the reason, where it cannot
+run."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 from fake_openai import FakeOpenAI
+
+from sandbox import Policy, Sandbox, SandboxError
 
 
 @pytest.fixture
@@ -15,3 +19,14 @@ def fake_server() -> Iterator[FakeOpenAI]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def real_sandbox() -> None:
+    """Skip, naming the cause, when this machine cannot run the sandbox."""
+    try:
+        result = Sandbox(Policy.load("default").override(timeout=10)).run_code("print('ok')")
+    except SandboxError as exc:
+        pytest.skip(f"the sandbox cannot run here: {exc}")
+    if result.stdout != "ok\n":
+        pytest.skip(f"the sandbox cannot run here: {result.status} {result.error}")

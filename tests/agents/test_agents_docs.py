@@ -1,43 +1,44 @@
-"""The README section's example and the example programs run as printed."""
+"""The README section's examples and the example programs run as printed."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-import sys
-import types
 from pathlib import Path
 
 import pytest
+from agents_testkit import example_module
 
 from agents import Memory, StateError
 
 README = Path(__file__).resolve().parents[2] / "agents" / "README_SECTION.md"
 
 
-def test_readme_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    code = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[0]
-    # dataclasses look the defining module up in sys.modules, so give the example one.
-    module = types.ModuleType("agents_readme_example")
-    sys.modules[module.__name__] = module
-    try:
-        exec(compile(code, str(README), "exec"), module.__dict__)
-    finally:
-        del sys.modules[module.__name__]
-    expected = re.search(r"# (completed - .*)", code)
-    assert expected is not None
-    assert capsys.readouterr().out.strip() == expected.group(1)
+# The runnable examples: those that end with what they print, as a comment.
+BLOCKS = [
+    code
+    for code in re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    if code.rstrip().splitlines()[-1].startswith("# ")
+]
+
+
+@pytest.mark.parametrize("number", range(len(BLOCKS)))
+def test_readme_examples_print_what_they_say(
+    number: int, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = BLOCKS[number]
+    if "CodeExecutionAgent" in code:
+        request.getfixturevalue("real_sandbox")
+    expected = code.rstrip().splitlines()[-1]
+    with example_module(README, f"agents_readme_example_{number}", code):
+        pass
+    assert capsys.readouterr().out.strip() == expected[2:]
 
 
 def test_handoff_example_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = Path(__file__).resolve().parents[2] / "examples" / "agent_handoff.py"
-    module = types.ModuleType("agent_handoff_example")
-    sys.modules[module.__name__] = module
-    try:
-        exec(compile(path.read_text(), str(path), "exec"), module.__dict__)
+    with example_module(path, "agent_handoff_example") as module:
         asyncio.run(module.main(tmp_path))
-    finally:
-        del sys.modules[module.__name__]
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("handoff - refund_desk")
     assert out[1].startswith("completed - refund_desk")

@@ -1,0 +1,278 @@
+"""`CodeExecutionAgent`: runs the code it is sent in the sandbox and replies with the result.
+
+It depends on one small seam, `Executor` (`run_code(code, language, files=...) -> Result`),
+which `sandbox.Sandbox` satisfies; `sandbox="built-in"` builds one from a policy, `"docker"`
+uses a Docker engine if one answers, and any object with that method may be passed instead.
+Every run is recorded in the trace as a `sandbox_run` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import posixpath
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
+
+from agents import workspace
+from agents.agent import ChatAgent, Context
+from agents.code_blocks import (
+    LANGUAGES,
+    CodeBlock,
+    ExecutionResult,
+    ExecutionStatus,
+    extract_blocks,
+)
+from agents.errors import ConfigError
+from agents.messages import Message
+from agents.tools import Tool
+from sandbox import Policy, PolicyError
+
+if TYPE_CHECKING:
+    from sandbox import Result
+
+SandboxKind = Literal["built-in", "docker"]
+WORKSPACE_LIMIT = 4 << 20
+
+
+class Executor(Protocol):
+    """Runs one piece of code; `sandbox.Sandbox` is one. `files` land in /workspace."""
+
+    def run_code(
+        self, code: str, language: str = "python", *, files: Mapping[str, bytes | str] | None = None
+    ) -> Result: ...
+
+
+@dataclass(frozen=True)
+class BlockRun:
+    """One block's run, as the trace records it (the output is the block's own)."""
+
+    status: str
+    exit_code: int | None
+    signal: int | None
+    stdout: str
+    stderr: str
+    stdout_truncated: bool
+    stderr_truncated: bool
+    wall_time: float
+    error: str | None
+
+
+class CodeExecutionAgent(ChatAgent):
+    """Runs the code blocks of each message it receives, one sandbox run per block, and
+    replies with an `ExecutionResult`. Needs no model.
+
+    `timeout` (seconds) bounds each block's wall-clock and CPU time; `max_output_size` is the
+    most bytes kept of each of stdout and stderr; the other limits come from `policy` (a
+    `sandbox.Policy` or a built-in policy's name). With `persist_workspace=True` the blocks of
+    one conversation (the messages that descend from one outside message) share /workspace.
+    """
+
+    def __init__(
+        self,
+        name: str = "code_runner",
+        language: str = "python",
+        sandbox: SandboxKind | Executor = "built-in",
+        timeout: float | None = 30,
+        max_output_size: int = 10_000,
+        policy: Policy | str | Path = "default",
+        *,
+        persist_workspace: bool = False,
+        workspace_limit: int = WORKSPACE_LIMIT,
+        role: str | None = None,
+        description: str = "Runs code in the sandbox and reports the result.",
+    ) -> None:
+        super().__init__(name, role=role, description=description)
+        if language not in LANGUAGES:
+            raise ConfigError(f"unknown language {language!r}", hint=f"one of {LANGUAGES}")
+        if max_output_size < 0 or workspace_limit < 1:
+            raise ConfigError("max_output_size and workspace_limit must be positive")
+        self.language = language
+        self.timeout = timeout
+        self.max_output_size = max_output_size
+        self.persist_workspace = persist_workspace
+        self.workspace_limit = workspace_limit
+        self.last_files: dict[str, str] = {}
+        room = workspace.output_room(workspace_limit) if persist_workspace else 0
+        self.executor = _executor(sandbox, policy, timeout, max_output_size + room)
+
+    async def on_message(self, message: Message, ctx: Context) -> None:
+        result = await self.execute(message, conversation=_thread_root(ctx))
+        await ctx.reply(result)
+
+    async def execute(self, message: Message | str, *, conversation: str = "") -> ExecutionResult:
+        """Run the message's code blocks and return the result, without sending anything.
+        `conversation` keys the persisted workspace."""
+        if isinstance(message, str):
+            message = CodeBlock(code=message, language=self.language)
+        blocks = extract_blocks(message, self.language)
+        problem = _refusal(blocks)
+        if problem is not None:
+            return ExecutionResult(status="error", blocks_total=len(blocks), error=problem)
+        runs: list[BlockRun] = []
+        for block in blocks:
+            run = await self._run_block(block, conversation)
+            runs.append(run)
+            if run.status != "ok":
+                break
+        return self._summary(runs, blocks)
+
+    def reset_workspace(self, conversation: str | None = None) -> None:
+        """Forget one conversation's persisted workspace, or all of them."""
+        spaces: dict[str, str] = self.state.setdefault("workspaces", {})
+        if conversation is None:
+            spaces.clear()
+        else:
+            spaces.pop(conversation, None)
+
+    def as_tool(self, name: str = "run_code") -> Tool:
+        """A tool another agent's model can call to run code here (in a fresh workspace that
+        holds the files of this agent's last run, e.g. a solution and its tests)."""
+
+        async def run_code(code: str, language: str = "python") -> str:
+            """Run code in the sandbox and return its status and output.
+
+            The workspace holds the files of the code runner's last run."""
+            block = CodeBlock(code=code, language=language, files=dict(self.last_files))
+            return (await self.execute(block)).describe()
+
+        return Tool(run_code, name=name)
+
+    async def _run_block(self, block: CodeBlock, conversation: str) -> BlockRun:
+        self.last_files = dict(block.files)
+        if block.filename:
+            self.last_files[block.filename] = block.code
+        start = time.monotonic()
+        try:
+            if self.persist_workspace:
+                run = await self._run_persisted(block, conversation)
+            else:
+                run = _block_run(await self._run(block.code, block.language, self.last_files))
+        except PolicyError as exc:  # the message asked for something a run cannot take
+            run = BlockRun("error", None, None, "", "", False, False, 0.0, str(exc))
+        self._bound().record_sandbox_run(self.name, block.language, block.code, run)
+        if run.wall_time == 0.0:
+            run = _with(run, wall_time=time.monotonic() - start)
+        return run
+
+    async def _run(self, code: str, language: str, files: Mapping[str, bytes | str]) -> Result:
+        return await asyncio.to_thread(self.executor.run_code, code, language, files=files)
+
+    async def _run_persisted(self, block: CodeBlock, conversation: str) -> BlockRun:
+        spaces: dict[str, str] = self.state.setdefault("workspaces", {})
+        previous = spaces.get(conversation)
+        archive = workspace.decode(previous) if previous is not None else None
+        plan = workspace.prepare(
+            block.code, block.language, self.last_files, archive, self.workspace_limit
+        )
+        result = await self._run(plan.code, "python", plan.files)
+        raw = getattr(result, "stdout_bytes", None)
+        parts = workspace.split(
+            raw if raw is not None else result.stdout.encode(), plan.marker, self.workspace_limit
+        )
+        if parts.archive is not None:
+            spaces[conversation] = workspace.encode(parts.archive)
+        run = _block_run(result)
+        own = parts.stdout[: self.max_output_size]
+        cut = len(parts.stdout) > self.max_output_size
+        note = " ".join(n for n in (run.error, parts.problem) if n) or None
+        return _with(run, stdout=own.decode(errors="replace"), stdout_truncated=cut, error=note)
+
+    def _summary(self, runs: list[BlockRun], blocks: Sequence[CodeBlock]) -> ExecutionResult:
+        last = runs[-1]
+        out, out_cut = _join([r.stdout for r in runs], self.max_output_size)
+        err, err_cut = _join([r.stderr for r in runs], self.max_output_size)
+        return ExecutionResult(
+            status=_status(last.status),
+            exit_code=last.exit_code,
+            signal=last.signal,
+            stdout=out,
+            stderr=err,
+            stdout_truncated=out_cut or any(r.stdout_truncated for r in runs),
+            stderr_truncated=err_cut or any(r.stderr_truncated for r in runs),
+            duration=sum(r.wall_time for r in runs),
+            language=blocks[len(runs) - 1].language,
+            blocks_run=len(runs),
+            blocks_total=len(blocks),
+            error=last.error,
+        )
+
+
+def _executor(
+    kind: SandboxKind | Executor, policy: Policy | str | Path, timeout: float | None, output: int
+) -> Executor:
+    if not isinstance(kind, str):
+        if not callable(getattr(kind, "run_code", None)):
+            raise ConfigError("sandbox must be 'built-in', 'docker' or an object with run_code()")
+        return kind
+    base = policy if isinstance(policy, Policy) else Policy.load(policy)
+    limits: dict[str, Any] = {"output_limit": output}
+    if timeout is not None:
+        limits |= {"timeout": timeout, "cpu_time": timeout}
+    if kind == "built-in":
+        from sandbox import Sandbox  # imported on first use: `import agents` stays light
+
+        return Sandbox(base.override(**limits))
+    if kind == "docker":
+        from agents.docker_executor import DockerExecutor
+
+        return DockerExecutor.connect(base.override(**limits))
+    raise ConfigError(f"unknown sandbox {kind!r}", hint="'built-in' (the default) or 'docker'")
+
+
+def _refusal(blocks: Sequence[CodeBlock]) -> str | None:
+    """Why these blocks cannot run at all, or None."""
+    if not blocks:
+        return "no code found: send a CodeBlock, or text with a fenced ```python block"
+    for number, block in enumerate(blocks, start=1):
+        if block.language not in LANGUAGES:
+            known = ", ".join(LANGUAGES)
+            return f"block {number}: unknown language {block.language!r}; this agent runs {known}"
+        for name in [*block.files, *([block.filename] if block.filename else [])]:
+            normal = posixpath.normpath(name)
+            if name.startswith("/") or normal in (".", "..") or normal.startswith("../"):
+                return f"block {number}: file {name!r} must be a relative path inside /workspace"
+    return None
+
+
+def _thread_root(ctx: Context) -> str:
+    """The id of the outside message this one descends from: one conversation's key."""
+    by_id = {m.id: m for m in ctx.runtime.conversation}
+    message = ctx.message
+    while message.parent_id in by_id:
+        message = by_id[message.parent_id]
+    return message.id
+
+
+def _block_run(result: Result) -> BlockRun:
+    status = getattr(result.status, "value", result.status)
+    return BlockRun(
+        status=str(status),
+        exit_code=result.exit_code,
+        signal=result.signal,
+        stdout=result.stdout,
+        stderr=result.stderr,
+        stdout_truncated=result.stdout_truncated,
+        stderr_truncated=result.stderr_truncated,
+        wall_time=result.wall_time,
+        error=result.error,
+    )
+
+
+def _status(value: str) -> ExecutionStatus:
+    known: tuple[ExecutionStatus, ...] = get_args(ExecutionStatus)
+    return next((s for s in known if s == value), "error")
+
+
+def _with(run: BlockRun, **changes: Any) -> BlockRun:
+    return BlockRun(**{**run.__dict__, **changes})
+
+
+def _join(texts: list[str], limit: int) -> tuple[str, bool]:
+    text = "".join(texts)
+    data = text.encode()
+    if len(data) <= limit:
+        return text, False
+    return data[:limit].decode(errors="ignore"), True

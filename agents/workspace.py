@@ -1,0 +1,92 @@
+"""A workspace that lasts across the code blocks of one conversation, kept by the agent.
+
+Every sandbox run starts with an empty /workspace that vanishes with it, and the sandbox has
+no call to export files. So the agent keeps the workspace itself, as an opaque archive: each
+block runs under `_workspace_runner.py`, which unpacks the previous archive inside the
+sandbox, runs the block, and prints the new archive after a marker line. `prepare` builds that
+run and `split` takes the archive back off the block's stdout. The host never unpacks it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+RUNNER_SOURCE = Path(__file__).with_name("_workspace_runner.py").read_text(encoding="utf-8")
+ARCHIVE_PATH = ".stockade/workspace.tar.gz"
+CONFIG_PATH = ".stockade/run.json"
+
+
+def output_room(limit: int) -> int:
+    """Bytes of stdout an archive of at most `limit` bytes needs: base64 plus the marker."""
+    return (limit + 2) // 3 * 4 + 128
+
+
+@dataclass(frozen=True)
+class PersistedRun:
+    """What to hand the executor: the runner's source (run as python) and its files."""
+
+    code: str
+    files: dict[str, bytes | str]
+    marker: str
+
+
+@dataclass(frozen=True)
+class Split:
+    """A persisted run's stdout, taken apart."""
+
+    stdout: bytes
+    archive: bytes | None
+    problem: str | None
+
+
+def prepare(
+    code: str, language: str, files: Mapping[str, str], archive: bytes | None, limit: int
+) -> PersistedRun:
+    """The run of one block in the workspace `archive` (None: an empty one). `files` are
+    written after the archive is unpacked, so a message's files replace older ones."""
+    marker = "=== stockade-workspace " + secrets.token_hex(16) + " ==="
+    config = {
+        "code": code,
+        "language": language,
+        "files": dict(files),
+        "limit": limit,
+        "marker": marker,
+    }
+    run_files: dict[str, bytes | str] = {CONFIG_PATH: json.dumps(config)}
+    if archive is not None:
+        run_files[ARCHIVE_PATH] = archive
+    return PersistedRun(RUNNER_SOURCE, run_files, marker)
+
+
+def split(stdout: bytes, marker: str, limit: int) -> Split:
+    """Separate the block's own output from the archive the runner printed after it."""
+    tag = b"\n" + marker.encode() + b"\n"
+    cut = stdout.rfind(tag)
+    if cut < 0:
+        return Split(stdout, None, "the block did not finish, so its workspace was not saved")
+    own, tail = stdout[:cut], stdout[cut + len(tag) :].strip()
+    if tail.startswith(b"TOO_LARGE "):
+        size = tail.split()[1].decode(errors="replace")
+        return Split(own, None, f"the workspace was not saved: {size} bytes packed > {limit}")
+    try:
+        archive = base64.b64decode(tail, validate=True)
+    except binascii.Error:
+        return Split(own, None, "the workspace was not saved: its archive came back damaged")
+    if len(archive) > limit:
+        return Split(own, None, f"the workspace was not saved: larger than {limit} bytes")
+    return Split(own, archive, None)
+
+
+def encode(archive: bytes) -> str:
+    """An archive as text, to keep in the agent's JSON-ready `state`."""
+    return base64.b64encode(archive).decode("ascii")
+
+
+def decode(text: str) -> bytes:
+    return base64.b64decode(text)

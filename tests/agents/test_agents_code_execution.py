@@ -1,0 +1,282 @@
+"""CodeExecutionAgent runs real code in the real sandbox and replies with an ExecutionResult."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import psutil
+import pytest
+
+from agents import (
+    ChatAgent,
+    CodeBlock,
+    CodeExecutionAgent,
+    ConfigError,
+    Context,
+    ExecutionResult,
+    GroupChat,
+    Message,
+    TextMessage,
+)
+from agents.code_blocks import find_blocks
+from sandbox import Result, Status
+
+pytestmark = pytest.mark.usefixtures("real_sandbox")
+
+FENCED = """Here you go:
+
+```python
+print("from python")
+```
+
+```bash
+echo "from bash"
+```
+
+```sh
+echo "from sh"
+```
+"""
+
+
+def run(agent: CodeExecutionAgent, message: Message | str) -> ExecutionResult:
+    return asyncio.run(agent.execute(message))
+
+
+def test_fenced_blocks_in_a_chat_each_run_and_one_result_comes_back() -> None:
+    runner = CodeExecutionAgent(name="code_runner", timeout=10)
+    chat = GroupChat([runner], routing="role_based")
+    result = asyncio.run(chat.run(TextMessage(content=FENCED), to="code_runner"))
+    reply = result.messages[-1]
+    assert result.termination == "completed"
+    assert isinstance(reply, ExecutionResult) and reply.recipients == ("user",)
+    assert reply.ok and reply.exit_code == 0
+    assert reply.stdout == "from python\nfrom bash\nfrom sh\n"
+    assert (reply.blocks_run, reply.blocks_total) == (3, 3)
+    assert reply.duration > 0
+    runs = result.trace.of_kind("sandbox_run")
+    assert [(e.language, e.status) for e in runs] == [  # type: ignore[attr-defined]
+        ("python", "ok"),
+        ("bash", "ok"),
+        ("sh", "ok"),
+    ]
+    assert chat.runtime.counters.sandbox_runs == 3
+
+
+def test_a_typed_code_block_gets_its_files() -> None:
+    block = CodeBlock(code="cat data.csv; cat sub/n.txt", language="bash")
+    block.files = {"data.csv": "a,b\n", "sub/n.txt": "7\n"}
+    result = run(CodeExecutionAgent(timeout=10), block)
+    assert result.ok and result.stdout == "a,b\n7\n"
+
+
+def test_blocks_stop_at_the_first_failure() -> None:
+    text = "```python\nprint('one')\nraise ValueError('boom')\n```\n```python\nprint('two')\n```"
+    result = run(CodeExecutionAgent(timeout=10), TextMessage(content=text))
+    assert result.status == "nonzero_exit" and result.exit_code == 1
+    assert (result.blocks_run, result.blocks_total) == (1, 2)
+    assert result.stdout == "one\n"
+    assert "ValueError: boom" in result.stderr
+
+
+def test_a_block_that_runs_too_long_is_stopped_and_reported() -> None:
+    result = run(CodeExecutionAgent(timeout=1), "while True:\n    pass")
+    assert result.status == "timeout"
+    assert result.duration < 5
+
+
+def test_output_is_capped_at_max_output_size() -> None:
+    code = "import sys\nprint('x' * 50_000)\nsys.stderr.write('e' * 50_000)"
+    result = run(CodeExecutionAgent(timeout=10, max_output_size=1000), code)
+    assert result.ok
+    assert result.stdout == "x" * 1000 and result.stdout_truncated
+    assert result.stderr == "e" * 1000 and result.stderr_truncated
+
+
+def test_unknown_languages_and_missing_code_get_an_error_reply_not_a_crash() -> None:
+    runner = CodeExecutionAgent(timeout=10)
+    chat = GroupChat([runner], routing="role_based")
+    result = asyncio.run(chat.run("```ruby\nputs 1\n```\n```python\nprint(1)\n```"))
+    reply = result.messages[-1]
+    assert isinstance(reply, ExecutionResult) and reply.status == "error"
+    assert "unknown language 'ruby'" in (reply.error or "")
+    assert "python, bash, sh" in (reply.error or "")
+    assert reply.blocks_run == 0 and not result.trace.of_kind("sandbox_run")
+    nothing = run(runner, TextMessage(content="no code here"))
+    assert nothing.status == "error" and "no code found" in (nothing.error or "")
+    escape = run(runner, CodeBlock(code="print(1)", files={"../x": "y"}))
+    assert escape.status == "error" and "relative path" in (escape.error or "")
+    with pytest.raises(ConfigError, match="unknown language 'ruby'"):
+        CodeExecutionAgent(language="ruby")
+
+
+def test_fence_tags_pick_the_language_and_file_name() -> None:
+    text = "```py solution.py\na\n```\n```shell\nb\n```\n```\nc\n```\n```python3\nd\n```"
+    blocks = find_blocks(text, "bash")
+    assert [(b.language, b.filename, b.code) for b in blocks] == [
+        ("python", "solution.py", "a\n"),
+        ("sh", None, "b\n"),
+        ("bash", None, "c\n"),
+        ("python", None, "d\n"),
+    ]
+
+
+MALICIOUS = """
+import os, socket
+
+def attempt(name, action):
+    try:
+        action()
+        print(name, "SUCCEEDED")
+    except Exception as exc:
+        print(name, "blocked:", type(exc).__name__)
+
+attempt("write host file", lambda: open(HOST_FILE, "w").write("escaped"))
+attempt("read /etc/shadow", lambda: open("/etc/shadow").read())
+attempt("become root", lambda: os.setuid(0))
+attempt("network", lambda: socket.create_connection(("1.1.1.1", 53), timeout=2))
+attempt("write /usr", lambda: open("/usr/escaped", "w"))
+"""
+
+
+def test_a_block_that_tries_to_escape_is_contained_and_reported(tmp_path: Path) -> None:
+    host_file = tmp_path / "escaped.txt"
+    code = f"HOST_FILE = {str(host_file)!r}\n{MALICIOUS}"
+    runner = CodeExecutionAgent(timeout=10)
+    result = run(runner, code)
+    assert result.ok, result.describe()
+    lines = result.stdout.splitlines()
+    assert len(lines) == 5 and all(" blocked: " in line for line in lines), result.stdout
+    assert not host_file.exists() and not Path("/usr/escaped").exists()
+    event = runner._bound().trace.of_kind("sandbox_run")[0]
+    assert "HOST_FILE" in event.code  # type: ignore[attr-defined]
+
+
+def test_a_fork_bomb_is_stopped_and_leaves_nothing_behind() -> None:
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+    result = run(CodeExecutionAgent(timeout=1), bomb)
+    assert result.status == "timeout"
+    deadline = time.monotonic() + 5  # a finished run's supervisor may take a moment to go
+    while {p.pid for p in psutil.Process().children(recursive=True)} - before:
+        assert time.monotonic() < deadline, "the run left processes behind"
+        time.sleep(0.05)
+
+
+class FakeExecutor:
+    """The Executor seam: records what it was asked to run."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict[str, bytes | str]]] = []
+
+    def run_code(
+        self, code: str, language: str = "python", *, files: Mapping[str, bytes | str] | None = None
+    ) -> Result:
+        self.calls.append((code, language, dict(files or {})))
+        return Result(Status.OK, 0, None, b"fake\n", b"", False, False, 0.01, 0.0, 0)
+
+
+def test_any_executor_can_stand_in_for_the_sandbox() -> None:
+    fake = FakeExecutor()
+    result = run(CodeExecutionAgent(sandbox=fake), CodeBlock(code="x", files={"a": "b"}))
+    assert result.ok and result.stdout == "fake\n"
+    assert fake.calls == [("x", "python", {"a": "b"})]
+    with pytest.raises(ConfigError, match="built-in"):
+        CodeExecutionAgent(sandbox="podman")  # type: ignore[arg-type]
+
+
+def test_as_tool_runs_code_beside_the_last_runs_files() -> None:
+    runner = CodeExecutionAgent(timeout=10)
+    run(runner, CodeBlock(code="pass", files={"solution.py": "ANSWER = 42\n"}))
+    tool = runner.as_tool()
+    assert tool.schema()["function"]["name"] == "run_code"
+    outcome = asyncio.run(tool.call('{"code": "import solution; print(solution.ANSWER)"}'))
+    assert outcome.ok and "status: ok" in outcome.content and "42" in outcome.content
+
+
+class Coder(ChatAgent):
+    """Sends its blocks to the runner one at a time, each after the last one's result."""
+
+    def __init__(self, name: str, blocks: Sequence[CodeBlock]) -> None:
+        super().__init__(name)
+        self.blocks = list(blocks)
+        self.results: list[ExecutionResult] = []
+
+    async def on_message(self, message: Message, ctx: Context) -> None:
+        if isinstance(message, ExecutionResult):
+            self.results.append(message)
+        if self.blocks:
+            await ctx.send_to("code_runner", self.blocks.pop(0))
+        else:
+            await ctx.send_to("user", "done")
+
+
+def _conversation(chat: GroupChat, blocks: Sequence[CodeBlock]) -> list[str]:
+    coder = chat.runtime.agent("coder")
+    assert isinstance(coder, Coder)
+    coder.blocks, coder.results = list(blocks), []
+    result = asyncio.run(chat.run("go", to="coder"))
+    assert result.termination == "completed"
+    return [f"{r.status}:{r.stdout.strip()}" for r in coder.results]
+
+
+def _chat(runner: CodeExecutionAgent) -> GroupChat:
+    return GroupChat([Coder("coder", []), runner], routing="role_based", max_turns=20)
+
+
+def test_persisted_workspace_lasts_across_one_conversations_blocks() -> None:
+    chat = _chat(CodeExecutionAgent(timeout=1, persist_workspace=True))
+    first = [
+        CodeBlock(code="import os; os.mkdir('d'); open('d/n.txt', 'w').write('1')"),
+        CodeBlock(code="echo 2 >> d/n.txt; chmod +x d/n.txt; cat d/n.txt", language="bash"),
+        CodeBlock(code="open('d/n.txt', 'w').write('lost'); import time; time.sleep(5)"),
+        CodeBlock(code="test -x d/n.txt && cat d/n.txt && ls -A", language="sh"),
+    ]
+    assert _conversation(chat, first) == ["ok:", "ok:12", "timeout:", "ok:12\nd\nmain.sh"]
+    later = _conversation(chat, [CodeBlock(code="ls -A", language="sh")])
+    assert later == ["ok:main.sh"]  # another conversation starts empty
+
+
+def test_without_persistence_every_block_starts_empty() -> None:
+    chat = _chat(CodeExecutionAgent(timeout=10))
+    blocks = [CodeBlock(code="open('f', 'w').write('1')"), CodeBlock(code="ls -A", language="sh")]
+    assert _conversation(chat, blocks) == ["ok:", "ok:main.sh"]
+
+
+def test_persisted_run_keeps_status_signal_and_the_output_cap() -> None:
+    runner = CodeExecutionAgent(timeout=10, persist_workspace=True, max_output_size=100)
+    killed = run(
+        runner,
+        "import os, signal\nprint('x' * 500, flush=True)\nos.kill(os.getpid(), signal.SIGTERM)",
+    )
+    assert killed.status == "signaled" and killed.signal == 15
+    assert killed.stdout == "x" * 100 and killed.stdout_truncated
+    assert "stockade-workspace" not in killed.stdout
+    failed = run(runner, "raise SystemExit(3)")
+    assert failed.status == "nonzero_exit" and failed.exit_code == 3
+
+
+def test_a_workspace_too_large_to_keep_is_reported() -> None:
+    runner = CodeExecutionAgent(timeout=10, persist_workspace=True, workspace_limit=10_000)
+    result = run(runner, "import os\nopen('big', 'wb').write(os.urandom(50_000))")
+    assert result.ok
+    assert "not saved" in (result.error or "")
+    assert runner.state.get("workspaces", {}) == {}
+
+
+def test_the_workspace_is_part_of_the_saved_state() -> None:
+    runner = CodeExecutionAgent(timeout=10, persist_workspace=True)
+    asyncio.run(runner.execute(CodeBlock(code="open('k', 'w').write('kept')"), conversation="c"))
+    saved = runner._bound().save_state()
+    again = CodeExecutionAgent(timeout=10, persist_workspace=True)
+    again._bound().load_state(saved)
+    result = asyncio.run(again.execute(CodeBlock(code="print(open('k').read())"), conversation="c"))
+    assert result.stdout == "kept\n"
+    again.reset_workspace()
+    result = asyncio.run(
+        again.execute(CodeBlock(code="import os; print(os.path.exists('k'))"), conversation="c")
+    )
+    assert result.stdout == "False\n"
