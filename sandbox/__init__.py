@@ -18,6 +18,7 @@ __all__ = [
     "Result",
     "Sandbox",
     "SandboxError",
+    "SessionError",
     "SetupError",
     "Status",
     "UnsupportedError",
@@ -29,13 +30,14 @@ _HOMES = {
     "Result": "result",
     "Sandbox": "runner",
     "SandboxError": "errors",
+    "SessionError": "errors",
     "SetupError": "errors",
     "Status": "result",
     "UnsupportedError": "errors",
 }
 
 if TYPE_CHECKING:
-    from .errors import PolicyError, SandboxError, SetupError, UnsupportedError
+    from .errors import PolicyError, SandboxError, SessionError, SetupError, UnsupportedError
     from .policy import Policy
     from .result import Result, Status
     from .runner import Sandbox

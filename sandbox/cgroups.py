@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import posixpath
 import re
@@ -503,7 +504,14 @@ def _make_v1(support: CgroupSupport, name: str) -> CgroupV1:
     return CgroupV1(dirs)
 
 
+@functools.cache
 def detect() -> CgroupSupport:
+    """Where this process's run cgroups go, and which controllers there are. Read once per
+    process (mountinfo parsing costs ~2 ms); callers warm it before forking supervisors."""
+    return _detect()
+
+
+def _detect() -> CgroupSupport:
     try:
         with open("/proc/self/cgroup") as own, open("/proc/self/mountinfo") as mountinfo:
             own_paths, mounts = parse_proc_cgroup(own.read()), parse_mountinfo(mountinfo.read())

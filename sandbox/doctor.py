@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from . import _syscalls as sc
-from . import cgroups, namespaces, seccomp
+from . import cgroups, namespaces, net, seccomp
 from .errors import SandboxError
 
 
@@ -106,6 +106,7 @@ def checks() -> list[Check]:
     found.append(Check("namespace.user", *_user_namespace(), required=rootless))
     found.append(Check("pivot_root", *_pivot_root()))
     found.append(Check("seccomp", *seccomp.detect()))
+    found.append(Check("net.allowlist", *net.detect(), required=False))
     support = cgroups.detect()
     found.append(
         Check(

@@ -3,7 +3,9 @@
     SandboxError                 the root: catch this to catch everything the sandbox raises
     ├── PolicyError              a policy or a flag is invalid; names the field and the reason
     ├── UnsupportedError         this machine lacks a protection the policy asks for; has a hint
-    └── SetupError               the sandbox could not be set up; carries the step and the errno
+    ├── SetupError               the sandbox could not be set up; carries the step and the errno
+    └── SessionError             a session's interpreter is gone (or never started); its state
+                                 is lost; carries the last call's Result when there is one
 
 What the *program* did (timeout, out of memory, a signal, a non-zero exit) is not an
 exception: it is the `status` of the `Result`. Only what the sandbox could not do raises.
@@ -49,3 +51,14 @@ class SetupError(SandboxError):
         super().__init__(
             f"setup step {step!r} failed: {cause}" + (f" ({detail})" if detail else "")
         )
+
+
+class SessionError(SandboxError):
+    """A session cannot take calls any more: it was closed, or its interpreter is gone (killed
+    at a call's hard deadline, out of memory, ended by its own code). Its state is lost.
+    `result` is the Result of the call that ended it, when one did."""
+
+    def __init__(self, reason: str, result: object | None = None) -> None:
+        self.reason = reason
+        self.result = result
+        super().__init__(reason)

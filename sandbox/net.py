@@ -6,11 +6,12 @@ and the host's own addresses, unless `allow_host_loopback` is set.
 
 Privileged half, in the supervisor (single-threaded, no event loop, before it forks the
 run's init): `isolate(plan)` makes the run's network namespace, brings `lo` up and makes the
-allowed networks local on it (pyroute2), steers connections to them into the supervisor's
-listening sockets (BPF sk_lookup, `net_steer`) and returns to the host's namespace; after the
-fork, a relay thread (`net_relay`) forwards each accepted connection to the destination it
-was addressed to, from the host side. The host's firewall, routes and sysctls are never
-touched: the namespace, its routes and the program all vanish with the run.
+allowed networks local on it (pyroute2), steers connections to them into listening sockets
+made there (BPF sk_lookup, `net_steer`), returns to the host's namespace and forks the relay
+(`net_relay`), which forwards each accepted connection to the destination it was addressed
+to, from the host's side. The init joins the namespace (`enter`). The host's firewall,
+routes and sysctls are never touched: the namespace, its routes, the program and the relay
+all go with the run.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from . import _syscalls as sc
 from .errors import PolicyError, SetupError, UnsupportedError
 
 if TYPE_CHECKING:
-    from .net_relay import Relay
+    from .net_relay import RelayProcess
     from .policy import Network
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -118,8 +119,12 @@ def parse_entry(text: str) -> Entry:
     try:
         network = ipaddress.ip_network(host)
     except ValueError as exc:
-        if "/" in host or ":" in host:
-            raise ValueError(f"{text!r}: {exc}") from None
+        if "/" in host:
+            raise ValueError(f"{text!r}: not a CIDR such as 10.1.0.0/16:443 ({exc})") from None
+        if ":" in host:
+            raise ValueError(
+                f"{text!r}: not an IPv6 address (with a port, write [ADDRESS]:PORT)"
+            ) from None
         return Entry(None, _hostname(host, text), port)
     if network.num_addresses == 1:
         network = ipaddress.ip_network(_unmapped(network.network_address))
@@ -167,6 +172,10 @@ def plan_network(
             rules.append(Rule(network, entry.port))
             if entry.name:
                 hosts.append((entry.name, str(network.network_address)))
+    # Load pyroute2 (~0.2 s of imports) here, once per process: a supervisor forked from
+    # this process then has it, instead of importing it anew for every run.
+    import pyroute2.iproute.linux  # type: ignore[import-untyped]  # noqa: F401
+
     return NetworkPlan(
         rules=tuple(dict.fromkeys(rules)),
         hosts=tuple(dict.fromkeys(hosts)),
@@ -206,12 +215,12 @@ def _unmapped(address: Address) -> Address:
 
 def _check_network(network: Net, text: str, local: set[Address] | None) -> None:
     for bad in _NOT_UNICAST:
-        if network.overlaps(bad):  # type: ignore[arg-type]
+        if network.overlaps(bad):
             raise PolicyError(_FIELD, f"{text!r}: {network} covers {bad}, never a destination")
     if local is None:  # allow_host_loopback
         return
     for bad in _HOST_ONLY:
-        if network.overlaps(bad):  # type: ignore[arg-type]
+        if network.overlaps(bad):
             raise PolicyError(
                 _FIELD,
                 f"{text!r}: {network} covers {bad} (loopback, link-local, metadata or "
@@ -232,7 +241,7 @@ def _refused(address: Address) -> bool:
 
 
 def _host_addresses() -> set[Address]:
-    import psutil
+    import psutil  # type: ignore[import-untyped]
 
     found: set[Address] = set()
     for addresses in psutil.net_if_addrs().values():
@@ -248,23 +257,20 @@ def _host_addresses() -> set[Address]:
 @dataclass
 class RunNetwork:
     """The supervisor's handle on a run's network: the namespace (an fd the init joins) and
-    the relay (started after the fork: threads are safe only from then on)."""
+    the relay process."""
 
     netns: int
-    relay: Relay
+    relay: RelayProcess
 
-    def start(self) -> None:
-        self.relay.start()
-
-    def warnings(self) -> tuple[str, ...]:
-        """The bounds the run hit, for Result.warnings."""
-        relay, plan, found = self.relay, self.relay.plan, []
-        if relay.over_connections:
+    def finish(self) -> tuple[str, ...]:
+        """Stop the relay (the run is over); the bounds the run hit, for Result.warnings."""
+        counters, plan, found = self.relay.stop(), self.relay.plan, []
+        if counters.over_connections:
             found.append(
-                f"network: {relay.over_connections} connection(s) refused: "
+                f"network: {counters.over_connections} connection(s) refused: "
                 f"max_connections ({plan.max_connections}) were open"
             )
-        if relay.exhausted:
+        if counters.exhausted:
             found.append(
                 f"network: max_bytes ({plan.max_bytes}) relayed: open connections were cut "
                 "and new ones refused"
@@ -274,11 +280,11 @@ class RunNetwork:
 
 @contextlib.contextmanager
 def isolate(plan: NetworkPlan, *, rootless: bool = False) -> Iterator[RunNetwork | None]:
-    """Make the run's network namespace with its allowlist, and tear it all down on exit.
+    """Make the run's network namespace with its allowlist and relay; tear all down on exit.
 
     Yields None when there is no allowlist: the init then makes a plain namespace of its own.
     The caller must be single-threaded with no running event loop (pyroute2's IPRoute would
-    use it); it stays in its own network namespace.
+    use it, and the relay is forked); it stays in its own network namespace.
     """
     if not plan.rules:
         yield None
@@ -293,8 +299,12 @@ def isolate(plan: NetworkPlan, *, rootless: bool = False) -> Iterator[RunNetwork
 
     with contextlib.ExitStack() as stack:
         netns, listeners = _build(plan, stack)
-        relay = net_relay.Relay(listeners, plan)
+        with _errors("net.relay"):
+            relay = net_relay.RelayProcess(listeners, plan)
         stack.callback(relay.stop)
+        # Only the relay holds the listeners now: if it dies, connections are refused, not
+        # queued; and the init, forked next, never has them.
+        net_relay.close_all(listeners)
         yield RunNetwork(netns, relay)
 
 
@@ -325,7 +335,7 @@ def _configure(plan: NetworkPlan) -> None:
     connection to it is delivered in the namespace (where sk_lookup steers it) and one to
     anything else fails at once (no route: ENETUNREACH)."""
     from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
+    from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
     with IPRoute() as ipr:
         lo = ipr.link_lookup(ifname="lo")[0]

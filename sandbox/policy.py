@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
 from .errors import PolicyError
+from .net import parse_entry
 
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
@@ -30,7 +39,10 @@ def parse_size(value: object) -> int:
     if isinstance(value, int):
         return value
     if isinstance(value, str) and (match := _SIZE.match(value)):
-        return int(float(match[1]) * _SIZE_UNITS[match[2].upper()])
+        try:
+            return int(float(match[1]) * _SIZE_UNITS[match[2].upper()])
+        except OverflowError:
+            raise ValueError(f"{value!r} is too large") from None
     raise ValueError(f"expected a size such as 512K, 256M or 1G, got {value!r}")
 
 
@@ -120,11 +132,18 @@ class Process(_Section):
     """Variables set inside, on top of PATH, HOME and TMPDIR. Nothing of the host's."""
 
 
+def _allow_entry(value: str) -> str:
+    parse_entry(value)  # the syntax only; names are resolved and checked when a run starts
+    return value
+
+
 class Network(_Section):
-    allow: tuple[str, ...] = ()
-    """Destinations reachable over TCP: 'HOST', 'HOST:PORT', 'CIDR' or 'CIDR:PORT'."""
+    allow: tuple[Annotated[str, AfterValidator(_allow_entry)], ...] = ()
+    """Destinations reachable over TCP: 'HOST', 'HOST:PORT', 'ADDRESS', 'ADDRESS:PORT',
+    '[IPV6]:PORT', 'CIDR' or 'CIDR:PORT'. Without a port, every port."""
     allow_host_loopback: bool = False
-    """For local development only: let allowlisted loopback/link-local addresses through."""
+    """For local development only: let the host's loopback, its own addresses, link-local
+    and metadata addresses through when the allowlist names them."""
     max_connections: Count = Field(16, ge=1, le=4096)
     """Most relayed connections open at once."""
     max_bytes: Size = Field(64 << 20, ge=1, le=_TIB)
@@ -166,7 +185,9 @@ class Policy(_Section):
                 raise PolicyError(flag, f"unknown override; known: {', '.join(sorted(OVERRIDES))}")
             section, key = OVERRIDES[flag]
             if key == "env":
-                value = {**data[section]["env"], **dict(value)}
+                if not isinstance(value, Mapping):
+                    raise PolicyError("env", f"expected a mapping of names to values: {value!r}")
+                value = {**data[section]["env"], **value}
             data[section][key] = value
         return Policy.from_dict(data)
 
@@ -178,6 +199,7 @@ OVERRIDES: dict[str, tuple[str, str]] = {
     **{key: ("process", key) for key in Process.model_fields},
     "allow_net": ("network", "allow"),
     "allow_host_loopback": ("network", "allow_host_loopback"),
+    **{key: ("network", key) for key in ("max_connections", "max_bytes")},
 }
 
 
@@ -195,7 +217,7 @@ def _read_policy_text(name_or_path: str) -> tuple[str, str]:
     if "/" in name_or_path or name_or_path.endswith(".toml"):
         try:
             return Path(name_or_path).read_text(encoding="utf-8"), name_or_path
-        except (OSError, UnicodeDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL byte
             raise PolicyError("policy", f"cannot read {name_or_path!r}: {exc}") from None
     resource = resources.files("policies") / f"{name_or_path}.toml"
     if not re.fullmatch(r"[a-z0-9_-]+", name_or_path) or not resource.is_file():
@@ -210,4 +232,6 @@ def _policy_error(exc: ValidationError) -> PolicyError:
     reason = first["msg"]
     if first["type"] == "extra_forbidden":
         reason = "unknown key"
+    elif first["type"] == "value_error" and "error" in first.get("ctx", {}):
+        reason = str(first["ctx"]["error"])  # our own message, without pydantic's prefix
     return PolicyError(field, reason)

@@ -29,15 +29,18 @@ def drop_privileges(uid: int, gid: int, rootless: bool = False) -> None:
 
 
 def scrub_inherited_environ() -> None:
-    """Zero the environment block this process inherited from the supervisor.
+    """Zero the argument and environment blocks this process inherited from its caller.
 
-    The init is a fork of the supervisor, and /proc/1/environ shows the block its address
-    space still holds: the host's variables. The workload cannot read it anyway (the init is
-    not dumpable after setresuid), but we keep no secret there to begin with.
+    The init is a fork of the caller (or of the spawn server), and /proc/1/cmdline and
+    /proc/1/environ show those blocks of its address space: the caller's command line and
+    variables. environ is unreadable to the workload anyway (the init is not dumpable), but
+    cmdline is readable by anyone who sees the pid; we keep nothing of the caller's in either.
     """
     with open("/proc/self/stat", "rb") as file:
         # Fields after the command name, which may itself hold spaces and parentheses.
         fields = file.read().rsplit(b")", 1)[1].split()
-    env_start, env_end = int(fields[47]), int(fields[48])  # fields 50 and 51 of proc(5)
-    if env_end > env_start:
-        ctypes.memset(env_start, 0, env_end - env_start)
+    # proc(5) fields 48-51: arg_start, arg_end, env_start, env_end.
+    arg_start, arg_end, env_start, env_end = (int(f) for f in fields[45:49])
+    for start, end in ((arg_start, arg_end), (env_start, env_end)):
+        if end > start:
+            ctypes.memset(start, 0, end - start)

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import pickle
 import posixpath
 import sys
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import forkserver, limits, mounts, net, seccomp
-from .capture import Sink, pump
+from . import limits, mounts, net, running, seccomp
+from .capture import Sink
 from .cgroups import CgroupLimits
-from .errors import PolicyError, SetupError
+from .errors import PolicyError
 from .plan import RunPlan
 from .policy import Policy
-from .result import Result, Status, decide_status
-from .spawn import RunReport
+from .result import Result
+
+if TYPE_CHECKING:
+    from .pool import Pool
+    from .session import Session
 
 LANGUAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "python": ("main.py", ("python3", "main.py")),
@@ -34,10 +36,23 @@ class Sandbox:
     """Runs programs under one policy. Cheap to create; safe to share between threads and
     asyncio tasks: each call is a run of its own, and the object holds no per-run state."""
 
-    def __init__(self, policy: Policy | str | Path | None = None) -> None:
+    def __init__(
+        self,
+        policy: Policy | str | Path | None = None,
+        *,
+        pool: int = 0,
+        preload: Sequence[str] = (),
+    ) -> None:
+        """`pool=N` keeps N warm sandboxes for `run_code(..., "python")` (see pool.py), with
+        the modules named in `preload` already imported; `close()` ends them."""
         if policy is None or isinstance(policy, str | Path):
             policy = Policy.load(policy or "default")
         self.policy = policy
+        self.pool: Pool | None = None
+        if pool:
+            from .pool import Pool
+
+            self.pool = Pool(self, pool, preload=preload)
 
     def run(
         self,
@@ -65,11 +80,14 @@ class Sandbox:
         files: Mapping[str, bytes | str] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> Result:
-        """Run source code: it is written to /workspace/main.py (or main.sh) and started."""
+        """Run source code: it is written to /workspace/main.py (or main.sh) and started.
+        With a pool, Python runs in a warm pooled sandbox instead of a fresh one."""
         if language not in LANGUAGES:
             raise PolicyError(
                 "language", f"unknown language {language!r}; known: {', '.join(LANGUAGES)}"
             )
+        if self.pool is not None and language == "python":
+            return self.pool.run_code(code, stdin=stdin, files=files, env=env)
         filename, argv = LANGUAGES[language]
         return self.run(argv, stdin=stdin, files={**(files or {}), filename: code}, env=env)
 
@@ -83,6 +101,47 @@ class Sandbox:
         import asyncio
 
         return await asyncio.to_thread(self.run_code, code, language, **options)  # type: ignore[arg-type]
+
+    def start(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: int | None = None,
+        files: Mapping[str, bytes | str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> running.Running:
+        """Start `argv` in a fresh sandbox and return at once: a long-lived run whose raw
+        pipes the caller holds (`Running.stdin` to write, `.stdout`/`.stderr` to read), with
+        `wait()`, `kill()` and `close()`. It also ends when the caller dies."""
+        plan = self.plan(argv, files=files or {}, env=env or {})
+        return running.start(plan, stdin, self.policy.limits.output)
+
+    def session(
+        self,
+        language: str = "python",
+        *,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        preload: Sequence[str] = (),
+    ) -> Session:
+        """A stateful interpreter in a sandbox of its own: `s.run(code)` keeps variables
+        between calls (see session.py). `timeout` is each call's, the policy's by default."""
+        if language != "python":
+            raise PolicyError("language", f"sessions run Python only, not {language!r}")
+        from .session import Session
+
+        return Session(self, timeout=timeout, env=env, preload=preload)
+
+    def close(self) -> None:
+        """End the pool's sandboxes, if there is a pool. Idempotent."""
+        if self.pool is not None:
+            self.pool.close()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def plan(
         self, argv: Sequence[str], *, files: Mapping[str, bytes | str], env: Mapping[str, str]
@@ -181,70 +240,7 @@ def _check_files(files: Mapping[str, bytes | str]) -> dict[str, bytes]:
 
 
 def _execute(plan: RunPlan, stdin: Stdin, out: Sink, err: Sink) -> Result:
-    stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
-    stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
-    if isinstance(stdin, int):
-        stdin_r, stdin_w, feed = stdin, None, b""
-    else:
-        stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
-        feed = stdin or b""
-    try:
-        launched = forkserver.launch(plan, (stdin_r, stdout_w, stderr_w))
-    except BaseException:
-        for fd in (stdout_r, stderr_r, stdin_w):
-            if fd is not None:
-                os.close(fd)
-        raise
-    finally:
-        for fd in (stdout_w, stderr_w) + ((stdin_r,) if stdin_w is not None else ()):
-            os.close(fd)
-    reply = pump(
-        stdin=feed,
-        stdin_fd=stdin_w,
-        stdout_fd=stdout_r,
-        stderr_fd=stderr_r,
-        reply_fd=launched.reply.detach(),
-        stdout=out,
-        stderr=err,
-    )
-    if launched.pid is not None:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(launched.pid, 0)
-    report = _unpickle(reply)
-    return _result(report, out, err)
-
-
-def _unpickle(reply: bytes) -> RunReport:
-    if not reply:
-        error = SetupError("supervisor", 0, "the supervisor ended without a report")
-        return RunReport(setup_error=str(error))
-    report = pickle.loads(reply)
-    assert isinstance(report, RunReport)
-    return report
-
-
-def _result(report: RunReport, out: Sink, err: Sink) -> Result:
-    status = decide_status(
-        setup_failed=report.setup_error is not None,
-        timed_out=report.timed_out,
-        oom_killed=report.oom_killed,
-        signal=report.signal,
-        exit_code=report.exit_code,
-    )
-    exit_code = report.exit_code
-    if status is Status.SETUP_FAILED:
-        exit_code = None
-    return Result(
-        status=status,
-        exit_code=exit_code,
-        signal=report.signal,
-        stdout_bytes=out.value(),
-        stderr_bytes=err.value(),
-        stdout_truncated=out.truncated,
-        stderr_truncated=err.truncated,
-        wall_time=report.wall_time,
-        cpu_time=report.cpu_time,
-        peak_memory=report.peak_memory,
-        error=report.setup_error or report.exec_error,
-        warnings=report.warnings,
-    )
+    # One path for every run: start it (running.py), then capture its output to the end.
+    handed = stdin if isinstance(stdin, int) else None
+    run = running.start(plan, handed, out.limit)
+    return run.capture(b"" if handed is not None else stdin or b"", out, err)

@@ -20,10 +20,15 @@ output; tests/security/test_seccomp.py keeps it true), so no extra rule is neede
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import functools
+import hashlib
+import importlib.util
 import os
 import platform
+import stat
 import struct
 import tempfile
 from types import ModuleType
@@ -39,7 +44,9 @@ if TYPE_CHECKING:
 
 # Allowed unconditionally on every supported arch (x86_64, aarch64). Docker's default list minus
 # what the security contract refuses (see FORBIDDEN) and minus modify_ldt, fanotify_mark (useless
-# without fanotify_init), name_to_handle_at, pidfd_getfd, process_madvise and kcmp (ptrace-like).
+# without fanotify_init), name_to_handle_at, pidfd_getfd, process_madvise and kcmp (ptrace-like),
+# and minus inotify: a watch on the shared read-only runtime files sees other runs' opens, and
+# instances are counted per uid across runs (one run could starve the others).
 ALLOW: tuple[str, ...] = (
     # files and directories
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2",
@@ -51,7 +58,7 @@ ALLOW: tuple[str, ...] = (
     "fdatasync", "sync", "syncfs", "sync_file_range", "copy_file_range", "sendfile", "splice",
     "tee", "vmsplice", "memfd_create", "getxattr", "lgetxattr", "fgetxattr", "listxattr",
     "llistxattr", "flistxattr", "setxattr", "lsetxattr", "fsetxattr", "removexattr",
-    "lremovexattr", "fremovexattr", "inotify_init1", "inotify_add_watch", "inotify_rm_watch",
+    "lremovexattr", "fremovexattr",
     # memory
     "brk", "mmap", "munmap", "mremap", "mprotect", "madvise", "mincore", "msync", "mlock",
     "mlock2", "mlockall", "munlock", "munlockall", "remap_file_pages", "membarrier",
@@ -97,7 +104,7 @@ ALLOW_X86_64: tuple[str, ...] = (
     "open", "creat", "stat", "lstat", "access", "getdents", "mkdir", "rmdir", "unlink", "rename",
     "link", "symlink", "readlink", "chmod", "chown", "lchown", "utime", "utimes", "futimesat",
     "dup2", "pipe", "poll", "select", "epoll_create", "epoll_wait", "eventfd", "signalfd",
-    "inotify_init", "fork", "vfork", "alarm", "pause", "time", "getpgrp", "arch_prctl",
+    "fork", "vfork", "alarm", "pause", "time", "getpgrp", "arch_prctl",
     "get_thread_area", "set_thread_area",
 )  # fmt: skip
 
@@ -221,7 +228,19 @@ def _denylist_program(sc: ModuleType) -> bytes:
 
 @functools.cache
 def compile_filters() -> tuple[bytes, ...]:
-    """The default profile as BPF programs, to load in order. Loads nothing into the kernel."""
+    """The default profile as BPF programs, to load in order. Loads nothing into the kernel.
+
+    Served from the on-disk cache below when a trusted entry for these rules exists."""
+    key = _cache_key()
+    if key is not None and (cached := _cache_read(key)) is not None:
+        return cached
+    programs = _compile()
+    if key is not None:
+        _cache_write(key, programs)
+    return programs
+
+
+def _compile() -> tuple[bytes, ...]:
     sc = _libseccomp()
     try:
         return (_allowlist_program(sc), _denylist_program(sc))
@@ -230,6 +249,174 @@ def compile_filters() -> tuple[bytes, ...]:
             f"libseccomp could not build the seccomp filter ({exc})",
             "needs libseccomp >= 2.5 (knows clone3) and Linux >= 4.14 (KILL_PROCESS)",
         ) from exc
+
+
+# --- the on-disk cache of compiled programs ------------------------------------------------------
+#
+# Building the programs costs a process more than libseccomp's few milliseconds of work:
+# importing pyseccomp runs `ldconfig -p` twice (ctypes.util.find_library), 5-40 ms, and every
+# `sandbox` command paid it. The programs depend only on the rules, on libseccomp (and the
+# pyseccomp that drives it), on the architecture and, through libseccomp's API-level probe, on
+# the kernel; so they are kept on disk under a SHA-256 of all of those, with this file's own
+# source standing for the rules and the code that builds them.
+#
+# A cache entry becomes the workload's syscall filter, so it is trusted only where nobody but
+# this user (or root) could have written it. Otherwise it is ignored and the programs are
+# compiled as if there were no cache:
+# - the directory is $STOCKADE_CACHE_DIR when set (empty: no cache), /var/cache/stockade for
+#   root, else $XDG_CACHE_HOME/stockade or ~/.cache/stockade; it is made 0700;
+# - every component of its real path is owned by root or by us, and none is writable by group
+#   or others unless it is sticky (like /tmp: nobody else can then move our entries);
+# - the file is opened without following a link; it is a regular file with one link, owned by
+#   us, not writable by group or others, and it names the key it was written for, holds well
+#   formed programs (whole 8-byte instructions, at most BPF_MAXINSNS) and ends with a SHA-256
+#   of all that (which catches a torn or damaged file, not an attacker: the checks above do);
+# - it is written to a temporary file in the same directory, flushed, then renamed over the
+#   entry, so a reader sees an old entry or a whole new one.
+
+CACHE_ENV = "STOCKADE_CACHE_DIR"
+_CACHE_MAGIC = b"stockade-seccomp-v1\n"
+_BPF_MAXINSNS = 4096
+_PROGRAMS = 2  # what _compile returns: the allowlist, then the argument denylist
+_LENGTH = struct.Struct("<I")
+
+
+class _ScmpVersion(ctypes.Structure):
+    _fields_ = (("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint))
+
+
+def _cache_dir() -> str | None:
+    configured = os.environ.get(CACHE_ENV)
+    if configured is not None:
+        return configured or None
+    if os.geteuid() == 0:
+        return "/var/cache/stockade"
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "stockade")
+
+
+def _cache_key() -> str | None:
+    """The hash the entry is filed under; None when there is nothing sound to key on (then
+    `_compile` runs, and reports a missing libseccomp or pyseccomp as it always did)."""
+    try:
+        spec = importlib.util.find_spec("pyseccomp")
+        if spec is None or spec.origin is None:
+            return None
+        library = ctypes.CDLL("libseccomp.so.2")
+        library.seccomp_version.restype = ctypes.POINTER(_ScmpVersion)
+        version = library.seccomp_version().contents
+        with open(__file__, "rb") as source:
+            code = source.read()
+        binding = os.stat(spec.origin)
+    except (OSError, ValueError, AttributeError, ImportError):
+        return None
+    digest = hashlib.sha256(_CACHE_MAGIC)
+    for part in (
+        repr((ALLOW, ALLOW_X86_64, ALLOW_IF, ERRNO, DENY_IF, allowed_syscalls())).encode(),
+        code,
+        f"libseccomp {version.major}.{version.minor}.{version.micro}".encode(),
+        f"pyseccomp {spec.origin} {binding.st_size} {binding.st_mtime_ns}".encode(),
+        f"{platform.machine()} {os.uname().release}".encode(),
+    ):
+        digest.update(_LENGTH.pack(len(part)) + part)
+    return digest.hexdigest()
+
+
+def _trusted_path(path: str) -> bool:
+    """Could only root or we have written what is at `path` (a directory or a file)?"""
+    me = os.geteuid()
+    real = os.path.realpath(path)
+    parts = real.split("/")
+    for end in range(1, len(parts) + 1):
+        info = os.lstat("/".join(parts[:end]) or "/")
+        if info.st_uid not in (0, me):
+            return False
+        if info.st_mode & 0o022 and not (stat.S_ISDIR(info.st_mode) and info.st_mode & 0o1000):
+            return False
+    return True
+
+
+def _cache_path(key: str) -> str | None:
+    directory = _cache_dir()
+    if directory is None:
+        return None
+    return os.path.join(directory, f"seccomp-{key}.bpf")
+
+
+def _cache_read(key: str) -> tuple[bytes, ...] | None:
+    path = _cache_path(key)
+    try:
+        if path is None or not _trusted_path(os.path.dirname(path)):
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not (
+            stat.S_ISREG(info.st_mode)
+            and info.st_nlink == 1
+            and info.st_uid == os.geteuid()
+            and not info.st_mode & 0o022
+            and info.st_size < 4 * _BPF_MAXINSNS * 8
+        ):
+            return None
+        return _cache_decode(file.read(), key)
+
+
+def _cache_encode(key: str, programs: tuple[bytes, ...]) -> bytes:
+    body = _CACHE_MAGIC + key.encode() + b"\n" + bytes([len(programs)])
+    body += b"".join(_LENGTH.pack(len(program)) + program for program in programs)
+    return body + hashlib.sha256(body).digest()
+
+
+def _cache_decode(data: bytes, key: str) -> tuple[bytes, ...] | None:
+    body, checksum = data[:-32], data[-32:]
+    head = _CACHE_MAGIC + key.encode() + b"\n"
+    if not body.startswith(head) or hashlib.sha256(body).digest() != checksum:
+        return None
+    view, programs = memoryview(body)[len(head) :], []
+    if not view or view[0] != _PROGRAMS:
+        return None
+    offset = 1
+    for _ in range(_PROGRAMS):
+        if offset + _LENGTH.size > len(view):
+            return None
+        (size,) = _LENGTH.unpack_from(view, offset)
+        offset += _LENGTH.size
+        if not 0 < size <= _BPF_MAXINSNS * 8 or size % 8 or offset + size > len(view):
+            return None
+        programs.append(bytes(view[offset : offset + size]))
+        offset += size
+    return tuple(programs) if offset == len(view) else None
+
+
+def _cache_write(key: str, programs: tuple[bytes, ...]) -> None:
+    """Best effort: a cache that cannot be written only means compiling next time too."""
+    path = _cache_path(key)
+    if path is None or len(programs) != _PROGRAMS:
+        return
+    directory = os.path.dirname(path)
+    temporary = None
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        if not _trusted_path(directory):
+            return
+        fd, temporary = tempfile.mkstemp(prefix=".seccomp-", dir=directory)  # mode 0600
+        with os.fdopen(fd, "wb") as file:
+            file.write(_cache_encode(key, programs))
+            file.flush()
+            os.fsync(fd)
+        os.replace(temporary, path)
+        temporary = None
+    except OSError:
+        pass
+    finally:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
 
 
 # --- loading ------------------------------------------------------------------------------------

@@ -8,12 +8,14 @@ is released by one ExitStack, also when it is told to stop by SIGTERM (its paren
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import pickle
 import resource
 import select
 import signal
+import struct
 import tempfile
 import time
 from collections.abc import Iterator
@@ -44,6 +46,37 @@ class RunReport:
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class Started:
+    """Sent on the reply channel once the run's init is forked, before the `RunReport`: what a
+    caller of a long-lived run (`Sandbox.start`, the pool) needs to account for it itself."""
+
+    cgroup: cgroups.Cgroup | None  # None: no cgroup (best_effort)
+    warnings: tuple[str, ...] = ()
+
+
+_FRAME = struct.Struct("!I")
+
+
+def frame(message: RunReport | Started) -> bytes:
+    """One message on the reply channel: its length, then its pickle."""
+    data = pickle.dumps(message)
+    return _FRAME.pack(len(data)) + data
+
+
+def unframe(data: bytes) -> tuple[list[RunReport | Started], bytes]:
+    """The whole messages at the start of `data`, and the bytes of an incomplete one."""
+    messages, offset = [], 0
+    while len(data) - offset >= _FRAME.size:
+        (size,) = _FRAME.unpack_from(data, offset)
+        if len(data) - offset - _FRAME.size < size:
+            break
+        start = offset + _FRAME.size
+        messages.append(pickle.loads(data[start : start + size]))
+        offset = start + size
+    return messages, data[offset:]
+
+
 class Stopped(Exception):
     """The supervisor was told to stop (SIGTERM): its parent is gone."""
 
@@ -52,9 +85,13 @@ def _stop(signum: int, frame: object) -> None:
     raise Stopped
 
 
-def supervise(plan: RunPlan, stdio: tuple[int, int, int]) -> RunReport:
-    """Run the plan to the end and report. Closes the `stdio` fds it was given."""
+def supervise(plan: RunPlan, stdio: tuple[int, int, int], control: int | None = None) -> RunReport:
+    """Run the plan to the end and report. Closes the `stdio` fds it was given.
+
+    `control` is the reply channel to the caller: `Started` is sent on it once the init is
+    forked, and its end of file (the caller called `Running.kill`, or died) stops the run."""
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # a caller's SIG_IGN would eat the status
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         stack.callback(_close_all, stdio)
@@ -78,18 +115,19 @@ def supervise(plan: RunPlan, stdio: tuple[int, int, int]) -> RunReport:
             if init == 0:
                 os.close(report_r)
                 join = cgroup.join_paths if cgroup else ()
-                child.run_init(plan, root, join, stdio, report_w, network and network.netns)
+                netns = network.netns if network else None
+                child.run_init(plan, root, join, stdio, report_w, netns)
         except (SandboxError, OSError) as exc:
             return RunReport(setup_error=_describe(exc), wall_time=time.monotonic() - started)
         os.close(report_w)
         _close_all(stdio)
         stack.callback(_kill_and_reap, init, cgroup)
-        if network is not None:
-            network.start()  # the relay thread: this process forks nothing from here on
-        watch = _Watch(init, report_r, cgroup, plan, started)
+        if control is not None:
+            os.write(control, frame(Started(cgroup, warnings)))
+        watch = _Watch(init, report_r, cgroup, plan, started, control)
         report = watch.run(warnings)
-        if network is not None:
-            report = replace(report, warnings=report.warnings + network.warnings())
+        if network is not None:  # the run is over: stop the relay, say which bounds it hit
+            report = replace(report, warnings=report.warnings + network.finish())
         return report
     raise AssertionError("unreachable")
 
@@ -190,12 +228,15 @@ class _Watch:
         cgroup: cgroups.Cgroup | None,
         plan: RunPlan,
         started: float,
+        control: int | None = None,
     ) -> None:
         self.init, self.report_fd, self.cgroup, self.plan = init, report_fd, cgroup, plan
         self.started = started
         self.deadline = started + plan.timeout
         self.buffer = b""
         self.timed_out = False
+        self.control = control  # the reply channel: its end of file means "stop the run"
+        self.stopped = False
 
     def run(self, warnings: tuple[str, ...]) -> RunReport:
         pidfd = os.pidfd_open(self.init)
@@ -213,6 +254,8 @@ class _Watch:
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
         poller.register(self.report_fd, select.POLLIN)
+        if self.control is not None:
+            poller.register(self.control, select.POLLIN)
         while True:
             now = time.monotonic()
             if now >= self.deadline or self._cpu_exhausted():
@@ -223,6 +266,12 @@ class _Watch:
             for fd, _ in poller.poll(max(wait, 0.0) * 1000):
                 if fd == pidfd:
                     return
+                if fd == self.control:
+                    if not _read_or_eof(fd):  # the caller stopped the run, or is gone
+                        self.stopped = True
+                        _kill(self.init, self.cgroup)
+                        poller.unregister(fd)
+                    continue
                 if not self._read():
                     poller.unregister(self.report_fd)
 
@@ -261,8 +310,9 @@ class _Watch:
         oom_killed = bool(stats and stats.oom_killed)
         workload_status = by_kind.get("exit", {}).get("status")
         if workload_status is None:
-            # The init itself ended first: killed by us on time, by the OOM killer, or broken.
-            if not (self.timed_out or oom_killed or setup_error):
+            # The init itself ended first: killed by us on time, by the OOM killer, after a
+            # failed exec (with 126/127), or broken.
+            if not (self.timed_out or oom_killed or setup_error or exec_error or self.stopped):
                 setup_error = f"the run's init ended before the workload ({_wait_text(status)})"
             workload_status = status
         exit_code, signum = _decode(workload_status)
@@ -280,6 +330,14 @@ class _Watch:
         )
 
 
+def _read_or_eof(fd: int) -> bool:
+    """Read and drop what is there; False at end of file (or a reset: the peer is gone)."""
+    try:
+        return bool(os.read(fd, 4096))
+    except OSError:
+        return False
+
+
 def _decode(status: int | None) -> tuple[int | None, int | None]:
     if status is None:
         return None, None
@@ -294,9 +352,14 @@ def _wait_text(status: int) -> str:
 
 
 def cleanup_stale() -> None:
-    """Remove what supervisors killed by SIGKILL left behind: empty run dirs, cgroups."""
-    base = tempfile.gettempdir()
-    for name in os.listdir(base):
+    """Remove what supervisors killed by SIGKILL left behind: empty run dirs, cgroups.
+    Best effort: a full or missing temp dir is the run's own error to report, not ours."""
+    try:
+        base = tempfile.gettempdir()
+        names = os.listdir(base)
+    except OSError:
+        names = []
+    for name in names:
         if name.startswith(RUN_DIR_PREFIX) and not _alive(name[len(RUN_DIR_PREFIX) :]):
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.join(base, name))
@@ -316,6 +379,8 @@ def supervise_and_reply(
     It dies with its parent (the caller or the spawn server): PR_SET_PDEATHSIG delivers
     SIGTERM, which `supervise` turns into a clean stop that kills the run and cleans up.
     """
+    # A collection would touch every object inherited from the caller and copy its pages.
+    gc.disable()
     try:
         from . import _syscalls as sc
 
@@ -325,9 +390,9 @@ def supervise_and_reply(
         # A fork of the caller holds copies of all its fds; one of them may be the write end
         # of the run's stdin, which would then never see EOF.
         close_fds_except((*stdio, reply))
-        report = supervise(plan, stdio)
+        report = supervise(plan, stdio, control=reply)
         with os.fdopen(reply, "wb") as channel:
-            channel.write(pickle.dumps(report))
+            channel.write(frame(report))
     finally:
         os._exit(0)
 

@@ -10,6 +10,7 @@ def test_sandbox_all() -> None:
         "Result",
         "Sandbox",
         "SandboxError",
+        "SessionError",
         "SetupError",
         "Status",
         "UnsupportedError",
@@ -19,5 +20,5 @@ def test_sandbox_all() -> None:
 
 
 def test_error_tree() -> None:
-    for name in ("PolicyError", "SetupError", "UnsupportedError"):
+    for name in ("PolicyError", "SessionError", "SetupError", "UnsupportedError"):
         assert issubclass(getattr(sandbox, name), sandbox.SandboxError)

@@ -11,13 +11,13 @@ from agents_testkit import example_module
 
 from agents import Memory, StateError
 
-README = Path(__file__).resolve().parents[2] / "agents" / "README_SECTION.md"
-
+README = Path(__file__).resolve().parents[2] / "README.md"
+SECTION = README.read_text().split("\n## The agent layer\n", 1)[1].split("\n## ", 1)[0]
 
 # The runnable examples: those that end with what they print, as a comment.
 BLOCKS = [
     code
-    for code in re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    for code in re.findall(r"```python\n(.*?)```", SECTION, re.S)
     if code.rstrip().splitlines()[-1].startswith("# ")
 ]
 

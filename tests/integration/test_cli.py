@@ -147,7 +147,7 @@ def test_setup_failure_is_125() -> None:
     cannot be set up, and says which step failed and why."""
     done = sandbox("run", "--pids", "1", "--", "true")
     assert done.returncode == 125
-    assert b"workload.fork" in done.stderr and b"EAGAIN" in done.stderr
+    assert b"workload.spawn" in done.stderr and b"EAGAIN" in done.stderr
     as_json = sandbox("run", "--json", "--pids", "1", "--", "true")
     assert as_json.returncode == 125
     assert json.loads(as_json.stdout)["status"] == "setup_failed"

@@ -31,7 +31,7 @@ if os.fork() == 0:
     if os.fork() == 0:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        os.execvp("sleep", ["sleep", "1000", marker])
+        os.execvp("sh", ["sh", "-c", f"sleep 1000; : {marker}"])
     os._exit(0)
 if os.fork() == 0:
     os.kill(os.getpid(), signal.SIGSTOP)
@@ -53,7 +53,7 @@ def test_timeout_kills_the_whole_tree(box: Sandbox) -> None:
 
 def test_background_processes_end_with_the_workload(box: Sandbox) -> None:
     marker = f"stockade-{uuid.uuid4().hex}"
-    result = box.run(["sh", "-c", f"(setsid sleep 1000 {marker} &) ; echo done"])
+    result = box.run(["sh", "-c", f"(setsid sh -c 'sleep 1000; : {marker}' &) ; echo done"])
     assert result.status is Status.OK and result.stdout.strip() == "done"
     assert _processes_with(marker) == []
 
@@ -71,7 +71,7 @@ def test_the_run_dies_with_a_killed_supervisor(tmp_path) -> None:
             "--",
             "sh",
             "-c",
-            f"echo up; exec sleep 1000 {marker}",
+            f"echo up; sleep 1000; : {marker}",
         ],
         stdout=subprocess.PIPE,
     )

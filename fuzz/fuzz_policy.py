@@ -1,0 +1,73 @@
+"""Fuzz target: the policy loader. Any bytes, read as a TOML policy file, must load into a
+valid policy or raise PolicyError; a flag override on top likewise. Anything else is a bug.
+
+    python fuzz/fuzz_policy.py -max_total_time=60 fuzz/corpus-policy fuzz/seeds/policy
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+FLAGS = ("timeout", "cpu_time", "memory", "pids", "output_limit", "open_files", "file_size",
+         "stack", "workspace_size", "tmp_size", "uid", "gid", "hostname", "allow_net")  # fmt: skip
+_PATH: list[str] = []  # one scratch policy file per process, removed at exit
+
+
+def _scratch() -> str:
+    if not _PATH:
+        fd, path = tempfile.mkstemp(prefix="fuzz-policy-", suffix=".toml")
+        os.close(fd)
+        atexit.register(os.unlink, path)
+        _PATH.append(path)
+    return _PATH[0]
+
+
+def _check(policy: object) -> None:
+    from sandbox import Policy
+
+    assert isinstance(policy, Policy)
+    assert 0 < policy.limits.timeout <= 86_400
+    assert policy.limits.memory is None or policy.limits.memory >= 4 << 20
+    assert policy.process.uid >= 1 and policy.process.gid >= 1
+    assert policy.limits.output >= 0
+
+
+def TestOneInput(data: bytes) -> None:
+    from sandbox import Policy, PolicyError
+
+    # The document is the input up to a NUL; after it, "flag=value" lines to override.
+    document, _, overrides = data.partition(b"\0")
+    path = _scratch()
+    with open(path, "wb") as file:
+        file.write(document)
+    try:
+        policy = Policy.load(path)
+    except PolicyError:
+        return
+    _check(policy)
+    flags = {}
+    for line in overrides.decode("utf-8", "replace").splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name in FLAGS:
+            flags[name] = (value,) if name == "allow_net" else value
+    with contextlib.suppress(PolicyError):
+        _check(policy.override(**flags))
+
+
+def main() -> None:
+    import atheris
+
+    with atheris.instrument_imports():
+        import sandbox.policy  # noqa: F401
+    atheris.Setup(sys.argv, TestOneInput)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""A started run: `Sandbox.start` returns one, and `Sandbox.run` is built on it.
+
+A `Running` is an ordinary sandbox run (every protection of the security contract applies)
+whose stdio the caller holds as raw file descriptors instead of having them captured: write
+to `stdin`, read `stdout` and `stderr`, then `wait()` for the `Result`. `kill()` ends it early:
+the supervisor watches its reply channel, and its end of file stops the run, which is also
+what happens when the caller dies. The supervisor's first message, `Started`, carries the
+run's cgroup, so a long-lived run (a pooled interpreter, a session) can be accounted for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+
+from . import forkserver
+from .capture import Sink, pump
+from .errors import SetupError
+from .plan import RunPlan
+from .result import Result, Status, decide_status
+from .spawn import RunReport, Started, unframe
+
+
+class Running:
+    """A run in progress. `stdin` is None when an fd was handed over for it; `stdout` and
+    `stderr` are the read ends of the run's pipes. Not thread-safe: one owner at a time."""
+
+    def __init__(
+        self,
+        reply: socket.socket,
+        pid: int | None,
+        stdin: int | None,
+        stdout: int,
+        stderr: int,
+        output_limit: int,
+    ) -> None:
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self._reply: socket.socket | None = reply
+        self._pid = pid  # the supervisor when it is our own child, to reap
+        self._output_limit = output_limit
+        self._pending = b""
+        self._started: Started | None = None
+        self._report: RunReport | None = None
+
+    def started(self) -> Started | None:
+        """Wait until the supervisor has forked the run; None if setup failed before that."""
+        while self._started is None and self._report is None and self._reply is not None:
+            self._receive()
+        return self._started
+
+    def kill(self) -> None:
+        """Ask the supervisor to kill the run now (idempotent; `wait()` still reports). Safe
+        from another thread than the owner's."""
+        reply = self._reply
+        if reply is not None:
+            with contextlib.suppress(OSError):
+                reply.shutdown(socket.SHUT_WR)
+
+    def wait(self) -> Result:
+        """Wait for the end of the run and return its Result. The output the caller did not
+        read stays in the pipes: this Result's stdout and stderr are empty."""
+        report = self.report()
+        empty = Sink(self._output_limit)
+        return report_result(report, empty, empty)
+
+    def report(self) -> RunReport:
+        """Wait for the supervisor's `RunReport` (reaping it when it is our child)."""
+        while self._reply is not None:  # the report is its last message: read to the end
+            self._receive()
+        if self._report is None:
+            self._report = _lost()
+        return self._report
+
+    def close(self) -> None:
+        """Kill the run if it is still going, wait for it, and close every fd."""
+        self.kill()
+        self.report()
+        for fd in (self.stdin, self.stdout, self.stderr):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.stdin = None
+
+    def __enter__(self) -> Running:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def capture(self, feed: bytes, out: Sink, err: Sink) -> Result:
+        """The `Sandbox.run` path: feed stdin, keep capped output, collect the report. Hands
+        every fd to `pump`, which closes them."""
+        assert self._reply is not None and not self._pending
+        reply = pump(
+            stdin=feed,
+            stdin_fd=self.stdin,
+            stdout_fd=self.stdout,
+            stderr_fd=self.stderr,
+            reply_fd=self._reply.detach(),
+            stdout=out,
+            stderr=err,
+        )
+        self._reply = None
+        self._take(reply)
+        self._reap()
+        return report_result(self._report or _lost(), out, err)
+
+    def _receive(self) -> None:
+        try:
+            chunk = self._reply.recv(65536) if self._reply is not None else b""
+        except OSError:  # the supervisor (or the spawn server) is gone
+            chunk = b""
+        self._take(chunk)
+        if not chunk:
+            self._finish_reply()
+
+    def _take(self, data: bytes) -> None:
+        messages, self._pending = unframe(self._pending + data)
+        for message in messages:
+            if isinstance(message, Started):
+                self._started = message
+            elif isinstance(message, RunReport):
+                self._report = message
+
+    def _finish_reply(self) -> None:
+        if self._reply is not None:
+            self._reply.close()
+            self._reply = None
+        self._reap()
+
+    def _reap(self) -> None:
+        if self._pid is not None:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self._pid, 0)
+            self._pid = None
+
+
+def start(plan: RunPlan, stdin: int | None, output_limit: int) -> Running:
+    """Start `plan` with fresh pipes for stdout and stderr. `stdin` is an fd to hand over, or
+    None for a pipe whose write end becomes `Running.stdin`."""
+    made: list[int] = []
+    try:
+        stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
+        made += (stdout_r, stdout_w)
+        stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
+        made += (stderr_r, stderr_w)
+        stdin_w = None
+        if stdin is None:
+            stdin, stdin_w = os.pipe2(os.O_CLOEXEC)
+            made += (stdin, stdin_w)
+        launched = forkserver.launch(plan, (stdin, stdout_w, stderr_w))
+    except BaseException:
+        for fd in made:
+            os.close(fd)
+        raise
+    for fd in (stdout_w, stderr_w) + ((stdin,) if stdin_w is not None else ()):
+        os.close(fd)  # the supervisor has its own copies now
+    return Running(launched.reply, launched.pid, stdin_w, stdout_r, stderr_r, output_limit)
+
+
+def _lost() -> RunReport:
+    error = SetupError("supervisor", 0, "the supervisor ended without a report")
+    return RunReport(setup_error=str(error))
+
+
+def report_result(report: RunReport, out: Sink, err: Sink) -> Result:
+    """The Result of a run from its supervisor's report and its captured output."""
+    status = decide_status(
+        setup_failed=report.setup_error is not None,
+        timed_out=report.timed_out,
+        oom_killed=report.oom_killed,
+        signal=report.signal,
+        exit_code=report.exit_code,
+    )
+    exit_code = report.exit_code
+    if status is Status.SETUP_FAILED:
+        exit_code = None
+    return Result(
+        status=status,
+        exit_code=exit_code,
+        signal=report.signal,
+        stdout_bytes=out.value(),
+        stderr_bytes=err.value(),
+        stdout_truncated=out.truncated,
+        stderr_truncated=err.truncated,
+        wall_time=report.wall_time,
+        cpu_time=report.cpu_time,
+        peak_memory=report.peak_memory,
+        error=report.setup_error or report.exec_error,
+        warnings=report.warnings,
+    )

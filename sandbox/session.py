@@ -1,0 +1,200 @@
+"""Stateful sessions: one sandboxed Python interpreter that keeps its variables between calls.
+
+    with box.session() as s:
+        s.run("x = 1")
+        s.run("print(x)").stdout == "1\n"
+
+A session is an ordinary sandbox run (the whole security contract applies) whose workload is
+`zygote.py` in session mode: each call's code is exec()'d in one persistent `__main__` of that
+interpreter, as a notebook kernel does (a call that ends with an expression shows its repr).
+
+Per-call limits: at the call's timeout (wall clock) or CPU time, the interpreter interrupts the
+call with SIGINT (a KeyboardInterrupt: the call's status is `timeout`, the session and its
+state survive). Code that ignores or blocks that (it catches it, or sits in C code) is killed
+with its whole sandbox `grace` seconds later, and the call raises `SessionError`: the state is
+lost. The same holds when the interpreter dies otherwise (out of memory, `os._exit`). Memory,
+processes and the rest are limited for the whole session, as for one run; output is capped per
+call, and what the code writes between calls (from a background thread) is dropped.
+
+A session serialises its calls: it may be shared between threads, and `arun` suits asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from . import interpreter
+from .capture import Sink
+from .errors import PolicyError, SessionError
+from .interpreter import Outcome, StartFailed, Warm
+from .result import Result, decide_status
+from .spawn import RunReport
+
+if TYPE_CHECKING:
+    from .runner import Sandbox
+
+LIFETIME = 3_600.0  # seconds a session may live, by default
+GRACE = 1.0  # seconds between the interrupt at a call's deadline and the hard kill
+_SIGINT, _SIGKILL = 2, 9
+
+
+class Session:
+    """One stateful interpreter in a sandbox of its own. Use `Sandbox.session()`."""
+
+    def __init__(
+        self,
+        box: Sandbox,
+        *,
+        timeout: float | None = None,
+        grace: float = GRACE,
+        lifetime: float = LIFETIME,
+        env: Mapping[str, str] | None = None,
+        preload: Sequence[str] = (),
+    ) -> None:
+        if timeout is not None and not 0 < timeout <= lifetime:
+            raise PolicyError("timeout", f"a call's timeout must be in (0, {lifetime}] seconds")
+        if not 0 < lifetime <= 86_400 or grace < 0:
+            raise PolicyError("lifetime", "a session lives for (0, 86400] seconds; grace >= 0")
+        self.box = box
+        self.timeout = timeout or box.policy.limits.timeout
+        self.grace = grace
+        self._lock = threading.Lock()
+        self._ended: str | None = None
+        self._closing = False
+        try:
+            self._warm: Warm | None = Warm.start(
+                box, "session", preload=preload, lifetime=lifetime, env=env
+            )
+        except StartFailed as exc:
+            raise SessionError(f"the session could not start: {exc}", exc.result) from None
+
+    @property
+    def alive(self) -> bool:
+        return self._warm is not None
+
+    def run(self, code: str, *, timeout: float | None = None) -> Result:
+        """Run `code` in the session. Its Result is that of the call: status, output, times.
+        Raises `SessionError` when the session is gone (closed, or killed by this call)."""
+        if not isinstance(code, str):
+            raise PolicyError("code", "expected Python source as a str")
+        limit = self.timeout if timeout is None else timeout
+        if not limit > 0:
+            raise PolicyError("timeout", "a call's timeout must be positive")
+        with self._lock:
+            warm = self._warm
+            if warm is None:
+                raise SessionError(self._ended or "the session is closed")
+            cpu = self.box.policy.limits.cpu_time
+            out, err = (Sink(self.box.policy.limits.output) for _ in range(2))
+            outcome = warm.request(
+                {"op": "call", "timeout": limit, "cpu": cpu},
+                code.encode("utf-8", "surrogateescape"),
+                timeout=limit,
+                grace=self.grace,
+                cpu_time=cpu,
+                out=out,
+                err=err,
+            )
+            if outcome.done is None:
+                result = self._lost(warm, outcome, out, err)
+                raise SessionError(result.error or "the session ended", result)
+            return _call_result(outcome, out, err, warm.warnings)
+
+    async def arun(self, code: str, *, timeout: float | None = None) -> Result:
+        """`run` for asyncio: the call happens in a worker thread, the loop stays free."""
+        return await asyncio.to_thread(self.run, code, timeout=timeout)
+
+    def close(self) -> None:
+        """End the session (its sandbox, and everything in it) and wait until it has been
+        cleaned up. A call in progress on another thread is killed. Idempotent."""
+        self._closing = True
+        warm = self._warm
+        if warm is not None:
+            warm.kill()
+        with self._lock:
+            if self._warm is not None:
+                self._warm.close()
+                self._warm = None
+                self._ended = "the session is closed"
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _lost(self, warm: Warm, outcome: Outcome, out: Sink, err: Sink) -> Result:
+        """The interpreter is gone during a call: end the session, say why."""
+        death = warm.death()
+        warm.close()
+        self._warm = None
+        if outcome.hard_killed and outcome.cpu_exceeded:
+            why = "the call used up its CPU time and did not stop at the interrupt"
+        elif outcome.hard_killed:
+            why = "the call did not stop at the interrupt at its deadline"
+        elif outcome.oom_kills:
+            why = "the interpreter was killed for memory (the session's limit)"
+        elif self._closing:
+            why = "the session was closed during the call"
+        else:
+            why = f"the interpreter ended ({_how(death)})"
+        self._ended = f"the session is gone: {why}; its state is lost"
+        oom = outcome.oom_kills > 0
+        status = decide_status(
+            setup_failed=False,
+            timed_out=outcome.hard_killed,
+            oom_killed=oom,
+            signal=death.signal or _SIGKILL,
+            exit_code=None,
+        )
+        return Result(
+            status=status,
+            exit_code=None,
+            signal=death.signal or _SIGKILL,
+            stdout_bytes=out.value(),
+            stderr_bytes=err.value(),
+            stdout_truncated=out.truncated,
+            stderr_truncated=err.truncated,
+            wall_time=outcome.wall,
+            cpu_time=0.0,
+            peak_memory=outcome.peak or 0,
+            error=self._ended,
+            warnings=warm.warnings,
+        )
+
+
+def _how(death: RunReport) -> str:
+    return f"signal {death.signal}" if death.signal else f"exit {death.exit_code}"
+
+
+def _call_result(outcome: Outcome, out: Sink, err: Sink, warnings: tuple[str, ...]) -> Result:
+    done = outcome.done or {}
+    exit_code = done.get("exit")
+    interrupted = bool(done.get("interrupted"))
+    signum = None
+    if not isinstance(exit_code, int) or isinstance(exit_code, bool):
+        exit_code, signum = None, _SIGINT  # a KeyboardInterrupt ended the call
+    status = decide_status(
+        setup_failed=False,
+        timed_out=interrupted or outcome.cpu_exceeded,
+        oom_killed=outcome.oom_kills > 0,
+        signal=signum,
+        exit_code=exit_code,
+    )
+    return Result(
+        status=status,
+        exit_code=exit_code,
+        signal=signum,
+        stdout_bytes=out.value(),
+        stderr_bytes=err.value(),
+        stdout_truncated=out.truncated,
+        stderr_truncated=err.truncated,
+        wall_time=interpreter.number(done, "wall"),
+        cpu_time=interpreter.number(done, "cpu"),
+        peak_memory=outcome.peak or int(interpreter.number(done, "maxrss")),
+        error=None,
+        warnings=warnings,
+    )

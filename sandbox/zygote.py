@@ -1,0 +1,663 @@
+"""The program inside a pooled sandbox or a session: a warm Python interpreter.
+
+It is the workload of an ordinary sandbox run (namespaces, mounts, the unprivileged uid, no
+capabilities, seccomp and the cgroup are all in place before it starts), started as
+`python3 -c <this file's source> pool|session`. Standard library only: the `sandbox` package
+is not visible inside. `interpreter.py` is its other end.
+
+File descriptors: 0 is a SOCK_SEQPACKET control socket to the host (one JSON message per
+datagram), 1 and 2 are the sandbox's stdout and stderr pipes, which the host drains. A request
+is a JSON header line and its payload, inline or in a memfd that comes with it.
+
+pool: fork the next run's child ahead of time and hand the host a socket to it with "ready".
+The host says "run" to us and sends the request (code, files, environment, stdin) straight to
+the child, which applies the run's limits and runs the code with exec() in a fresh `__main__`,
+its output going straight to the host's pipes. When it says it has ended (or dies, or the
+deadline passes), kill every process of the run, say "done", wipe /workspace, /tmp and
+/dev/shm, remove SysV IPC objects, and fork the next child. This process never reads a run's
+code, input or output: every later run is forked from it, so whatever it held would be
+readable there. It is not dumpable, so a run cannot write into its memory.
+
+session: run each call's code with exec() in one persistent `__main__` of this process itself,
+so state persists; the call's deadline interrupts it with SIGINT (KeyboardInterrupt).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import io
+import json
+import marshal
+import os
+import resource
+import select
+import signal
+import socket
+import sys
+import time
+import types
+
+PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 4, 36, 22, 2
+IPC_RMID = 0
+SCRATCH = ("/workspace", "/tmp", "/dev/shm")  # the writable places, wiped after each run
+MESSAGE = 1 << 16
+# The zygote's own dispositions: a run shares its uid and may signal it; SIGKILL and SIGSTOP
+# cannot be ignored, and the pool replaces a zygote that dies or stops answering.
+IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+           signal.SIGUSR2, signal.SIGALRM, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
+           signal.SIGVTALRM, signal.SIGPROF, signal.SIGXCPU)  # fmt: skip
+
+OWN_FILENAME = sys._getframe().f_code.co_filename  # "<string>" under -c: our frames
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _prctl(option: int, arg: int | ctypes.c_void_p) -> None:
+    if _libc.prctl(option, arg, 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl({option}): {os.strerror(errno)}")
+
+
+class Channel:
+    """The control socket: one JSON message per datagram, fds alongside."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(fileno=os.dup(0))  # keep fd 0 for the runs' stdin
+        null = os.open("/dev/null", os.O_RDWR)
+        os.dup2(null, 0)
+        os.close(null)
+
+    def receive(self) -> tuple[dict | None, list[int]]:
+        data, fds, _, _ = socket.recv_fds(self.sock, MESSAGE, 4)
+        if not data:
+            return None, fds
+        return json.loads(data), fds
+
+    def send(self, **message: object) -> None:
+        self.sock.send(json.dumps(message).encode())
+
+    def send_fd(self, fd: int, **message: object) -> None:
+        socket.send_fds(self.sock, [json.dumps(message).encode()], [fd])
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _load_filter(program: bytes) -> None:
+    """Stack one more seccomp program (stacking only narrows what is allowed)."""
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_char_p))
+
+    prog = SockFprog(len(program) // 8, program)
+    if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"seccomp: {os.strerror(errno)}")
+
+
+def _setup(channel: Channel) -> dict:
+    init, fds = channel.receive()
+    if init is None:
+        sys.exit(0)
+    for fd in fds:
+        _load_filter(_read_all(fd))
+        os.close(fd)
+    for name in init.get("preload", ()):
+        __import__(name)
+    # Nothing of ours on the runs' stdout and stderr; the runs get the pristine streams.
+    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+    return init
+
+
+# ------------------------------------------------------------------------------- the pool
+
+
+def pool(channel: Channel) -> None:
+    _prctl(PR_SET_DUMPABLE, 0)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of a run come to us to be reaped and counted
+    for number in IGNORED:
+        signal.signal(number, signal.SIG_IGN)
+    init = _setup(channel)
+    early = bool(init.get("early"))  # the host measures CPU time and memory in the cgroup
+    mode = os.stat("/workspace").st_mode & 0o7777
+    _warm_up()
+    gc.collect()
+    gc.freeze()  # the children share these pages instead of copying them on the first gc
+    while True:
+        prepared = _Prepared.fork(channel)
+        started = prepared.wait_for_start(channel)
+        if started is not None:
+            _serve(channel, prepared, started, early)
+        try:
+            _clean(mode)
+        except Exception as exc:  # anything we cannot make clean retires this sandbox
+            channel.send(op="dirty", why=f"{type(exc).__name__}: {exc}")
+            return
+
+
+def _warm_up() -> None:
+    """Do once here what every run would otherwise do first (the compiler's lazy set-up),
+    so that the children inherit it instead of paying for it."""
+    exec(compile("for _ in range(2):\n    pass\n", "<warm-up>", "exec"), {})
+
+
+def _rehearse() -> None:
+    """In a prepared child: what a run does first, done on nothing, so that its
+    copy-on-write faults are taken now rather than in the run's time."""
+    _warm_up()
+    print(1, file=io.StringIO())
+    marshal.loads(marshal.dumps({"code": "", "files": {"": b""}, "env": dict(os.environ)}))
+
+
+class _Prepared:
+    """The next run's process, forked ahead of its request and set up as far as that does
+    not depend on the request. The host sends the request straight to it, on a socket that
+    comes with our "ready"; it tells us on a socket of its own how the run ended (before it
+    exits: an exit is slow to watch for)."""
+
+    def __init__(self, pid: int, reports: socket.socket) -> None:
+        self.pid, self.reports = pid, reports
+
+    @classmethod
+    def fork(cls, channel: Channel) -> _Prepared:
+        host_end, requests = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        reports, child_reports = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            for ours in (host_end, reports, channel.sock):
+                ours.close()
+            _child(requests, child_reports)
+        requests.close()
+        child_reports.close()
+        try:
+            channel.send_fd(host_end.fileno(), op="ready")
+        finally:
+            host_end.close()
+        return cls(pid, reports)
+
+    def wait_for_start(self, channel: Channel) -> dict | None:
+        """The host's "run" (sent with the request to the child: when, and its timeout);
+        None when the child ended without a request. Exits when the host is gone."""
+        poller = select.poll()
+        poller.register(self.reports, select.POLLIN)
+        poller.register(channel.sock, select.POLLIN)
+        while True:
+            events = dict(poller.poll())
+            if channel.sock.fileno() in events:  # first: "run" comes before the request
+                message, extra = channel.receive()
+                for other in extra:
+                    os.close(other)
+                if message is None:
+                    os._exit(0)  # the host is gone; the init ends the rest with us
+                if message.get("op") == "run":
+                    return message
+                continue  # a late "kill" for a run that is over
+            self.reports.close()  # it ended without a request: the host dropped it
+            return None
+
+
+def _serve(channel: Channel, prepared: _Prepared, started: dict, early: bool) -> None:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = float(started["at"])
+    timed_out = stopped = False
+    reported: int | None = None
+    pidfd = os.pidfd_open(prepared.pid)
+    try:
+        poller = select.poll()
+        for fd in (pidfd, prepared.reports.fileno(), channel.sock.fileno()):
+            poller.register(fd, select.POLLIN)
+        deadline = began + float(started["timeout"])
+        while reported is None:
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                timed_out = True
+                _kill_tree()
+                deadline = float("inf")
+                continue
+            events = dict(poller.poll(min(wait, 3600.0) * 1000))
+            if prepared.reports.fileno() in events:
+                code = _report(prepared.reports, "exit")
+                if isinstance(code, int) and 0 <= code <= 255:
+                    reported = code
+                else:  # it closed the socket, or said nonsense: watch it end
+                    poller.unregister(prepared.reports)
+            if pidfd in events and reported is None:
+                break
+            if channel.sock.fileno() in events:
+                message, extra = channel.receive()
+                for other in extra:
+                    os.close(other)
+                if message is None:  # the host is gone: end the run and go
+                    _kill_tree()
+                    os._exit(0)
+                if message.get("op") == "kill":  # the host's CPU-time limit ran out
+                    stopped = True
+                    _kill_tree()
+    finally:
+        os.close(pidfd)
+        prepared.reports.close()
+    result = {"timed_out": timed_out, "stopped": stopped}
+    if reported is not None and early:
+        # Every process of the run is killed by this one sweep, so no more output comes; the
+        # host measured the rest. Their exits (slow) and reaping overlap with its work.
+        _kill_tree()
+        channel.send(op="done", status=reported << 8, wall=time.monotonic() - began, **result)
+        _kill_all()
+        return
+    _, status, usage = os.wait4(prepared.pid, 0)
+    _kill_all()  # everything the run left running, before we say it is over
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    channel.send(
+        op="done",
+        status=status if reported is None else reported << 8,
+        wall=time.monotonic() - began,
+        cpu=(after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+        maxrss=usage.ru_maxrss * 1024,
+        **result,
+    )
+
+
+def _report(sock: socket.socket, key: str) -> object:
+    """The value of `key` in the child's next message; None for anything else."""
+    try:
+        data = sock.recv(256)
+        message = json.loads(data) if data else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(message, dict) or key not in message:
+        return None
+    return message[key]
+
+
+def _kill_tree() -> None:
+    with _suppress(ProcessLookupError):
+        os.kill(-1, signal.SIGKILL)
+
+
+def _kill_all() -> None:
+    """SIGKILL every process of the run (kill(-1) spares only us and the init), and reap
+    until none is left: forks racing with it, setsid, stopped processes included."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:  # a dying one's children are still being handed to us
+            time.sleep(0.0005)
+        if time.monotonic() > deadline:
+            raise RuntimeError("processes of the last run could not be killed")
+
+
+def _clean(workspace_mode: int) -> None:
+    _kill_all()
+    for path in SCRATCH:
+        _wipe(path, workspace_mode if path == "/workspace" else None)
+    _remove_sysv_ipc()
+    os.chdir("/workspace")
+
+
+def _wipe(top: str, mode: int | None) -> None:
+    """Remove everything under `top` without following a link; the run is over, so nothing
+    moves meanwhile. Walks by chdir with a stack of names: no depth or path-length limit."""
+    if mode is not None:  # ours: the run may have changed its mode or extended attributes
+        os.chmod(top, mode)
+        for name in os.listxattr(top):
+            os.removexattr(top, name)
+    os.chdir(top)
+    stack: list[str] = []
+    while True:
+        descend = None
+        with os.scandir(".") as entries:
+            listed = list(entries)
+        for entry in listed:
+            if entry.is_dir(follow_symlinks=False):
+                descend = descend or entry.name
+            else:
+                os.unlink(entry.name)
+        if descend is not None:
+            os.chmod(descend, 0o700)  # the run may have made it unreadable; it is ours
+            os.chdir(descend)
+            stack.append(descend)
+            continue
+        if not stack:
+            return
+        name = stack.pop()
+        os.chdir("..")
+        os.rmdir(name)
+
+
+def _remove_sysv_ipc() -> None:
+    removers = {
+        "shm": lambda ident: _libc.shmctl(ident, IPC_RMID, None),
+        "sem": lambda ident: _libc.semctl(ident, 0, IPC_RMID),
+        "msg": lambda ident: _libc.msgctl(ident, IPC_RMID, None),
+    }
+    for kind, remove in removers.items():
+        with open(f"/proc/sysvipc/{kind}") as table:
+            rows = table.read().splitlines()[1:]
+        for row in rows:
+            if remove(int(row.split()[1])) != 0:
+                errno = ctypes.get_errno()
+                raise OSError(errno, f"removing SysV {kind} {row.split()[1]}")
+
+
+class _suppress:
+    def __init__(self, *kinds: type[BaseException]) -> None:
+        self.kinds = kinds
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, value: object, tb: object) -> bool:
+        return isinstance(value, self.kinds)
+
+
+def _child(requests: socket.socket, reports: socket.socket) -> None:
+    """One pooled run, forked from the zygote ahead of its request. Never returns."""
+    code = 125
+    try:
+        os.setsid()
+        _restore_signals()
+        sys.stdin, sys.stdout, sys.stderr = sys.__stdin__, sys.__stdout__, sys.__stderr__
+        keep = sorted((requests.fileno(), reports.fileno()))
+        os.closerange(3, keep[0])  # nothing of the zygote's
+        os.closerange(keep[0] + 1, keep[1])
+        os.closerange(keep[1] + 1, 1 << 16)
+        _prctl(PR_SET_DUMPABLE, 1)  # an ordinary workload now; it holds nothing of ours
+        with open("/proc/self/oom_score_adj", "w") as adj:  # the run dies first, not us
+            adj.write("1000")
+        os.chdir("/workspace")
+        sys.argv = ["main.py"]
+        sys.path[0] = "/workspace"
+        _rehearse()
+        request, payload, fds = _receive_request(requests)
+        requests.close()
+        if request is None:  # the host dropped this sandbox
+            os._exit(0)
+        job = marshal.loads(payload)
+        if request.get("stdin"):
+            os.dup2(fds[-1], 0)
+        for fd in fds:
+            os.close(fd)
+        if request.get("cpu"):
+            seconds = int(request["cpu"])
+            resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
+        if job["env"] != dict(os.environ):
+            os.environ.clear()
+            os.environ.update(job["env"])
+        _write_files(job["files"])
+        _reseed()
+        code = _main(job["code"], "/workspace/main.py")
+        with _suppress(OSError):
+            reports.send(json.dumps({"exit": code}).encode())
+    finally:
+        os._exit(code)
+
+
+def _receive_request(sock: socket.socket) -> tuple[dict | None, bytes, list[int]]:
+    """A request: a JSON header line, then its payload inline or in the first fd."""
+    data, fds, _, _ = socket.recv_fds(sock, MESSAGE, 4)
+    if not data:
+        return None, b"", fds
+    header, _, payload = data.partition(b"\n")
+    request = json.loads(header)
+    if not request.get("inline"):
+        payload = _read_all(fds[0])
+        os.close(fds.pop(0))
+    return request, payload, fds
+
+
+def _restore_signals() -> None:
+    for number in IGNORED:
+        signal.signal(number, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as a fresh interpreter has
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _write_files(files: dict[str, bytes]) -> None:
+    for name, content in files.items():
+        parent = os.path.dirname(name)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:
+            view = memoryview(content)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+
+
+def _reseed() -> None:
+    # `random` reseeds itself after fork; numpy's legacy global generator does not.
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        numpy_random.seed()
+
+
+def _main(source: str, filename: str) -> int:
+    """Run `source` as `python3 main.py` would: a fresh __main__, the exit code as CPython
+    makes it, non-daemon threads and atexit handlers at the end, streams flushed."""
+    module = types.ModuleType("__main__")
+    module.__file__ = filename
+    module.__builtins__ = __builtins__  # type: ignore[attr-defined]
+    sys.modules["__main__"] = module
+    code = _execute(lambda: exec(compile(source, filename, "exec"), module.__dict__))
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        code = _execute(threading._shutdown) or code  # type: ignore[attr-defined]
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with _suppress(Exception):
+            stream.flush()
+    return code
+
+
+def _execute(body: object) -> int:
+    try:
+        body()  # type: ignore[operator]
+    except SystemExit as exc:
+        return _exit_code(exc)
+    except KeyboardInterrupt as exc:
+        _show(exc)
+        _flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # CPython dies of the signal
+        os.kill(os.getpid(), signal.SIGINT)
+        return 130
+    except BaseException as exc:
+        _show(exc)
+        return 1
+    return 0
+
+
+def _exit_code(exc: SystemExit) -> int:
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code & 0xFF
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def _show(exc: BaseException) -> None:
+    """The traceback as Python shows it for a script: without our own frames."""
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename != OWN_FILENAME:
+            frames.append(tb)
+        tb = tb.tb_next
+    for frame, following in zip(frames, [*frames[1:], None], strict=True):
+        frame.tb_next = following
+    tb = frames[0] if frames else None
+    sys.excepthook(type(exc), exc.with_traceback(tb), tb)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with _suppress(Exception):
+            stream.flush()
+
+
+# ------------------------------------------------------------------------------- sessions
+
+
+class _Interrupter:
+    """SIGINT to the main thread when a clock passes a deadline: POSIX timers aimed at this
+    thread (so a blocking call is interrupted too), one on the wall clock and one on the
+    process's CPU clock. Without timer_create, an ITIMER_REAL that raises the same way."""
+
+    SIGEV_THREAD_ID = 4
+    CLOCKS = (1, 2)  # CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME_ID
+
+    def __init__(self) -> None:
+        self.fired = False
+        self.timers: list[ctypes.c_void_p] = []
+
+        class SigEvent(ctypes.Structure):
+            _fields_ = (
+                ("value", ctypes.c_void_p),
+                ("signo", ctypes.c_int),
+                ("notify", ctypes.c_int),
+                ("tid", ctypes.c_int),
+                ("pad", ctypes.c_int * 11),
+            )
+
+        event = SigEvent(None, signal.SIGINT, self.SIGEV_THREAD_ID, _gettid())
+        for clock in self.CLOCKS:
+            timer = ctypes.c_void_p()
+            if _libc.timer_create(clock, ctypes.byref(event), ctypes.byref(timer)) != 0:
+                self.timers = []
+                break
+            self.timers.append(timer)
+
+    def arm(self, wall: float, cpu: float | None) -> None:
+        self.fired = False
+        signal.signal(signal.SIGINT, self._interrupt)
+        if not self.timers:
+            signal.signal(signal.SIGALRM, self._interrupt)
+            signal.setitimer(signal.ITIMER_REAL, wall)
+            return
+        for timer, seconds in zip(self.timers, (wall, cpu), strict=True):
+            if seconds is not None:
+                self._set(timer, max(seconds, 1e-6))
+
+    def disarm(self) -> None:
+        if not self.timers:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        for timer in self.timers:
+            self._set(timer, 0.0)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def _interrupt(self, signum: int, frame: object) -> None:
+        self.fired = True
+        raise KeyboardInterrupt
+
+    @staticmethod
+    def _set(timer: ctypes.c_void_p, seconds: float) -> None:
+        """Relative: after `seconds` more of the timer's clock (0 disarms)."""
+        whole = int(seconds)
+        spec = (ctypes.c_long * 4)(0, 0, whole, int((seconds - whole) * 1e9))
+        _libc.timer_settime(timer, 0, ctypes.byref(spec), None)
+
+
+def _gettid() -> int:
+    import threading
+
+    return threading.get_native_id()
+
+
+def session(channel: Channel) -> None:
+    _setup(channel)
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import ast
+    import linecache
+
+    module = types.ModuleType("__main__")
+    module.__builtins__ = __builtins__  # type: ignore[attr-defined]
+    sys.modules["__main__"] = module
+    sys.argv = [""]
+    sys.path[0] = "/workspace"
+    os.chdir("/workspace")
+    interrupter = _Interrupter()
+    channel.send(op="ready", soft_cpu=bool(interrupter.timers))
+    count = 0
+    while True:
+        request, payload, fds = _receive_request(channel.sock)
+        for fd in fds:
+            os.close(fd)
+        if request is None:
+            return
+        source = payload.decode("utf-8", "surrogateescape")
+        count += 1
+        filename = f"<cell-{count}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        before = (
+            resource.getrusage(resource.RUSAGE_SELF),
+            resource.getrusage(resource.RUSAGE_CHILDREN),
+        )
+        started = time.monotonic()
+
+        def body(source: str = source, filename: str = filename) -> None:
+            tree = ast.parse(source, filename, "exec")
+            last = None
+            if tree.body and isinstance(tree.body[-1], ast.Expr):  # shown, as a notebook does
+                last = ast.Expression(tree.body.pop().value)
+            exec(compile(tree, filename, "exec"), module.__dict__)
+            if last is not None:
+                sys.displayhook(eval(compile(last, filename, "eval"), module.__dict__))
+
+        cpu = request.get("cpu")
+        code, interrupted = _call(interrupter, body, float(request["timeout"]), cpu)
+        _flush()
+        after = (
+            resource.getrusage(resource.RUSAGE_SELF),
+            resource.getrusage(resource.RUSAGE_CHILDREN),
+        )
+        spent = sum(
+            (a.ru_utime - b.ru_utime) + (a.ru_stime - b.ru_stime)
+            for a, b in zip(after, before, strict=True)
+        )
+        channel.send(
+            op="done",
+            exit=code,
+            interrupted=interrupted,
+            wall=time.monotonic() - started,
+            cpu=spent,
+            maxrss=after[0].ru_maxrss * 1024,
+        )
+
+
+def _call(
+    interrupter: _Interrupter, body: object, timeout: float, cpu: float | None
+) -> tuple[int | None, bool]:
+    """Run one call; (exit code or None for "interrupted", interrupted by its deadline)."""
+    try:
+        try:
+            interrupter.arm(timeout, cpu)
+            body()  # type: ignore[operator]
+        finally:
+            interrupter.disarm()
+    except SystemExit as exc:
+        return _exit_code(exc), False
+    except KeyboardInterrupt as exc:
+        _show(exc)
+        return None, interrupter.fired
+    except BaseException as exc:
+        _show(exc)
+        return 1, False
+    return 0, False
+
+
+if __name__ == "__main__":
+    {"pool": pool, "session": session}[sys.argv[1]](Channel())

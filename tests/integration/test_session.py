@@ -1,0 +1,137 @@
+"""Stateful sessions with real sandboxes: state kept across calls, a timed-out call interrupted
+without losing the session, a hard kill with a clear error when the call will not stop,
+threads and asyncio, and nothing left behind once closed (the autouse leak check)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from sandbox import Policy, PolicyError, Sandbox, SessionError, Status
+
+
+@pytest.fixture
+def box() -> Sandbox:
+    return Sandbox(Policy.load("default").override(timeout=5, memory="128M"))
+
+
+@pytest.fixture
+def session(box: Sandbox) -> Iterator[object]:
+    with box.session() as s:
+        yield s
+
+
+def test_state_is_kept_between_calls(session) -> None:  # type: ignore[no-untyped-def]
+    assert session.run("x = 20\ndef double(v):\n    return v * 2").status is Status.OK
+    assert session.run("print(double(x) + 2)").stdout == "42\n"
+    assert session.run("import math\nmath.floor(2.5)").stdout == "2\n"  # a notebook's display
+    assert session.run("y = x").stdout == ""
+    open_file = session.run("open('notes.txt', 'w').write('kept')\nprint(open('notes.txt').read())")
+    assert open_file.stdout == "kept\n"
+    assert session.run("import os; print(os.getcwd(), os.getuid())").stdout == "/workspace 65534\n"
+
+
+def test_errors_and_exits_do_not_end_the_session(session) -> None:  # type: ignore[no-untyped-def]
+    session.run("x = 1")
+    failed = session.run("1 / 0")
+    assert failed.status is Status.NONZERO_EXIT and failed.exit_code == 1
+    assert failed.stderr.startswith('Traceback (most recent call last):\n  File "<cell-2>"')
+    assert failed.stderr.endswith("ZeroDivisionError: division by zero\n")
+    assert "<string>" not in failed.stderr
+    exited = session.run("import sys; sys.exit(7)")
+    assert exited.status is Status.NONZERO_EXIT and exited.exit_code == 7
+    assert session.run("def (").exit_code == 1
+    assert session.run("print(x)").stdout == "1\n"
+
+
+@pytest.mark.parametrize(
+    "code", ["import time\ntime.sleep(30)", "while True:\n    pass"], ids=["blocked", "busy"]
+)
+def test_a_timed_out_call_is_interrupted_and_the_session_survives(
+    session,  # type: ignore[no-untyped-def]
+    code: str,
+) -> None:
+    session.run("kept = 'yes'")
+    started = time.monotonic()
+    result = session.run(code, timeout=0.5)
+    assert time.monotonic() - started < 3
+    assert result.status is Status.TIMEOUT
+    assert result.stderr.endswith("KeyboardInterrupt\n") and "<string>" not in result.stderr
+    assert session.run("print(kept)").stdout == "yes\n"
+
+
+def test_a_call_that_will_not_stop_is_killed_with_a_clear_error(box: Sandbox) -> None:
+    with box.session() as session:
+        session.run("x = 1")
+        stubborn = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        stubborn += "time.sleep(30)"
+        started = time.monotonic()
+        with pytest.raises(SessionError, match="did not stop at the interrupt") as raised:
+            session.run(stubborn, timeout=0.5)
+        assert time.monotonic() - started < 5
+        assert raised.value.result is not None and raised.value.result.status is Status.TIMEOUT
+        assert not session.alive
+        with pytest.raises(SessionError, match="state is lost"):
+            session.run("print(x)")
+
+
+def test_the_interpreter_dying_ends_the_session(box: Sandbox) -> None:
+    with box.session() as session, pytest.raises(SessionError, match="exit 3"):
+        session.run("import os; os._exit(3)")
+    with box.session() as session:
+        with pytest.raises(SessionError, match="memory") as raised:
+            session.run("hog = bytearray(300 << 20)")
+        assert raised.value.result.status is Status.MEMORY_LIMIT
+
+
+def test_threads_and_asyncio(session) -> None:  # type: ignore[no-untyped-def]
+    session.run("calls = []")
+    with ThreadPoolExecutor(4) as threads:
+        list(threads.map(lambda i: session.run(f"calls.append({i})"), range(12)))
+    assert session.run("print(sorted(calls) == list(range(12)))").stdout == "True\n"
+
+    async def main() -> list[str]:
+        calls = [session.arun(f"len(calls) + {i}") for i in range(4)]
+        return [r.stdout for r in await asyncio.gather(*calls)]
+
+    assert asyncio.run(main()) == ["12\n", "13\n", "14\n", "15\n"]
+
+
+def test_sessions_are_isolated_from_each_other(box: Sandbox) -> None:
+    with box.session() as one, box.session() as two:
+        one.run("secret = 1\nopen('/tmp/secret', 'w').write('x')")
+        assert two.run("print('secret' in globals())").stdout == "False\n"
+        assert two.run("import os; print(os.listdir('/tmp'))").stdout == "[]\n"
+
+
+def test_closing(box: Sandbox) -> None:
+    session = box.session()
+    session.close()
+    session.close()
+    with pytest.raises(SessionError, match="closed"):
+        session.run("1")
+    with pytest.raises(PolicyError, match="language"):
+        box.session(language="bash")
+
+
+def test_close_from_another_thread_ends_a_running_call(box: Sandbox) -> None:
+    session = box.session()
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            session.run("import time; time.sleep(30)", timeout=20)
+        except SessionError as exc:
+            errors.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    time.sleep(1.0)
+    session.close()
+    caller.join(10)
+    assert not caller.is_alive() and errors and "closed" in str(errors[0])

@@ -1,0 +1,76 @@
+"""A tiny run of the benchmark harness (bench/run.py): bare and ours only, a few rounds.
+
+It checks the shape of the table and of the JSON, and that the numbers are positive; it
+asserts nothing about speed (that is what the benchmark itself is for).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "run.py"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (real sandboxes)")
+
+
+def _harness() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_run", BENCH)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_run"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_few_rounds_give_a_table_and_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    harness = _harness()
+    out = tmp_path / "results.json"
+    md = tmp_path / "RESULTS.md"
+    md.write_text("# Results\n\nanalysis above\n<!-- results -->\nold\n<!-- /results -->\nbelow\n")
+    harness.main(
+        [
+            "--runs", "3", "--warmup", "1", "--only", "bare,stockade-api",
+            "--programs", "true,py-print", "--concurrency", "1", "--throughput-seconds", "0.2",
+            "--memory-runs", "1", "--hold-seconds", "0.5", "--json", str(out),
+            "--results-md", str(md),
+        ]
+    )  # fmt: skip
+    table = capsys.readouterr().out
+    report = json.loads(out.read_text())
+
+    assert set(report) >= {"date", "machine", "interpreter", "contenders", "programs", "targets"}
+    assert report["interpreter"]["workload_python"] == os.path.realpath(
+        report["interpreter"]["workload_python"]
+    )
+    assert all(report["contenders"][name]["available"] for name in ("bare", "stockade-api"))
+    for name in ("true", "py-print"):
+        block = report["programs"][name]
+        assert block["rounds"] == 3
+        assert set(block["results"]) == {"bare", "stockade-api"}
+        for contender, entry in block["results"].items():
+            assert entry["runs"] == 3 and entry["failed"] == 0, (name, contender, entry)
+            assert 0 < entry["min_ms"] <= entry["median_ms"] <= entry["p90_ms"] <= entry["max_ms"]
+            assert len(block["samples_ms"][contender]) == 3
+        pair = block["results"]["stockade-api"]["vs_bare"]
+        assert pair["ratio"] > 0
+        assert block["title"] in table
+    for contender in ("bare", "stockade-api"):
+        assert report["throughput"][contender]["runs_per_s"]["1"] > 0
+    assert report["throughput"]["stockade-api"]["memory_mib_per_run"] > 0
+    assert report["targets"][0]["target"].startswith("stockade-api / bwrap")
+
+    header = "contender          median      p90      min      max  x bare x bwrap +bare ms"
+    assert header in table
+    assert "Targets (pairwise median ratios):" in table
+    text = md.read_text()
+    assert text.startswith("# Results\n\nanalysis above\n<!-- results -->\n```\n")
+    assert text.endswith("```\n<!-- /results -->\nbelow\n") and "old" not in text
