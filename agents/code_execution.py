@@ -28,7 +28,7 @@ from agents.code_blocks import (
 from agents.errors import ConfigError
 from agents.messages import Message
 from agents.tools import Tool
-from sandbox import Policy, PolicyError
+from sandbox import Policy, PolicyError, SessionError
 
 if TYPE_CHECKING:
     from sandbox import Result
@@ -68,6 +68,9 @@ class CodeExecutionAgent(ChatAgent):
     most bytes kept of each of stdout and stderr; the other limits come from `policy` (a
     `sandbox.Policy` or a built-in policy's name). With `persist_workspace=True` the blocks of
     one conversation (the messages that descend from one outside message) share /workspace.
+    With `stateful=True` the Python blocks of one conversation run in one sandboxed
+    interpreter (a `sandbox` session), so variables and imports carry over; `close()` ends
+    the sessions.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class CodeExecutionAgent(ChatAgent):
         policy: Policy | str | Path = "default",
         *,
         persist_workspace: bool = False,
+        stateful: bool = False,
         workspace_limit: int = WORKSPACE_LIMIT,
         role: str | None = None,
         description: str = "Runs code in the sandbox and reports the result.",
@@ -97,6 +101,10 @@ class CodeExecutionAgent(ChatAgent):
         self.last_files: dict[str, str] = {}
         room = workspace.output_room(workspace_limit) if persist_workspace else 0
         self.executor = _executor(sandbox, policy, timeout, max_output_size + room)
+        if stateful and not callable(getattr(self.executor, "session", None)):
+            raise ConfigError("stateful=True needs the built-in sandbox (it keeps sessions)")
+        self.stateful = stateful
+        self._sessions: dict[str, Any] = {}  # conversation -> sandbox session
 
     async def on_message(self, message: Message, ctx: Context) -> None:
         result = await self.execute(message, conversation=_thread_root(ctx))
@@ -146,7 +154,9 @@ class CodeExecutionAgent(ChatAgent):
             self.last_files[block.filename] = block.code
         start = time.monotonic()
         try:
-            if self.persist_workspace:
+            if self.stateful and block.language == "python":
+                run = await self._run_in_session(block.code, conversation)
+            elif self.persist_workspace:
                 run = await self._run_persisted(block, conversation)
             else:
                 run = _block_run(await self._run(block.code, block.language, self.last_files))
@@ -159,6 +169,27 @@ class CodeExecutionAgent(ChatAgent):
 
     async def _run(self, code: str, language: str, files: Mapping[str, bytes | str]) -> Result:
         return await asyncio.to_thread(self.executor.run_code, code, language, files=files)
+
+    async def _run_in_session(self, code: str, conversation: str) -> BlockRun:
+        session = self._sessions.get(conversation)
+        if session is None:
+            session = await asyncio.to_thread(self.executor.session)  # type: ignore[attr-defined]
+            self._sessions[conversation] = session
+        try:
+            return _block_run(await session.arun(code, timeout=self.timeout))
+        except SessionError as exc:  # the call could not be stopped: its state is gone
+            del self._sessions[conversation]
+            await asyncio.to_thread(session.close)
+            return (
+                _with(_block_run(exc.result), error=str(exc))
+                if exc.result
+                else BlockRun("error", None, None, "", "", False, False, 0.0, str(exc))
+            )
+
+    def close(self) -> None:
+        """End every session this agent keeps (stateful=True)."""
+        while self._sessions:
+            self._sessions.popitem()[1].close()
 
     async def _run_persisted(self, block: CodeBlock, conversation: str) -> BlockRun:
         spaces: dict[str, str] = self.state.setdefault("workspaces", {})

@@ -74,8 +74,13 @@ def run_init(
         step("uts.sethostname", socket.sethostname, plan.hostname)
         step("limits.rlimits", limits.apply_rlimits, plan.rlimits)
         # 6. privileges
-        step("privileges.drop", privileges.drop_privileges, plan.root.uid, plan.root.gid,
-             plan.rootless)
+        step(
+            "privileges.drop",
+            privileges.drop_privileges,
+            plan.root.uid,
+            plan.root.gid,
+            plan.rootless,
+        )
         # Changing credentials clears the parent-death signal (prctl(2)): set it again, or a
         # SIGKILLed supervisor would leave the run going with nobody to end it.
         step("prctl.pdeathsig", sc.prctl, sc.PR_SET_PDEATHSIG, signal.SIGKILL)

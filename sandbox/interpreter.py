@@ -173,6 +173,7 @@ class Warm:
         self.requests = 0
         self.clean = False  # ready for a request: said "ready" since the last one
         self._next: socket.socket | None = None  # the prepared pooled run's request socket
+        self._spent: socket.socket | None = None  # the last one's, to close
         self._closed = False
         self._lock = threading.Lock()
         for fd in (run.stdout, run.stderr):
@@ -268,15 +269,19 @@ class Warm:
         killed only at `cpu_time + grace`."""
         self.requests += 1
         self.clean = False
+        if self._spent is not None:
+            self._spent.close()
+            self._spent = None
         self._discard_output()
         self.meter.reset_peak()
         oom_before = self.meter.oom_kills() or 0
         cpu_start = self.meter.cpu()
         started = time.monotonic()
         hard_deadline = started + timeout + grace
-        if self._next is not None:  # pooled: the zygote times the run from now, and hears
-            self._send({"op": "run", "at": started, "timeout": timeout})  # it first
         sent_on = self._send_request(message, payload, fds)
+        if sent_on is not None:  # pooled: the zygote times the run from when it was sent
+            self._send({"op": "run", "at": started, "timeout": timeout})
+            self._spent = sent_on  # closed later: now, it would wake the run for nothing
         answer, hard_killed, cpu_exceeded = None, False, False
         # Output is read as it comes only after a moment: a short run's few bytes wait in
         # the (enlarged) pipes, and we wake once, for the answer, instead of twice.
@@ -306,8 +311,6 @@ class Warm:
             if finished:
                 break
         self._drain(out, err)
-        if sent_on is not None:
-            sent_on.close()
         oom_after = self.meter.oom_kills()
         cpu_end = self.meter.cpu()
         return Outcome(
@@ -337,8 +340,9 @@ class Warm:
             self._closed = True
         self.run.close()
         self.control.close()
-        if self._next is not None:
-            self._next.close()
+        for sock in (self._next, self._spent):
+            if sock is not None:
+                sock.close()
         self.meter.close()
 
     # ------------------------------------------------------------------ internals
@@ -414,8 +418,11 @@ class Warm:
         target, self._next = self._next, None
         try:
             with contextlib.suppress(OSError):
-                datagram = data + payload if inline else data
-                socket.send_fds(target or self.control, [datagram], attached)
+                datagram, sock = data + payload if inline else data, target or self.control
+                if attached:
+                    socket.send_fds(sock, [datagram], attached)
+                else:
+                    sock.send(datagram)
         finally:
             if not inline:
                 os.close(attached[0])

@@ -130,6 +130,8 @@ class Process(_Section):
     """The hostname inside the sandbox."""
     env: dict[str, str] = Field(default_factory=lambda: {"LANG": "C.UTF-8"})
     """Variables set inside, on top of PATH, HOME and TMPDIR. Nothing of the host's."""
+    preload: tuple[Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*$")], ...] = ()
+    """Python modules that pooled sandboxes and sessions import before any run."""
 
 
 def _allow_entry(value: str) -> str:

@@ -44,7 +44,8 @@ class Sandbox:
         preload: Sequence[str] = (),
     ) -> None:
         """`pool=N` keeps N warm sandboxes for `run_code(..., "python")` (see pool.py), with
-        the modules named in `preload` already imported; `close()` ends them."""
+        the modules of the policy's `process.preload` and of `preload` already imported;
+        `close()` ends them."""
         if policy is None or isinstance(policy, str | Path):
             policy = Policy.load(policy or "default")
         self.policy = policy
@@ -52,7 +53,7 @@ class Sandbox:
         if pool:
             from .pool import Pool
 
-            self.pool = Pool(self, pool, preload=preload)
+            self.pool = Pool(self, pool, preload=(*policy.process.preload, *preload))
 
     def run(
         self,
@@ -130,7 +131,8 @@ class Sandbox:
             raise PolicyError("language", f"sessions run Python only, not {language!r}")
         from .session import Session
 
-        return Session(self, timeout=timeout, env=env, preload=preload)
+        modules = (*self.policy.process.preload, *preload)
+        return Session(self, timeout=timeout, env=env, preload=modules)
 
     def close(self) -> None:
         """End the pool's sandboxes, if there is a pool. Idempotent."""

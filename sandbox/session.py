@@ -193,7 +193,7 @@ def _call_result(outcome: Outcome, out: Sink, err: Sink, warnings: tuple[str, ..
         stdout_truncated=out.truncated,
         stderr_truncated=err.truncated,
         wall_time=interpreter.number(done, "wall"),
-        cpu_time=interpreter.number(done, "cpu"),
+        cpu_time=interpreter.number(done, "cpu") if "cpu" in done else outcome.cpu or 0.0,
         peak_memory=outcome.peak or int(interpreter.number(done, "maxrss")),
         error=None,
         warnings=warnings,

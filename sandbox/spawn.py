@@ -163,8 +163,10 @@ def _weaker_limits(plan: RunPlan, cause: UnsupportedError) -> tuple[str, ...]:
     limits = plan.cgroup_limits
     warnings = [f"no cgroup ({cause}); limits fall back to per-process rlimits"]
     if limits.memory is not None:
-        warnings.append("memory: RLIMIT_AS per process (address space, not the whole tree's "
-                        "memory; tmpfs files are not counted; no OOM report)")
+        warnings.append(
+            "memory: RLIMIT_AS per process (address space, not the whole tree's "
+            "memory; tmpfs files are not counted; no OOM report)"
+        )
     if limits.pids is not None:
         warnings.append("pids: RLIMIT_NPROC, counted per user (in rootless mode, per run)")
     if plan.cpu_time is not None:

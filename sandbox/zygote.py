@@ -24,6 +24,7 @@ so state persists; the call's deadline interrupts it with SIGINT (KeyboardInterr
 
 from __future__ import annotations
 
+import array
 import ctypes
 import gc
 import io
@@ -42,6 +43,7 @@ PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 4
 IPC_RMID = 0
 SCRATCH = ("/workspace", "/tmp", "/dev/shm")  # the writable places, wiped after each run
 MESSAGE = 1 << 16
+_LATE = 10.0  # seconds "run" may come after the request it goes with
 # The zygote's own dispositions: a run shares its uid and may signal it; SIGKILL and SIGSTOP
 # cannot be ignored, and the pool replaces a zygote that dies or stops answering.
 IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
@@ -149,8 +151,18 @@ def _rehearse() -> None:
     """In a prepared child: what a run does first, done on nothing, so that its
     copy-on-write faults are taken now rather than in the run's time."""
     _warm_up()
+    _BUFFER[:] = bytes(len(_BUFFER))  # our own copy of its pages, now
     print(1, file=io.StringIO())
-    marshal.loads(marshal.dumps({"code": "", "files": {"": b""}, "env": dict(os.environ)}))
+    header = {"op": "run", "timeout": 1.0, "cpu": 1, "stdin": False, "inline": True}
+    line = json.dumps(header).encode() + b"\n" + marshal.dumps({"env": dict(os.environ)})
+    json.loads(bytes(memoryview(line)).partition(b"\n")[0])
+    job = marshal.loads(line.partition(b"\n")[2])
+    array.array("i").frombytes(bytes(8))
+    _ = job["env"] != dict(os.environ)
+    module = types.ModuleType("__main__")
+    module.__file__ = "/workspace/main.py"
+    code = compile("import sys\nx = [str(i) for i in range(3)]\nprint(*x, file=f)\n", "w", "exec")
+    exec(code, {**module.__dict__, "f": io.StringIO()})
 
 
 class _Prepared:
@@ -180,14 +192,15 @@ class _Prepared:
         return cls(pid, reports)
 
     def wait_for_start(self, channel: Channel) -> dict | None:
-        """The host's "run" (sent with the request to the child: when, and its timeout);
-        None when the child ended without a request. Exits when the host is gone."""
+        """The host's "run" (sent right after the request to the child: when, and its
+        timeout); None when the child ended without a request. Exits when the host is gone."""
         poller = select.poll()
         poller.register(self.reports, select.POLLIN)
         poller.register(channel.sock, select.POLLIN)
+        ended = False  # the child spoke (or ended) first: "run" is on its way, or never comes
         while True:
-            events = dict(poller.poll())
-            if channel.sock.fileno() in events:  # first: "run" comes before the request
+            events = dict(poller.poll(_LATE * 1000 if ended else None))
+            if channel.sock.fileno() in events:
                 message, extra = channel.receive()
                 for other in extra:
                     os.close(other)
@@ -196,8 +209,19 @@ class _Prepared:
                 if message.get("op") == "run":
                     return message
                 continue  # a late "kill" for a run that is over
-            self.reports.close()  # it ended without a request: the host dropped it
-            return None
+            if not events or not _peek(self.reports):  # no request came: the host dropped it
+                self.reports.close()
+                return None
+            ended = True  # it has already run (the host says "run" after the request)
+            poller.unregister(self.reports)
+
+
+def _peek(sock: socket.socket) -> bool:
+    """Is there a message (not the end) waiting on `sock`?"""
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK))
+    except OSError:
+        return False
 
 
 def _serve(channel: Channel, prepared: _Prepared, started: dict, early: bool) -> None:
@@ -376,7 +400,8 @@ def _child(requests: socket.socket, reports: socket.socket) -> None:
         os.chdir("/workspace")
         sys.argv = ["main.py"]
         sys.path[0] = "/workspace"
-        _rehearse()
+        with _suppress(Exception):  # only a head start: the run does all this for real
+            _rehearse()
         request, payload, fds = _receive_request(requests)
         requests.close()
         if request is None:  # the host dropped this sandbox
@@ -401,12 +426,22 @@ def _child(requests: socket.socket, reports: socket.socket) -> None:
         os._exit(code)
 
 
+_BUFFER = bytearray(MESSAGE)  # requests land here: its pages are faulted in before a run
+_FDS = array.array("i", [0] * 4)
+
+
 def _receive_request(sock: socket.socket) -> tuple[dict | None, bytes, list[int]]:
     """A request: a JSON header line, then its payload inline or in the first fd."""
-    data, fds, _, _ = socket.recv_fds(sock, MESSAGE, 4)
-    if not data:
+    size, ancillary, _, _ = sock.recvmsg_into([_BUFFER], socket.CMSG_SPACE(_FDS.itemsize * 4))
+    fds: list[int] = []
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            received = array.array("i")
+            received.frombytes(data[: len(data) - len(data) % received.itemsize])
+            fds.extend(received)
+    if not size:
         return None, b"", fds
-    header, _, payload = data.partition(b"\n")
+    header, _, payload = bytes(memoryview(_BUFFER)[:size]).partition(b"\n")
     request = json.loads(header)
     if not request.get("inline"):
         payload = _read_all(fds[0])
@@ -541,22 +576,21 @@ class _Interrupter:
             self.timers.append(timer)
 
     def arm(self, wall: float, cpu: float | None) -> None:
-        self.fired = False
-        signal.signal(signal.SIGINT, self._interrupt)
-        if not self.timers:
+        """Set both timers (replacing what the last call left), then take SIGINT."""
+        if self.timers:
+            for timer, seconds in zip(self.timers, (wall, cpu), strict=True):
+                self._set(timer, max(seconds, 1e-6) if seconds is not None else 0.0)
+        else:
             signal.signal(signal.SIGALRM, self._interrupt)
             signal.setitimer(signal.ITIMER_REAL, wall)
-            return
-        for timer, seconds in zip(self.timers, (wall, cpu), strict=True):
-            if seconds is not None:
-                self._set(timer, max(seconds, 1e-6))
+        self.fired = False
+        signal.signal(signal.SIGINT, self._interrupt)
 
     def disarm(self) -> None:
+        """Ignore SIGINT until the next call: a timer still running fires into nothing."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if not self.timers:
             signal.setitimer(signal.ITIMER_REAL, 0)
-        for timer in self.timers:
-            self._set(timer, 0.0)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def _interrupt(self, signum: int, frame: object) -> None:
         self.fired = True
@@ -577,7 +611,7 @@ def _gettid() -> int:
 
 
 def session(channel: Channel) -> None:
-    _setup(channel)
+    measured = bool(_setup(channel).get("early"))  # the host measures CPU time and memory
     sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import ast
@@ -602,10 +636,7 @@ def session(channel: Channel) -> None:
         count += 1
         filename = f"<cell-{count}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        before = (
-            resource.getrusage(resource.RUSAGE_SELF),
-            resource.getrusage(resource.RUSAGE_CHILDREN),
-        )
+        before = None if measured else _usage()
         started = time.monotonic()
 
         def body(source: str = source, filename: str = filename) -> None:
@@ -620,22 +651,20 @@ def session(channel: Channel) -> None:
         cpu = request.get("cpu")
         code, interrupted = _call(interrupter, body, float(request["timeout"]), cpu)
         _flush()
-        after = (
-            resource.getrusage(resource.RUSAGE_SELF),
-            resource.getrusage(resource.RUSAGE_CHILDREN),
-        )
-        spent = sum(
-            (a.ru_utime - b.ru_utime) + (a.ru_stime - b.ru_stime)
-            for a, b in zip(after, before, strict=True)
-        )
-        channel.send(
-            op="done",
-            exit=code,
-            interrupted=interrupted,
-            wall=time.monotonic() - started,
-            cpu=spent,
-            maxrss=after[0].ru_maxrss * 1024,
-        )
+        wall = time.monotonic() - started
+        usage = {}
+        if before is not None:
+            after = _usage()
+            usage = {"cpu": after[0] - before[0], "maxrss": after[1]}
+        channel.send(op="done", exit=code, interrupted=interrupted, wall=wall, **usage)
+
+
+def _usage() -> tuple[float, int]:
+    """CPU seconds of this process and its waited children; this process's maxrss."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return cpu, own.ru_maxrss * 1024
 
 
 def _call(

@@ -280,3 +280,28 @@ def test_the_workspace_is_part_of_the_saved_state() -> None:
         again.execute(CodeBlock(code="import os; print(os.path.exists('k'))"), conversation="c")
     )
     assert result.stdout == "False\n"
+
+
+def test_stateful_agent_keeps_variables_within_a_conversation() -> None:
+    runner = CodeExecutionAgent(stateful=True, timeout=10)
+    try:
+        first = asyncio.run(runner.execute("x = 41\nimport math", conversation="a"))
+        second = asyncio.run(runner.execute("print(x + 1, math.floor(2.5))", conversation="a"))
+        other = asyncio.run(runner.execute("print('x' in dir())", conversation="b"))
+    finally:
+        runner.close()
+    assert (first.status, second.status) == ("ok", "ok")
+    assert second.stdout == "42 2\n"
+    assert other.stdout == "False\n"  # another conversation has an interpreter of its own
+
+
+def test_stateful_agent_survives_a_timed_out_call() -> None:
+    runner = CodeExecutionAgent(stateful=True, timeout=1)
+    try:
+        asyncio.run(runner.execute("kept = 'yes'", conversation="c"))
+        slow = asyncio.run(runner.execute("while True: pass", conversation="c"))
+        after = asyncio.run(runner.execute("print(kept)", conversation="c"))
+    finally:
+        runner.close()
+    assert slow.status == "timeout"
+    assert after.stdout == "yes\n"

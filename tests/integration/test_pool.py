@@ -296,3 +296,12 @@ def test_start_is_a_long_lived_run_with_raw_pipes(box: Sandbox) -> None:
         assert result.status is Status.SIGNALED and result.signal == 9
     finally:
         run.close()
+
+
+def test_the_policy_names_the_modules_to_preload() -> None:
+    check = "import sys; print(sorted(m for m in ('wave', 'xml.dom') if m in sys.modules))"
+    policy = Policy.from_dict({"process": {"preload": ["xml.dom"]}})
+    with Sandbox(policy, pool=1) as box:
+        assert box.run_code(check).stdout == "['xml.dom']\n"
+    with Sandbox(Policy.load("default"), pool=1) as box:
+        assert box.run_code(check).stdout == "[]\n"
