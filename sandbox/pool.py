@@ -32,10 +32,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from . import interpreter, running
-from .capture import Sink
+from .capture import Sink, captured_result
 from .errors import PolicyError, SandboxError
 from .interpreter import Outcome, StartFailed, Warm
-from .result import Result, decide_status
+from .result import Result
 from .runner import _check_files  # the same checks as any run
 from .spawn import RunReport
 
@@ -167,22 +167,13 @@ class Pool:
             timed_out = outcome.hard_killed or outcome.cpu_exceeded
             wall, cpu, peak = outcome.wall, 0.0, outcome.peak or 0
             error = _death_text(death, self._closed)
-        oom = outcome.oom_kills > 0
-        status = decide_status(
-            setup_failed=False,
+        return captured_result(
+            out,
+            err,
             timed_out=timed_out,
-            oom_killed=oom,
+            oom_killed=outcome.oom_kills > 0,
             signal=signum,
             exit_code=exit_code,
-        )
-        return Result(
-            status=status,
-            exit_code=exit_code,
-            signal=signum,
-            stdout_bytes=out.value(),
-            stderr_bytes=err.value(),
-            stdout_truncated=out.truncated,
-            stderr_truncated=err.truncated,
             wall_time=wall,
             cpu_time=cpu,
             peak_memory=peak,

@@ -15,10 +15,10 @@ import os
 import socket
 
 from . import forkserver
-from .capture import Sink, pump
+from .capture import Sink, captured_result, pump
 from .errors import SetupError
 from .plan import RunPlan
-from .result import Result, Status, decide_status
+from .result import Result
 from .spawn import RunReport, Started, unframe
 
 
@@ -166,24 +166,14 @@ def _lost() -> RunReport:
 
 def report_result(report: RunReport, out: Sink, err: Sink) -> Result:
     """The Result of a run from its supervisor's report and its captured output."""
-    status = decide_status(
+    return captured_result(
+        out,
+        err,
         setup_failed=report.setup_error is not None,
         timed_out=report.timed_out,
         oom_killed=report.oom_killed,
         signal=report.signal,
         exit_code=report.exit_code,
-    )
-    exit_code = report.exit_code
-    if status is Status.SETUP_FAILED:
-        exit_code = None
-    return Result(
-        status=status,
-        exit_code=exit_code,
-        signal=report.signal,
-        stdout_bytes=out.value(),
-        stderr_bytes=err.value(),
-        stdout_truncated=out.truncated,
-        stderr_truncated=err.truncated,
         wall_time=report.wall_time,
         cpu_time=report.cpu_time,
         peak_memory=report.peak_memory,

@@ -27,10 +27,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from . import interpreter
-from .capture import Sink
+from .capture import Sink, captured_result
 from .errors import PolicyError, SessionError
 from .interpreter import Outcome, StartFailed, Warm
-from .result import Result, decide_status
+from .result import Result
 from .spawn import RunReport
 
 if TYPE_CHECKING:
@@ -142,22 +142,13 @@ class Session:
         else:
             why = f"the interpreter ended ({_how(death)})"
         self._ended = f"the session is gone: {why}; its state is lost"
-        oom = outcome.oom_kills > 0
-        status = decide_status(
-            setup_failed=False,
+        return captured_result(
+            out,
+            err,
             timed_out=outcome.hard_killed,
-            oom_killed=oom,
+            oom_killed=outcome.oom_kills > 0,
             signal=death.signal or _SIGKILL,
             exit_code=None,
-        )
-        return Result(
-            status=status,
-            exit_code=None,
-            signal=death.signal or _SIGKILL,
-            stdout_bytes=out.value(),
-            stderr_bytes=err.value(),
-            stdout_truncated=out.truncated,
-            stderr_truncated=err.truncated,
             wall_time=outcome.wall,
             cpu_time=0.0,
             peak_memory=outcome.peak or 0,
@@ -177,21 +168,13 @@ def _call_result(outcome: Outcome, out: Sink, err: Sink, warnings: tuple[str, ..
     signum = None
     if not isinstance(exit_code, int) or isinstance(exit_code, bool):
         exit_code, signum = None, _SIGINT  # a KeyboardInterrupt ended the call
-    status = decide_status(
-        setup_failed=False,
+    return captured_result(
+        out,
+        err,
         timed_out=interrupted or outcome.cpu_exceeded,
         oom_killed=outcome.oom_kills > 0,
         signal=signum,
         exit_code=exit_code,
-    )
-    return Result(
-        status=status,
-        exit_code=exit_code,
-        signal=signum,
-        stdout_bytes=out.value(),
-        stderr_bytes=err.value(),
-        stdout_truncated=out.truncated,
-        stderr_truncated=err.truncated,
         wall_time=interpreter.number(done, "wall"),
         cpu_time=interpreter.number(done, "cpu") if "cpu" in done else outcome.cpu or 0.0,
         peak_memory=outcome.peak or int(interpreter.number(done, "maxrss")),
