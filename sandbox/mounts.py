@@ -4,11 +4,20 @@ The new root is a tmpfs mounted on the per-run temp dir inside the child's priva
 namespace, so nothing the workload writes ever lands on the host's disk, and the host-side
 temp dir stays an empty directory that the supervisor removes with rmdir (it never follows
 a link or crosses a mount the workload planted: Judge0 CVE-2024-28185).
+
+The host's runtime directories (/usr, the interpreter) are shown through read-only overlays
+of the run's own, not bind mounts: a file lock (flock, POSIX and OFD record locks) belongs to
+the inode it is taken on, and a bind shows the host's inode, shared by every run and by the
+host. An overlay has its own superblock and inodes, so a lock taken inside stays inside the
+run, while reads go to the host's file and its page cache. The few runtime *files* (such as
+/etc/ld.so.cache) are copied into the tmpfs root for the same reason (see Copy).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass
 
 from . import _syscalls as sc
@@ -18,10 +27,32 @@ _ST_FLAGS = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
 
 
 @dataclass(frozen=True)
-class Bind:
+class Overlay:
+    """A host directory, shown read-only at `target` through an overlay of the run's own."""
+
     source: str
     target: str
-    device: bool = False  # a device node: writable, keeps dev semantics
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A host file, copied into the tmpfs root (read-only once the root is remounted).
+
+    A file cannot be an overlay's layer, and an overlay of its directory would show what is
+    under the file when the file is itself a bind mount (as /etc/localtime often is in a
+    container), and cannot be mounted without privilege over a directory holding mounts.
+    Runtime files are small configuration files: a copy per run costs less than a mount.
+    """
+
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
+class Device:
+    """A bind of the host's device node at the same path (writable, keeps dev semantics)."""
+
+    target: str
 
 
 @dataclass(frozen=True)
@@ -47,7 +78,7 @@ class Proc:
     target: str = "/proc"
 
 
-Mount = Bind | Tmpfs | Symlink | File | Proc
+Mount = Overlay | Copy | Device | Tmpfs | Symlink | File | Proc
 
 
 @dataclass(frozen=True)
@@ -58,7 +89,8 @@ class RootPlan:
 
 
 def plan_runtime(paths: tuple[str, ...]) -> tuple[Mount, ...]:
-    """Read-only binds of the host's runtime; top-level links (merged /usr) become links."""
+    """Read-only overlays (directories) and copies (files) of the host's runtime; top-level
+    links (merged /usr) become links."""
     planned: list[Mount] = []
     bound: list[str] = []
     for path in sorted(os.path.normpath(p) for p in paths):
@@ -66,8 +98,11 @@ def plan_runtime(paths: tuple[str, ...]) -> tuple[Mount, ...]:
             continue
         if os.path.islink(path):
             planned.append(Symlink(path, os.readlink(path)))
+        elif os.path.isdir(path):
+            planned.append(Overlay(os.path.realpath(path), path))
+            bound.append(path)
         elif os.path.exists(path):
-            planned.append(Bind(os.path.realpath(path), path))
+            planned.append(Copy(os.path.realpath(path), path))
             bound.append(path)
     return tuple(planned)
 
@@ -89,7 +124,7 @@ def plan_mounts(
         *plan_runtime(runtime),
         Proc(),
         Tmpfs("/dev", "size=64k,nr_inodes=64,mode=0755"),
-        *(Bind(f"/dev/{name}", f"/dev/{name}", device=True) for name in DEVICES),
+        *(Device(f"/dev/{name}") for name in DEVICES),
         Symlink("/dev/fd", "/proc/self/fd"),
         *(Symlink(f"/dev/{n}", f"/proc/self/fd/{i}") for i, n in enumerate(_STDIO)),
         Tmpfs("/dev/shm", scratch),
@@ -131,6 +166,9 @@ def _etc_files(uid: int, gid: int, hostname: str, hosts: tuple[tuple[str, str], 
 def build_root(root: str, plan: RootPlan) -> None:
     """Make the new root on `root`: a tmpfs holding the planned mounts and files."""
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    # Stand in the host's run dir before the tmpfs covers it: `.` then stays that empty
+    # directory (the supervisor only ever rmdirs it), the empty second layer of every overlay.
+    os.chdir(root)
     sc.mount("tmpfs", root, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "size=1m,nr_inodes=4096,mode=0755")
     for mount in plan.mounts:
         _apply(root, mount)
@@ -139,10 +177,16 @@ def build_root(root: str, plan: RootPlan) -> None:
 def _apply(root: str, mount: Mount) -> None:
     target = root + mount.target
     match mount:
-        case Bind(source, _, device):
-            _make_mountpoint(target, directory=os.path.isdir(source))
-            sc.mount(source, target, None, sc.MS_BIND)
-            flags = sc.MS_NOSUID | (sc.MS_NOEXEC if device else sc.MS_RDONLY | sc.MS_NODEV)
+        case Overlay(source, _):
+            _make_mountpoint(target, directory=True)
+            _mount_overlay(source, target)
+        case Copy(source, _):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            _copy_file(source, target)
+        case Device(_):
+            _make_mountpoint(target, directory=False)
+            sc.mount(mount.target, target, None, sc.MS_BIND)
+            flags = sc.MS_NOSUID | sc.MS_NOEXEC
             # Keep the flags the source mount already has: in a user namespace they are
             # locked, and a remount that drops them fails with EPERM.
             flags |= os.statvfs(target).f_flag & _ST_FLAGS
@@ -163,6 +207,52 @@ def _apply(root: str, mount: Mount) -> None:
             # Sysctls stay read-only even for a process that somehow regains root.
             sc.mount(target + "/sys", target + "/sys", None, sc.MS_BIND)
             sc.mount(None, target + "/sys", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
+
+
+def _mount_overlay(source: str, target: str) -> None:
+    """A read-only overlay of the host directory `source` on `target`. With no upper layer an
+    overlay needs two lower ones: the second is `.`, the empty run dir (see build_root).
+    Submounts under `source` are not shown, as with the non-recursive bind it replaces."""
+    # Read-only, nosuid, nodev whatever the source; noexec kept where the source has it.
+    flags = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | (os.statvfs(source).f_flag & sc.MS_NOEXEC)
+    try:
+        sc.mount("overlay", target, "overlay", flags, f"lowerdir={_escape(source)}:.")
+    except OSError as exc:
+        # Never fall back to a bind: it would share file locks with other runs and the host.
+        raise OSError(
+            exc.errno,
+            f"cannot mount a read-only overlay of {source} ({exc.strerror}); a bind mount "
+            "instead would share its file locks with other runs and the host",
+        ) from exc
+
+
+def _copy_file(source: str, target: str) -> None:
+    """Copy a regular file with its permission bits (and its owner where we may: as root)."""
+    try:
+        # Never open anything else: opening a device can act (a watchdog), a FIFO can hang.
+        if not stat.S_ISREG(os.stat(source, follow_symlinks=False).st_mode):
+            raise OSError(errno.EINVAL, "neither a directory nor a regular file")
+        with open(source, "rb", opener=_open_regular) as src, open(target, "xb") as dst:
+            info = os.fstat(src.fileno())
+            while os.sendfile(dst.fileno(), src.fileno(), None, 1 << 20):
+                pass
+            if os.geteuid() == 0:  # in a user namespace the owner may have no id here
+                os.fchown(dst.fileno(), info.st_uid, info.st_gid)
+            os.fchmod(dst.fileno(), stat.S_IMODE(info.st_mode) & 0o777)
+    except OSError as exc:  # ENOSPC alone would not say which file
+        raise OSError(
+            exc.errno, f"cannot copy {source} into the run's root: {exc.strerror}"
+        ) from exc
+
+
+def _open_regular(path: str, flags: int) -> int:
+    # Should the file be swapped after the check, a FIFO still cannot hang the setup.
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK)
+
+
+def _escape(path: str) -> str:
+    # Overlay's option string separates layers with ':' and options with ','.
+    return path.replace("\\", "\\\\").replace(":", "\\:").replace(",", "\\,")
 
 
 def _make_mountpoint(path: str, *, directory: bool) -> None:

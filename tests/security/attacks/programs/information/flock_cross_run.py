@@ -1,9 +1,6 @@
 # summary: a covert channel between concurrent runs: a flock held on a shared read-only file (the
 #    stdlib's os.py) is seen by the other run
 # harness: concurrent
-# hole: file locks on the shared read-only runtime files are not namespaced: one run's flock/fcntl
-#    lock is visible to every concurrent run (a covert channel) and can block host processes that
-#    lock the same file
 import fcntl
 import os
 import sys

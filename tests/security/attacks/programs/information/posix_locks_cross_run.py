@@ -1,8 +1,6 @@
 # summary: the same channel through POSIX record locks (F_SETLK read lock, tested with F_GETLK) on a
 #    shared read-only file
 # harness: concurrent
-# hole: POSIX and OFD record locks on the shared read-only runtime files are visible across
-#    concurrent runs (a covert channel)
 import fcntl
 import os
 import struct

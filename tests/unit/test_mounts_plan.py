@@ -1,0 +1,61 @@
+"""The pure half of sandbox/mounts.py: how the host's runtime is planned into the new root.
+
+Directories become read-only overlays of the run's own and files become copies, never binds:
+a bind would show the host's inode, on which file locks are shared with every run and the host.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sandbox import mounts
+
+
+def test_directories_overlay_files_copy_links_stay_links(tmp_path: Path) -> None:
+    (tmp_path / "usr" / "lib").mkdir(parents=True)
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "ld.so.cache").write_bytes(b"cache")
+    (tmp_path / "lib").symlink_to("usr/lib")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "real")
+    paths = ("usr", "usr/lib", "etc/ld.so.cache", "lib", "missing", "alias/", "usr/../real")
+    planned = mounts.plan_runtime(tuple(str(tmp_path / p) for p in paths))
+    assert set(planned) == {
+        mounts.Overlay(str(tmp_path / "usr"), str(tmp_path / "usr")),  # usr/lib: already in
+        mounts.Copy(str(tmp_path / "etc/ld.so.cache"), str(tmp_path / "etc/ld.so.cache")),
+        mounts.Symlink(str(tmp_path / "lib"), "usr/lib"),
+        # "alias/" normalises to the link itself: a link, as at the top of the host
+        mounts.Symlink(str(tmp_path / "alias"), str(tmp_path / "real")),
+        mounts.Overlay(str(tmp_path / "real"), str(tmp_path / "real")),
+    }
+
+
+def test_a_link_inside_a_runtime_path_is_resolved_for_the_source(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "via").symlink_to("real")
+    (tmp_path / "real" / "dir").mkdir()
+    planned = mounts.plan_runtime((str(tmp_path / "via" / "dir"),))
+    assert planned == (mounts.Overlay(str(tmp_path / "real" / "dir"), str(tmp_path / "via/dir")),)
+
+
+def test_the_default_root_binds_only_device_nodes() -> None:
+    plan = mounts.plan_mounts(
+        ("/usr", "/etc/ld.so.cache", "/etc/ssl"),
+        uid=65534,
+        gid=65534,
+        hostname="sandbox",
+        workspace_size=1 << 20,
+        tmp_size=1 << 20,
+        inodes=64,
+    )
+    devices = [m for m in plan.mounts if isinstance(m, mounts.Device)]
+    assert [d.target for d in devices] == [f"/dev/{name}" for name in mounts.DEVICES]
+    runtime = [m for m in plan.mounts if isinstance(m, mounts.Overlay | mounts.Copy)]
+    assert {m.target for m in runtime} <= {"/usr", "/etc/ld.so.cache", "/etc/ssl"}
+    assert all(isinstance(m, mounts.Overlay) == os.path.isdir(m.source) for m in runtime)
+
+
+def test_overlay_option_escapes_separators() -> None:
+    assert mounts._escape("/opt/a:b,c\\d") == "/opt/a\\:b\\,c\\\\d"
+    assert mounts._escape("/usr") == "/usr"
