@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+__version__ = "0.1.0"  # the one place it is written: pyproject.toml reads it from here
+
 __all__ = [
     "Policy",
     "PolicyError",

@@ -12,7 +12,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 USAGE_ERROR = 2
@@ -24,20 +24,32 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"sandbox: {message}\n")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser = _Parser(prog="sandbox", description="Run untrusted code in a hardened sandbox.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = commands.add_parser("run", help="run a command in the sandbox")
+    # Only the named command's parser when argv names one: argparse never looks at the others
+    # then, and building them all costs every command a few ms. Help and usage errors at the
+    # top level (no known command first) get them all.
+    chosen = argv[0] if argv and argv[0] in _COMMANDS else None
+    for name, (description, add_options) in _COMMANDS.items():
+        if chosen in (None, name):
+            add_options(commands.add_parser(name, help=description))
+    return parser
+
+
+def _add_run_command(run: argparse.ArgumentParser) -> None:
     _add_run_options(run)
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
-    code = commands.add_parser("code", help="run source code (a file, or - for stdin)")
+
+
+def _add_code_command(code: argparse.ArgumentParser) -> None:
     _add_run_options(code)
     code.add_argument("--language", choices=("python", "bash", "sh"), default=None)
     code.add_argument("source", nargs="?", default="-", metavar="FILE | -")
-    doctor = commands.add_parser("doctor", help="what this machine supports")
+
+
+def _add_doctor_command(doctor: argparse.ArgumentParser) -> None:
     doctor.add_argument("--json", action="store_true", help="print one JSON object")
-    commands.add_parser("policies", help="list the built-in policies")
-    return parser
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -54,8 +66,38 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     add("--json", action="store_true", help="print the Result as one JSON object")
 
 
+_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "run": ("run a command in the sandbox", _add_run_command),
+    "code": ("run source code (a file, or - for stdin)", _add_code_command),
+    "doctor": ("what this machine supports", _add_doctor_command),
+    "policies": ("list the built-in policies", lambda parser: None),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """The `sandbox` command; returns its exit code. Called without `argv`, as the `sandbox`
+    script and `python -m sandbox` do, it reads sys.argv and ends the process itself."""
+    code = _main(sys.argv[1:] if argv is None else list(argv))
+    if argv is None:
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> None:
+    # What is left of a command is the interpreter's teardown, which frees its ~150 modules
+    # object by object: 10-25 ms, as long as Python's whole start. Nothing of ours waits for
+    # it (runs and supervisors are reaped by now; atexit has nothing to do), so flush what
+    # Python buffers and end. A flush that fails takes the ordinary exit, which reports it.
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        return
+    os._exit(code)
+
+
+def _main(argv: list[str]) -> int:
+    args = _parser(argv).parse_args(argv)
     if args.command == "policies":
         return _policies()
     if args.command == "doctor":
@@ -77,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _policies() -> int:
-    from .policy import builtin_policies
+    from .policy_source import builtin_policies
 
     for name, description in builtin_policies().items():
         print(f"{name:<12} {description}")
@@ -123,7 +165,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _policy(args: argparse.Namespace) -> Any:
-    from .policy import Policy
+    # Through the cache of validated policies: a policy run before needs no pydantic.
+    from .policy_cache import load_policy
 
     flags = {
         "timeout": args.timeout,
@@ -133,7 +176,7 @@ def _policy(args: argparse.Namespace) -> Any:
         "output_limit": args.output_limit,
         "allow_net": tuple(args.allow_net) if args.allow_net else None,
     }
-    return Policy.load(args.policy).override(**{k: v for k, v in flags.items() if v is not None})
+    return load_policy(args.policy, {k: v for k, v in flags.items() if v is not None})
 
 
 def _read_file(spec: str) -> tuple[str, bytes]:

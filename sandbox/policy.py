@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,6 +24,8 @@ from pydantic import (
 
 from .errors import PolicyError
 from .net import parse_entry
+from .policy_source import builtin_policies as builtin_policies  # re-exported: the API's home
+from .policy_source import read_policy_text
 
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
@@ -165,7 +166,11 @@ class Policy(_Section):
     @classmethod
     def load(cls, name_or_path: str | Path = "default") -> Policy:
         """A built-in policy by name, or a TOML file by path."""
-        text, origin = _read_policy_text(str(name_or_path))
+        return cls.from_toml(*read_policy_text(str(name_or_path)))
+
+    @classmethod
+    def from_toml(cls, text: str, origin: str = "policy") -> Policy:
+        """A policy from TOML text; `origin` names it in the error for invalid TOML."""
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -203,29 +208,6 @@ OVERRIDES: dict[str, tuple[str, str]] = {
     "allow_host_loopback": ("network", "allow_host_loopback"),
     **{key: ("network", key) for key in ("max_connections", "max_bytes")},
 }
-
-
-def builtin_policies() -> dict[str, str]:
-    """Built-in policy names and their descriptions."""
-    found = {}
-    for entry in sorted(resources.files("policies").iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".toml"):
-            data = tomllib.loads(entry.read_text())
-            found[entry.name.removesuffix(".toml")] = data.get("description", "")
-    return found
-
-
-def _read_policy_text(name_or_path: str) -> tuple[str, str]:
-    if "/" in name_or_path or name_or_path.endswith(".toml"):
-        try:
-            return Path(name_or_path).read_text(encoding="utf-8"), name_or_path
-        except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL byte
-            raise PolicyError("policy", f"cannot read {name_or_path!r}: {exc}") from None
-    resource = resources.files("policies") / f"{name_or_path}.toml"
-    if not re.fullmatch(r"[a-z0-9_-]+", name_or_path) or not resource.is_file():
-        known = ", ".join(builtin_policies())
-        raise PolicyError("policy", f"unknown policy {name_or_path!r}; built-in: {known}")
-    return resource.read_text(encoding="utf-8"), f"policy {name_or_path!r}"
 
 
 def _policy_error(exc: ValidationError) -> PolicyError:

@@ -20,21 +20,16 @@ output; tests/security/test_seccomp.py keeps it true), so no extra rule is neede
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import functools
-import hashlib
 import importlib.util
 import os
-import platform
-import stat
 import struct
-import tempfile
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from sandbox import _syscalls
+from sandbox import _syscalls, cache
 from sandbox.errors import UnsupportedError
 
 if TYPE_CHECKING:
@@ -170,7 +165,7 @@ DENY_IF: tuple[tuple[str, tuple[Match, ...]], ...] = (
 
 def allowed_syscalls() -> tuple[str, ...]:
     """The unconditional allowlist for this machine's architecture."""
-    return ALLOW + (ALLOW_X86_64 if platform.machine() == "x86_64" else ())
+    return ALLOW + (ALLOW_X86_64 if os.uname().machine == "x86_64" else ())
 
 
 def _libseccomp() -> ModuleType:
@@ -197,6 +192,8 @@ def _add(
 
 
 def _export(flt: SyscallFilter) -> bytes:
+    import tempfile  # only to compile: a run served from the cache never needs it
+
     with tempfile.TemporaryFile() as out:
         flt.export_bpf(out)
         out.seek(0)
@@ -257,44 +254,22 @@ def _compile() -> tuple[bytes, ...]:
 # importing pyseccomp runs `ldconfig -p` twice (ctypes.util.find_library), 5-40 ms, and every
 # `sandbox` command paid it. The programs depend only on the rules, on libseccomp (and the
 # pyseccomp that drives it), on the architecture and, through libseccomp's API-level probe, on
-# the kernel; so they are kept on disk under a SHA-256 of all of those, with this file's own
-# source standing for the rules and the code that builds them.
-#
-# A cache entry becomes the workload's syscall filter, so it is trusted only where nobody but
-# this user (or root) could have written it. Otherwise it is ignored and the programs are
-# compiled as if there were no cache:
-# - the directory is $STOCKADE_CACHE_DIR when set (empty: no cache), /var/cache/stockade for
-#   root, else $XDG_CACHE_HOME/stockade or ~/.cache/stockade; it is made 0700;
-# - every component of its real path is owned by root or by us, and none is writable by group
-#   or others unless it is sticky (like /tmp: nobody else can then move our entries);
-# - the file is opened without following a link; it is a regular file with one link, owned by
-#   us, not writable by group or others, and it names the key it was written for, holds well
-#   formed programs (whole 8-byte instructions, at most BPF_MAXINSNS) and ends with a SHA-256
-#   of all that (which catches a torn or damaged file, not an attacker: the checks above do);
-# - it is written to a temporary file in the same directory, flushed, then renamed over the
-#   entry, so a reader sees an old entry or a whole new one.
+# the kernel; so they are kept on disk (cache.py says where, and when an entry is trusted)
+# under a SHA-256 of all of those, with this file's own source standing for the rules and the
+# code that builds them. An entry also has to hold well formed programs: whole 8-byte
+# instructions, at most BPF_MAXINSNS each.
 
-CACHE_ENV = "STOCKADE_CACHE_DIR"
+CACHE_ENV = cache.CACHE_ENV
 _CACHE_MAGIC = b"stockade-seccomp-v1\n"
 _BPF_MAXINSNS = 4096
 _PROGRAMS = 2  # what _compile returns: the allowlist, then the argument denylist
 _LENGTH = struct.Struct("<I")
+_MAX_ENTRY = 4 * _BPF_MAXINSNS * 8
+_KEEP = 8  # entries kept: one per libseccomp, kernel and version of these rules in use
 
 
 class _ScmpVersion(ctypes.Structure):
     _fields_ = (("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint))
-
-
-def _cache_dir() -> str | None:
-    configured = os.environ.get(CACHE_ENV)
-    if configured is not None:
-        return configured or None
-    if os.geteuid() == 0:
-        return "/var/cache/stockade"
-    base = os.environ.get("XDG_CACHE_HOME", "")
-    if not os.path.isabs(base):
-        base = os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "stockade")
 
 
 def _cache_key() -> str | None:
@@ -312,72 +287,38 @@ def _cache_key() -> str | None:
         binding = os.stat(spec.origin)
     except (OSError, ValueError, AttributeError, ImportError):
         return None
-    digest = hashlib.sha256(_CACHE_MAGIC)
-    for part in (
-        repr((ALLOW, ALLOW_X86_64, ALLOW_IF, ERRNO, DENY_IF, allowed_syscalls())).encode(),
-        code,
-        f"libseccomp {version.major}.{version.minor}.{version.micro}".encode(),
-        f"pyseccomp {spec.origin} {binding.st_size} {binding.st_mtime_ns}".encode(),
-        f"{platform.machine()} {os.uname().release}".encode(),
-    ):
-        digest.update(_LENGTH.pack(len(part)) + part)
-    return digest.hexdigest()
+    return cache.digest(
+        _CACHE_MAGIC,
+        (
+            repr((ALLOW, ALLOW_X86_64, ALLOW_IF, ERRNO, DENY_IF, allowed_syscalls())).encode(),
+            code,
+            f"libseccomp {version.major}.{version.minor}.{version.micro}".encode(),
+            f"pyseccomp {spec.origin} {binding.st_size} {binding.st_mtime_ns}".encode(),
+            f"{os.uname().machine} {os.uname().release}".encode(),
+        ),
+    )
 
 
-def _trusted_path(path: str) -> bool:
-    """Could only root or we have written what is at `path` (a directory or a file)?"""
-    me = os.geteuid()
-    real = os.path.realpath(path)
-    parts = real.split("/")
-    for end in range(1, len(parts) + 1):
-        info = os.lstat("/".join(parts[:end]) or "/")
-        if info.st_uid not in (0, me):
-            return False
-        if info.st_mode & 0o022 and not (stat.S_ISDIR(info.st_mode) and info.st_mode & 0o1000):
-            return False
-    return True
-
-
-def _cache_path(key: str) -> str | None:
-    directory = _cache_dir()
-    if directory is None:
-        return None
-    return os.path.join(directory, f"seccomp-{key}.bpf")
+def _cache_name(key: str) -> str:
+    return f"seccomp-{key}.bpf"
 
 
 def _cache_read(key: str) -> tuple[bytes, ...] | None:
-    path = _cache_path(key)
-    try:
-        if path is None or not _trusted_path(os.path.dirname(path)):
-            return None
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as file:
-        info = os.fstat(fd)
-        if not (
-            stat.S_ISREG(info.st_mode)
-            and info.st_nlink == 1
-            and info.st_uid == os.geteuid()
-            and not info.st_mode & 0o022
-            and info.st_size < 4 * _BPF_MAXINSNS * 8
-        ):
-            return None
-        return _cache_decode(file.read(), key)
+    data = cache.read(_cache_name(key), _CACHE_MAGIC, key, _MAX_ENTRY - 1)
+    return None if data is None else _decode_programs(data)
 
 
 def _cache_encode(key: str, programs: tuple[bytes, ...]) -> bytes:
-    body = _CACHE_MAGIC + key.encode() + b"\n" + bytes([len(programs)])
-    body += b"".join(_LENGTH.pack(len(program)) + program for program in programs)
-    return body + hashlib.sha256(body).digest()
+    return cache.seal(_CACHE_MAGIC, key, _encode_programs(programs))
 
 
-def _cache_decode(data: bytes, key: str) -> tuple[bytes, ...] | None:
-    body, checksum = data[:-32], data[-32:]
-    head = _CACHE_MAGIC + key.encode() + b"\n"
-    if not body.startswith(head) or hashlib.sha256(body).digest() != checksum:
-        return None
-    view, programs = memoryview(body)[len(head) :], []
+def _encode_programs(programs: tuple[bytes, ...]) -> bytes:
+    lengths = (_LENGTH.pack(len(program)) + program for program in programs)
+    return bytes([len(programs)]) + b"".join(lengths)
+
+
+def _decode_programs(data: bytes) -> tuple[bytes, ...] | None:
+    view, programs = memoryview(data), []
     if not view or view[0] != _PROGRAMS:
         return None
     offset = 1
@@ -395,28 +336,9 @@ def _cache_decode(data: bytes, key: str) -> tuple[bytes, ...] | None:
 
 def _cache_write(key: str, programs: tuple[bytes, ...]) -> None:
     """Best effort: a cache that cannot be written only means compiling next time too."""
-    path = _cache_path(key)
-    if path is None or len(programs) != _PROGRAMS:
-        return
-    directory = os.path.dirname(path)
-    temporary = None
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        if not _trusted_path(directory):
-            return
-        fd, temporary = tempfile.mkstemp(prefix=".seccomp-", dir=directory)  # mode 0600
-        with os.fdopen(fd, "wb") as file:
-            file.write(_cache_encode(key, programs))
-            file.flush()
-            os.fsync(fd)
-        os.replace(temporary, path)
-        temporary = None
-    except OSError:
-        pass
-    finally:
-        if temporary is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
+    if len(programs) == _PROGRAMS:
+        cache.write(_cache_name(key), _CACHE_MAGIC, key, _encode_programs(programs))
+        cache.prune("seccomp-", _KEEP)
 
 
 # --- loading ------------------------------------------------------------------------------------

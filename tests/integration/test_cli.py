@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -151,3 +152,22 @@ def test_setup_failure_is_125() -> None:
     as_json = sandbox("run", "--json", "--pids", "1", "--", "true")
     assert as_json.returncode == 125
     assert json.loads(as_json.stdout)["status"] == "setup_failed"
+
+
+def test_a_second_run_of_a_policy_needs_no_pydantic(tmp_path: Path) -> None:
+    """Validated policies are kept (policy_cache.py): running the same policy with the same
+    flags again imports no pydantic at all, and behaves the same."""
+    probe = (
+        "import sys; from sandbox.cli import main; code = main(sys.argv[1:]); "
+        "print('pydantic' in sys.modules, code)"
+    )
+    env = {**os.environ, "STOCKADE_CACHE_DIR": str(tmp_path / "cache")}
+    argv = [sys.executable, "-c", probe, "run", "--timeout", "7", "--", "true"]
+    runs = [subprocess.run(argv, env=env, capture_output=True, timeout=60) for _ in range(2)]
+    assert [run.stdout.split() for run in runs] == [[b"True", b"0"], [b"False", b"0"]], runs
+
+
+def test_help_lists_every_command() -> None:
+    done = sandbox("--help")
+    assert done.returncode == 0
+    assert all(name in done.stdout for name in (b"run", b"code", b"doctor", b"policies"))

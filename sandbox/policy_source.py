@@ -1,0 +1,54 @@
+"""Where a policy's TOML comes from: a built-in name or a file. Reads text, validates nothing.
+
+Kept apart from policy.py, which imports pydantic, so that the command line can read (and hash)
+a policy's text without paying for pydantic (see policy_cache.py). The built-in profiles are
+found with `find_spec` rather than `importlib.resources`, whose import alone costs a command
+about 20 ms; the `policies` package is installed as plain files, never zipped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib.util import find_spec
+
+from .errors import PolicyError
+
+_BUILTIN_NAME = re.compile(r"[a-z0-9_-]+")
+
+
+def read_policy_text(name_or_path: str) -> tuple[str, str]:
+    """(the TOML text, where it came from for messages) of a built-in name or a file path."""
+    if "/" in name_or_path or name_or_path.endswith(".toml"):
+        try:
+            with open(name_or_path, encoding="utf-8") as file:
+                return file.read(), name_or_path
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL byte
+            raise PolicyError("policy", f"cannot read {name_or_path!r}: {exc}") from None
+    path = os.path.join(_builtin_dir(), f"{name_or_path}.toml")
+    if not _BUILTIN_NAME.fullmatch(name_or_path) or not os.path.isfile(path):
+        known = ", ".join(builtin_policies())
+        raise PolicyError("policy", f"unknown policy {name_or_path!r}; built-in: {known}")
+    with open(path, encoding="utf-8") as file:
+        return file.read(), f"policy {name_or_path!r}"
+
+
+def builtin_policies() -> dict[str, str]:
+    """Built-in policy names and their descriptions."""
+    import tomllib  # ~15 ms: only to list the profiles, never on the way to a run
+
+    found = {}
+    directory = _builtin_dir()
+    for filename in sorted(os.listdir(directory)):
+        if filename.endswith(".toml"):
+            with open(os.path.join(directory, filename), "rb") as file:
+                data = tomllib.load(file)
+            found[filename.removesuffix(".toml")] = data.get("description", "")
+    return found
+
+
+def _builtin_dir() -> str:
+    spec = find_spec("policies")
+    if spec is None or not spec.submodule_search_locations:
+        raise PolicyError("policy", "the built-in policies (package 'policies') are not installed")
+    return next(iter(spec.submodule_search_locations))
