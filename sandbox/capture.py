@@ -88,7 +88,7 @@ def pump(
                         os.close(fd)
                         stdin_fd = None
                     continue
-                data = os.read(fd, _CHUNK)
+                data = _read(fd)
                 if data:
                     readers[fd](data)
                 else:
@@ -100,6 +100,13 @@ def pump(
                 with contextlib.suppress(OSError):
                     os.close(fd)
     return b"".join(reply)
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, _CHUNK)
+    except ConnectionResetError:  # the supervisor died (SIGKILL): its reply ends here
+        return b""
 
 
 def _feed(fd: int, pending: memoryview) -> memoryview:

@@ -8,15 +8,17 @@ close-on-exec report pipe and exits 125. Read it top to bottom against DESIGN.md
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import signal
 import socket
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, NoReturn
 
 from . import _syscalls as sc
-from . import limits, mounts, namespaces, net, privileges, seccomp
+from . import calls, limits, mounts, namespaces, net, privileges, seccomp
 from .plan import RunPlan
 
 SETUP_FAILED = 125
@@ -42,12 +44,15 @@ def run_init(
     plan: RunPlan,
     root: str,
     join_paths: tuple[str, ...],
-    stdio: tuple[int, int, int],
+    stdio: tuple[int, int, int] | None,
     report_fd: int,
     netns: int | None = None,
+    call_fd: int | None = None,
 ) -> NoReturn:
     """PID 1 of the run: set everything up, fork the workload, reap, report its status.
-    `netns` is the run's network namespace when the supervisor made one (an allowlist)."""
+    `netns` is the run's network namespace when the supervisor made one (an allowlist).
+    A prepared run (prepared.py) has no `stdio` yet: it gets the call's command, files and
+    stdio on `call_fd` once it is set up."""
     try:
         step = _Checklist(report_fd)
         # Steps 1-3 (supervisor, fork, new pid namespace) are done; this process is PID 1.
@@ -61,14 +66,6 @@ def run_init(
         step("net.enter", net.enter, netns)  # join the supervisor's, or lo up in our own
         # 4. mounts
         step("mounts.build_root", mounts.build_root, root, plan.root)
-        step(
-            "mounts.workspace_files",
-            mounts.write_workspace,
-            root,
-            plan.files,
-            plan.root.uid,
-            plan.root.gid,
-        )
         step("mounts.pivot_root", mounts.pivot_root, root)
         # 5. hostname, rlimits (the cgroup was joined above)
         step("uts.sethostname", socket.sethostname, plan.hostname)
@@ -84,17 +81,24 @@ def run_init(
         # Changing credentials clears the parent-death signal (prctl(2)): set it again, or a
         # SIGKILLed supervisor would leave the run going with nobody to end it.
         step("prctl.pdeathsig", sc.prctl, sc.PR_SET_PDEATHSIG, signal.SIGKILL)
-        # 7. file descriptors: the workload's stdio, and nothing else of ours
-        step("fds.stdio", _install_stdio, stdio)
-        step("fds.close", os.closerange, 3, report_fd)
-        step("fds.close", os.closerange, report_fd + 1, 1 << 20)
         # The init shares the workload's uid: without this, the workload could write into
         # the init's memory through /proc/1/mem and run code outside the seccomp filter.
         step("privileges.not_dumpable", sc.prctl, sc.PR_SET_DUMPABLE, 0)
+        # 7. file descriptors: only the report pipe, the call channel and the stdio given
+        step("fds.close", sc.close_fds_except, (report_fd, call_fd or report_fd, *(stdio or ())))
         step("workspace.chdir", os.chdir, "/workspace")  # the workload starts here
-        # 8. The filter goes last: everything above needs syscalls it refuses. The init
-        # loads it too, and the workload inherits it; what remains (spawn, wait4) is allowed.
+        # 8. The filter: everything above needs syscalls it refuses. The init loads it too,
+        # and the workload inherits it; what remains (files, fds, spawn, wait4) is allowed.
         step("seccomp.load", seccomp.load_filters, plan.seccomp)
+        # Everything above is the same for every call of a Sandbox: a prepared run waits here,
+        # confined, for its call (prepared.py).
+        if call_fd is not None:
+            plan, stdio = step("call.receive", _receive_call, plan, call_fd)
+        assert stdio is not None
+        # 9. The call: its files, written as the workload's own user; its stdio.
+        files, uid, gid = plan.files, plan.root.uid, plan.root.gid
+        step("mounts.workspace_files", mounts.write_workspace, "", files, uid, gid)
+        step("fds.stdio", _install_stdio, stdio, report_fd)
         workload = _spawn_workload(plan, report_fd)
         status = namespaces.run_init(workload)
         report(report_fd, kind="exit", status=status)
@@ -126,14 +130,21 @@ def _spawn_workload(plan: RunPlan, report_fd: int) -> int:
 _SIGNALS_TO_RESET = tuple(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
 
 
+def _receive_call(plan: RunPlan, call_fd: int) -> tuple[RunPlan, tuple[int, int, int]]:
+    call, stdio = calls.receive(call_fd)
+    os.close(call_fd)
+    return replace(plan, argv=call.argv, env=call.env, files=call.files), stdio
+
+
 def _join_cgroup(join_paths: tuple[str, ...]) -> None:
     for path in join_paths:
         with open(path, "w") as procs:
             procs.write("0")
 
 
-def _install_stdio(stdio: tuple[int, int, int]) -> None:
+def _install_stdio(stdio: tuple[int, int, int], report_fd: int) -> None:
     # Move the pipes above 2 first, so dup2 onto 0..2 never clobbers one not yet copied.
-    high = [os.dup(fd) if fd < 3 else fd for fd in stdio]
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) if fd < 3 else fd for fd in stdio]
     for target, fd in enumerate(high):
         os.dup2(fd, target, inheritable=True)
+    sc.close_fds_except((0, 1, 2, report_fd))

@@ -130,7 +130,7 @@ def _run(args: argparse.Namespace) -> int:
     from .errors import PolicyError
     from .runner import Sandbox
 
-    sandbox = Sandbox(_policy(args))
+    sandbox = Sandbox(_policy(args), prefork=False)  # one run: nothing to prepare
     files = dict(_read_file(spec) for spec in args.file)
     env = dict(_parse_env(item) for item in args.env)
     stdin: bytes | int = 0

@@ -12,6 +12,14 @@ made there (BPF sk_lookup, `net_steer`), returns to the host's namespace and for
 to, from the host's side. The init joins the namespace (`enter`). The host's firewall,
 routes and sysctls are never touched: the namespace, its routes, the program and the relay
 all go with the run.
+
+Rootless (the supervisor enters a user namespace before it forks the init), neither BPF nor
+a way back into the host's namespace is there, so: `isolate` forks the relay first, still
+the caller's user in the host's namespace; once in the user namespace the supervisor makes
+the run's network namespace, owned by it (`RunNetwork.make_namespace`), with the same routes
+and a listener bound to each allowed address and port, hands the listeners to the relay
+(SCM_RIGHTS) and stays there. Listeners cannot cover "every port", so rootless, an entry
+without a port is refused when the run is planned.
 """
 
 from __future__ import annotations
@@ -152,9 +160,13 @@ def plan_network(
     *,
     resolve: Resolver | None = None,
     host_addresses: Callable[[], set[Address]] | None = None,
+    rootless: bool | None = None,
 ) -> NetworkPlan:
     """The run's network plan. Names are resolved now, once; anything the allowlist must
-    not reach raises `PolicyError` naming `network.allow` and the entry."""
+    not reach raises `PolicyError` naming `network.allow` and the entry. `rootless` (by
+    default: not root) refuses entries without a port, which only root can serve."""
+    if rootless is None:
+        rootless = os.geteuid() != 0
     if not policy.allow:
         return NetworkPlan(max_connections=policy.max_connections, max_bytes=policy.max_bytes)
     resolve = resolve or resolve_tcp
@@ -166,6 +178,8 @@ def plan_network(
             entry = parse_entry(text)
         except ValueError as exc:
             raise PolicyError(_FIELD, str(exc)) from None
+        if rootless and entry.port is None:
+            raise PolicyError(_FIELD, _every_port_needs_root(entry, text))
         networks = [entry.network] if entry.network else _resolved(entry, text, resolve)
         for network in networks:
             _check_network(network, text, local)
@@ -182,6 +196,20 @@ def plan_network(
         max_connections=policy.max_connections,
         max_bytes=policy.max_bytes,
         allow_host_loopback=policy.allow_host_loopback,
+    )
+
+
+def _every_port_needs_root(entry: Entry, text: str) -> str:
+    if entry.network is None:
+        host = str(entry.name)
+    elif entry.network.num_addresses > 1:
+        host = str(entry.network)
+    else:
+        host = str(entry.network.network_address)
+    example = f"[{host}]:443" if ":" in host else f"{host}:443"
+    return (
+        f"{text!r} allows every port, which needs root (a BPF sk_lookup program, which a user "
+        f"namespace cannot load); without root, give a port, such as {example!r}"
     )
 
 
@@ -257,10 +285,39 @@ def _host_addresses() -> set[Address]:
 @dataclass
 class RunNetwork:
     """The supervisor's handle on a run's network: the namespace (an fd the init joins) and
-    the relay process."""
+    the relay process. Rootless, `netns` is None until `make_namespace` made it."""
 
-    netns: int
+    netns: int | None
     relay: RelayProcess
+    cleanup: contextlib.ExitStack | None = None  # rootless: where make_namespace's fd goes
+
+    def make_namespace(self) -> None:
+        """Rootless, in the user namespace the supervisor has just entered (single-threaded,
+        before it forks the init): make the run's network namespace, owned by that user
+        namespace, so setting it up needs no privilege outside; lo up, each allowed network a
+        `local` route, a listener on each allowed address and port; hand the listeners to the
+        relay. The supervisor stays in this namespace: it cannot go back to the host's (it
+        has no capability there), and needs nothing of it (the relay connects out).
+        A no-op as root, where `isolate` made everything."""
+        if self.cleanup is None or self.netns is not None:
+            return
+        from . import net_relay
+
+        plan = self.relay.plan
+        with _errors("net.namespace"):
+            sc.unshare(sc.CLONE_NEWNET)
+            self.netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            self.cleanup.callback(os.close, self.netns)
+        with _errors("net.configure"):
+            _configure(plan)
+        with _errors("net.listen"):
+            listeners = net_relay.listen_each(plan)
+        try:
+            with _errors("net.relay"):
+                self.relay.hand_over(listeners)
+        finally:
+            # Only the relay holds them now; the init, forked next, never has them.
+            net_relay.close_all(listeners)
 
     def finish(self) -> tuple[str, ...]:
         """Stop the relay (the run is over); the bounds the run hit, for Result.warnings."""
@@ -284,18 +341,29 @@ def isolate(plan: NetworkPlan, *, rootless: bool = False) -> Iterator[RunNetwork
 
     Yields None when there is no allowlist: the init then makes a plain namespace of its own.
     The caller must be single-threaded with no running event loop (pyroute2's IPRoute would
-    use it, and the relay is forked); it stays in its own network namespace.
+    use it, and the relay is forked); it stays in its own network namespace. Rootless, only
+    the relay is made here: the caller calls `make_namespace` once in its user namespace.
     """
     if not plan.rules:
         yield None
         return
-    if rootless:
-        raise UnsupportedError(
-            "a network allowlist needs root: its BPF sk_lookup program, and the relay's way "
-            "back to the host's network namespace, are not available in a user namespace",
-            "run as root, or leave network.allow empty (no network)",
-        )
     from . import net_relay
+
+    if rootless:
+        every_port = [rule for rule in plan.rules if rule.port is None]
+        if every_port:  # plan_network refuses these without root; a plan made as root, say
+            raise UnsupportedError(
+                f"{_FIELD}: {every_port[0].network} on every port needs root (BPF sk_lookup)",
+                "give each entry a port, or run as root",
+            )
+        with contextlib.ExitStack() as stack:
+            # Forked now, before the supervisor enters its user namespace: the relay stays the
+            # caller's user in the host's network namespace. `make_namespace` does the rest.
+            with _errors("net.relay"):
+                relay = net_relay.RelayProcess([], plan, later=True)
+            stack.callback(relay.stop)
+            yield RunNetwork(None, relay, stack)
+        return
 
     with contextlib.ExitStack() as stack:
         netns, listeners = _build(plan, stack)
@@ -394,9 +462,13 @@ def loopback_up() -> None:
 
 
 def detect() -> tuple[bool, str]:
-    """Can this machine give a run an allowlist? (root, and BPF sk_lookup: Linux >= 5.9)"""
+    """Can this machine give a run an allowlist? (root, and BPF sk_lookup: Linux >= 5.9;
+    without root, entries with a port, if user namespaces work: `namespace.user` says)"""
     if os.geteuid() != 0:
-        return False, "needs root (BPF sk_lookup)"
+        return True, (
+            "rootless: each allowlisted address and port gets its own relayed listener; "
+            "an entry without a port (every port) needs root (BPF sk_lookup)"
+        )
     from . import net_steer
 
     try:

@@ -11,6 +11,11 @@ counters and exits; it dies with the supervisor (PR_SET_PDEATHSIG).
 
 A process, not a thread of the supervisor: after unshare(CLONE_NEWPID) the kernel refuses
 the supervisor new threads (EINVAL), and a single-threaded supervisor keeps fork safe.
+
+Rootless, the relay is forked before the supervisor enters its user namespace (so it stays
+the caller's user in the host's network namespace) with no listeners yet: the supervisor
+makes them in the run's namespace later (`listen_each`: one per allowed address and port,
+no BPF) and hands them over on the control socket (SCM_RIGHTS, `RelayProcess.hand_over`).
 """
 
 from __future__ import annotations
@@ -60,6 +65,44 @@ def listen(plan: NetworkPlan) -> list[socket.socket]:
     return listeners
 
 
+_IP_FREEBIND = 15  # <linux/in.h>; for IPv6 too: a `local` route does not make an address bindable
+_HAND_OVER_BATCH = 250  # fds per message: the kernel takes at most 253 (SCM_MAX_FD)
+_MORE, _LAST = b"M", b"L"
+
+
+def listen_each(plan: NetworkPlan) -> list[socket.socket]:
+    """Rootless listeners, in the current (the run's) namespace, without BPF: one bound to each
+    allowed address and port; for a port of a network (several addresses), one on the
+    wildcard address, which takes that port of every local address (the relay re-checks each
+    connection's destination). Every rule must have a port: `plan_network` refused the others."""
+    wanted: dict[tuple[int, int], set[str] | None] = {}  # (family, port) -> addresses, or any
+    for rule in plan.rules:
+        if rule.port is None:
+            raise ValueError(f"{rule.network}: every port needs root (BPF sk_lookup)")
+        key = (socket.AF_INET if rule.network.version == 4 else socket.AF_INET6, rule.port)
+        if rule.network.num_addresses > 1:
+            wanted[key] = None
+        elif (addresses := wanted.setdefault(key, set())) is not None:
+            addresses.add(str(rule.network.network_address))
+    listeners = []
+    try:
+        for (family, port), addresses in sorted(wanted.items()):
+            wildcard = "0.0.0.0" if family == socket.AF_INET else "::"
+            for address in sorted(addresses) if addresses is not None else [wildcard]:
+                sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+                listeners.append(sock)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.setsockopt(socket.SOL_IP, _IP_FREEBIND, 1)
+                sock.setblocking(False)
+                sock.bind((address, port))
+                sock.listen(128)
+    except OSError:
+        close_all(listeners)
+        raise
+    return listeners
+
+
 def close_all(sockets: list[socket.socket]) -> None:
     for sock in sockets:
         sock.close()
@@ -91,18 +134,33 @@ class Counters:
 class RelayProcess:
     """The supervisor's handle on its relay process."""
 
-    def __init__(self, listeners: list[socket.socket], plan: NetworkPlan) -> None:
-        """Fork the relay (the caller must be single-threaded); it gets the listeners."""
+    def __init__(
+        self, listeners: list[socket.socket], plan: NetworkPlan, *, later: bool = False
+    ) -> None:
+        """Fork the relay (the caller must be single-threaded); it gets the listeners, or with
+        `later`, waits for them (`hand_over`) before it accepts anything."""
         self.plan = plan
         ours, theirs = socket.socketpair()
         parent = os.getpid()
         self.pid = os.fork()
         if self.pid == 0:
             ours.close()
-            _relay_main(listeners, plan, theirs, parent)
+            _relay_main(listeners, plan, theirs, parent, later)
         theirs.close()
         self.control = ours
         self.counters: Counters | None = None
+
+    def hand_over(self, listeners: list[socket.socket]) -> None:
+        """Send the listeners to a relay forked with `later` (the caller still closes its own
+        copies). The relay takes them all before it reads anything else from `control`."""
+        fds = [sock.fileno() for sock in listeners]
+        for start in range(0, max(len(fds), 1), _HAND_OVER_BATCH):
+            batch = fds[start : start + _HAND_OVER_BATCH]
+            last = start + _HAND_OVER_BATCH >= len(fds)
+            if batch:
+                socket.send_fds(self.control, [_LAST if last else _MORE], batch)
+            else:
+                self.control.sendall(_LAST)
 
     def stop(self) -> Counters:
         """Stop the relay (every connection is reset) and return its counters."""
@@ -130,7 +188,11 @@ class RelayProcess:
 
 
 def _relay_main(
-    listeners: list[socket.socket], plan: NetworkPlan, control: socket.socket, parent: int
+    listeners: list[socket.socket],
+    plan: NetworkPlan,
+    control: socket.socket,
+    parent: int,
+    later: bool = False,
 ) -> NoReturn:
     try:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -138,11 +200,13 @@ def _relay_main(
             os._exit(0)
         for number in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(number, signal.SIG_DFL)
-        _close_fds_except({2, control.fileno(), *(sock.fileno() for sock in listeners)})
+        sc.close_fds_except({2, control.fileno(), *(sock.fileno() for sock in listeners)})
         null = os.open(os.devnull, os.O_RDWR)  # 0 and 1 are never one of the relay's sockets
         for fd in (0, 1):
             if fd != null:
                 os.dup2(null, fd)
+        if later:
+            listeners = _receive_listeners(control)
         relay = Relay(listeners, plan, control)
         relay.run()
         c = relay.counters()
@@ -154,12 +218,24 @@ def _relay_main(
         os._exit(0)
 
 
-def _close_fds_except(keep: set[int]) -> None:
-    low = 0
-    for fd in sorted(keep):
-        os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, 1 << 20)
+def _receive_listeners(control: socket.socket) -> list[socket.socket]:
+    """The listeners `hand_over` sends; at end of file (the supervisor's setup failed), or
+    anything unexpected, the relay exits at once without a word."""
+    listeners: list[socket.socket] = []
+    while True:
+        try:
+            data, fds, flags, _ = socket.recv_fds(
+                control, 1, _HAND_OVER_BATCH, socket.MSG_CMSG_CLOEXEC
+            )
+        except OSError:
+            os._exit(0)
+        listeners += [socket.socket(fileno=fd) for fd in fds]
+        if data not in (_MORE, _LAST) or flags & socket.MSG_CTRUNC:
+            os._exit(0)  # cut short (out of fds): serve nothing rather than part of the list
+        if data == _LAST:
+            for sock in listeners:
+                sock.setblocking(False)
+            return listeners
 
 
 class Relay:

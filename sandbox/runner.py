@@ -5,20 +5,22 @@ from __future__ import annotations
 import os
 import posixpath
 import sys
+import weakref
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import limits, mounts, net, running, seccomp
+from . import forkserver, limits, mounts, net, running, seccomp
 from .capture import Sink
 from .cgroups import CgroupLimits
 from .errors import PolicyError
 from .plan import RunPlan
-from .policy import Policy
+from .prepared import Standby
 from .result import Result
 
 if TYPE_CHECKING:
+    from .policy import Policy
     from .pool import Pool
     from .session import Session
 
@@ -42,13 +44,21 @@ class Sandbox:
         *,
         pool: int = 0,
         preload: Sequence[str] = (),
+        prefork: bool = True,
     ) -> None:
         """`pool=N` keeps N warm sandboxes for `run_code(..., "python")` (see pool.py), with
-        the modules of the policy's `process.preload` and of `preload` already imported;
-        `close()` ends them."""
+        the modules of the policy's `process.preload` and of `preload` already imported.
+        `prefork` (on by default) sets up each next fresh sandbox of `run` ahead of its call,
+        from the second run on (see prepared.py). `close()` ends what either keeps."""
         if policy is None or isinstance(policy, str | Path):
+            from .policy import Policy  # lazily: pydantic is heavy, and the CLI passes its own
+
             policy = Policy.load(policy or "default")
         self.policy = policy
+        self._standby: Standby | None = None
+        if prefork:
+            self._standby = Standby()
+            weakref.finalize(self, self._standby.close)
         self.pool: Pool | None = None
         if pool:
             from .pool import Pool
@@ -70,7 +80,8 @@ class Sandbox:
         keeping it (up to the output limit either way)."""
         plan = self.plan(argv, files=files or {}, env=env or {})
         out, err = (Sink(self.policy.limits.output, fd) for fd in (stdout_fd, stderr_fd))
-        return _execute(plan, stdin, out, err)
+        launch = self._standby.launch if self._standby else forkserver.launch
+        return _execute(plan, stdin, out, err, launch)
 
     def run_code(
         self,
@@ -135,9 +146,11 @@ class Sandbox:
         return Session(self, timeout=timeout, env=env, preload=modules)
 
     def close(self) -> None:
-        """End the pool's sandboxes, if there is a pool. Idempotent."""
+        """End the pool's sandboxes and the prepared run, if any. Idempotent."""
         if self.pool is not None:
             self.pool.close()
+        if self._standby is not None:
+            self._standby.close()
 
     def __enter__(self) -> Sandbox:
         return self
@@ -241,8 +254,8 @@ def _check_files(files: Mapping[str, bytes | str]) -> dict[str, bytes]:
     return checked
 
 
-def _execute(plan: RunPlan, stdin: Stdin, out: Sink, err: Sink) -> Result:
+def _execute(plan: RunPlan, stdin: Stdin, out: Sink, err: Sink, launch: running.Launch) -> Result:
     # One path for every run: start it (running.py), then capture its output to the end.
     handed = stdin if isinstance(stdin, int) else None
-    run = running.start(plan, handed, out.limit)
+    run = running.start(plan, handed, out.limit, launch)
     return run.capture(b"" if handed is not None else stdin or b"", out, err)

@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+from collections.abc import Callable
 
 from . import forkserver
+from .calls import Stdio
 from .capture import Sink, captured_result, pump
 from .errors import SetupError
 from .plan import RunPlan
@@ -136,9 +138,15 @@ class Running:
             self._pid = None
 
 
-def start(plan: RunPlan, stdin: int | None, output_limit: int) -> Running:
+Launch = Callable[[RunPlan, Stdio], forkserver.Launched]
+
+
+def start(
+    plan: RunPlan, stdin: int | None, output_limit: int, launch: Launch = forkserver.launch
+) -> Running:
     """Start `plan` with fresh pipes for stdout and stderr. `stdin` is an fd to hand over, or
-    None for a pipe whose write end becomes `Running.stdin`."""
+    None for a pipe whose write end becomes `Running.stdin`. `launch` starts its supervisor
+    (a fresh one, or a prepared one: prepared.py)."""
     made: list[int] = []
     try:
         stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
@@ -149,7 +157,7 @@ def start(plan: RunPlan, stdin: int | None, output_limit: int) -> Running:
         if stdin is None:
             stdin, stdin_w = os.pipe2(os.O_CLOEXEC)
             made += (stdin, stdin_w)
-        launched = forkserver.launch(plan, (stdin, stdout_w, stderr_w))
+        launched = launch(plan, (stdin, stdout_w, stderr_w))
     except BaseException:
         for fd in made:
             os.close(fd)

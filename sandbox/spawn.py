@@ -15,13 +15,15 @@ import pickle
 import resource
 import select
 import signal
+import socket
 import struct
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
-from . import cgroups, child, namespaces, net
+from . import calls, cgroups, child, namespaces, net
+from .calls import Stdio
 from .errors import SandboxError, SetupError, UnsupportedError
 from .limits import Rlimits
 from .plan import RunPlan
@@ -85,16 +87,19 @@ def _stop(signum: int, frame: object) -> None:
     raise Stopped
 
 
-def supervise(plan: RunPlan, stdio: tuple[int, int, int], control: int | None = None) -> RunReport:
+def supervise(plan: RunPlan, stdio: Stdio | None, control: int | None = None) -> RunReport:
     """Run the plan to the end and report. Closes the `stdio` fds it was given.
 
     `control` is the reply channel to the caller: `Started` is sent on it once the init is
-    forked, and its end of file (the caller called `Running.kill`, or died) stops the run."""
+    forked, and its end of file (the caller called `Running.kill`, or died) stops the run.
+    Without `stdio` the run is prepared (prepared.py): set up, then it waits for its call
+    (command, files, stdio) on `control`, and its time starts then."""
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # a caller's SIG_IGN would eat the status
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
-        stack.callback(_close_all, stdio)
+        if stdio is not None:
+            stack.callback(_close_all, stdio)
         try:
             cgroup, warnings = _make_cgroup(plan)
             if cgroup is None:
@@ -104,24 +109,34 @@ def supervise(plan: RunPlan, stdio: tuple[int, int, int], control: int | None = 
             root = stack.enter_context(_run_dir())
             report_r, report_w = os.pipe2(os.O_CLOEXEC)
             stack.callback(os.close, report_r)
+            call_r, call_w = _call_channel(stdio, stack)
             # The run's network namespace with its allowlist and relay (no allowlist: None,
             # and the init makes a namespace with only lo). Single-threaded here: see net.py.
             network = stack.enter_context(net.isolate(plan.network, rootless=plan.rootless))
             # Host-side resources (cgroup, run dir) are made above, as the caller's own user.
             if plan.rootless:
                 _enter_user_namespace(plan)
+                if network is not None:  # rootless: its namespace is made in the user one
+                    network.make_namespace()
             namespaces.unshare_pid_for_children()
             init = os.fork()
             if init == 0:
                 os.close(report_r)
                 join = cgroup.join_paths if cgroup else ()
                 netns = network.netns if network else None
-                child.run_init(plan, root, join, stdio, report_w, netns)
+                child.run_init(plan, root, join, stdio, report_w, netns, call_r)
         except (SandboxError, OSError) as exc:
             return RunReport(setup_error=_describe(exc), wall_time=time.monotonic() - started)
         os.close(report_w)
-        _close_all(stdio)
         stack.callback(_kill_and_reap, init, cgroup)
+        if stdio is not None:
+            _close_all(stdio)
+        else:
+            os.close(call_r)
+            assert control is not None and call_w is not None
+            if not _pass_call(control, call_w, init):
+                return RunReport(setup_error="the prepared run was closed before its call")
+            started = time.monotonic()
         if control is not None:
             os.write(control, frame(Started(cgroup, warnings)))
         watch = _Watch(init, report_r, cgroup, plan, started, control)
@@ -130,6 +145,42 @@ def supervise(plan: RunPlan, stdio: tuple[int, int, int], control: int | None = 
             report = replace(report, warnings=report.warnings + network.finish())
         return report
     raise AssertionError("unreachable")
+
+
+def _call_channel(
+    stdio: Stdio | None, stack: contextlib.ExitStack
+) -> tuple[int | None, int | None]:
+    """A prepared run's channel for its call: one end for the init, one for us."""
+    if stdio is not None:
+        return None, None
+    ours, theirs = socket.socketpair()
+    stack.callback(ours.close)
+    return theirs.detach(), ours.fileno()
+
+
+def _pass_call(control: int, call: int, init: int) -> bool:
+    """Wait for the caller's call and hand it (bytes and fds) on to the prepared init.
+    False when the caller closed the run instead. If the init died during its setup, go
+    on without a call: the watch reports the failed setup."""
+    poller = select.poll()
+    poller.register(control, select.POLLIN)
+    pidfd = os.pidfd_open(init)
+    poller.register(pidfd, select.POLLIN)
+    try:
+        if any(fd == pidfd for fd, _ in poller.poll()):
+            return True
+        payload, stdio = calls.receive_raw(control)
+    except ConnectionError:
+        return False
+    finally:
+        os.close(pidfd)
+    try:
+        calls.send(call, payload, stdio)
+    except OSError:
+        pass  # the init died meanwhile: the watch reports its failed setup
+    finally:
+        _close_all(stdio)
+    return True
 
 
 def _close_all(fds: tuple[int, ...]) -> None:
@@ -373,9 +424,7 @@ def _alive(tag: str) -> bool:
     return not pid.isdigit() or os.path.exists(f"/proc/{pid}")
 
 
-def supervise_and_reply(
-    plan: RunPlan, stdio: tuple[int, int, int], reply: int, parent: int
-) -> None:
+def supervise_and_reply(plan: RunPlan, stdio: Stdio | None, reply: int, parent: int) -> None:
     """The body of a supervisor process: run, send the pickled report on `reply`, exit.
 
     It dies with its parent (the caller or the spawn server): PR_SET_PDEATHSIG delivers
@@ -391,18 +440,9 @@ def supervise_and_reply(
             return
         # A fork of the caller holds copies of all its fds; one of them may be the write end
         # of the run's stdin, which would then never see EOF.
-        close_fds_except((*stdio, reply))
+        sc.close_fds_except((0, 1, 2, *(stdio or ()), reply))
         report = supervise(plan, stdio, control=reply)
         with os.fdopen(reply, "wb") as channel:
             channel.write(frame(report))
     finally:
         os._exit(0)
-
-
-def close_fds_except(keep: tuple[int, ...]) -> None:
-    low = 3
-    for fd in sorted(set(keep)):
-        if fd >= low:
-            os.closerange(low, fd)
-            low = fd + 1
-    os.closerange(low, 1 << 20)

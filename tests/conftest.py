@@ -23,8 +23,9 @@ def needs_root() -> pytest.MarkDecorator:
 
 
 @pytest.fixture
-def box() -> Sandbox:
-    return Sandbox(Policy.load("default").override(timeout=20))
+def box() -> Iterator[Sandbox]:
+    with Sandbox(Policy.load("default").override(timeout=20)) as sandbox:
+        yield sandbox
 
 
 def _stockade_cgroups() -> set[str]:

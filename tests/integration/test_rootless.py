@@ -1,5 +1,6 @@
 """Rootless mode: the suite's core containment checks again, as an ordinary user, through
-the CLI (run with setpriv), and the refusals when what rootless needs is missing.
+the CLI (run with setpriv), and the refusals when what rootless needs is missing; and the
+network allowlist, against a test host of the test's own (as in test_network.py).
 
 The user is made for the test and removed after. The pyenv interpreter lives under /root
 (mode 0700), out of an ordinary user's reach, so the user runs the system python3 with a
@@ -10,12 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import ipaddress
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +34,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a 
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 PACKAGES = ("sandbox", "policies", "pydantic", "pydantic_core", "typing_extensions",
-            "annotated_types", "typing_inspection", "pyseccomp")  # fmt: skip
+            "annotated_types", "typing_inspection", "pyseccomp", "pyroute2", "psutil")  # fmt: skip
 NO_NESTING = Path(__file__).with_name("userns_without_nesting.py")
 
 
@@ -302,3 +307,448 @@ def test_doctor_without_delegation_says_how(user: User) -> None:
     done = user.sandbox("doctor")
     assert done.returncode == 1
     assert "MISSING cgroup.create" in done.stdout and "Delegate=yes" in done.stdout
+
+
+# -- the network allowlist, rootless ---------------------------------------------------------
+#
+# The test host: a network namespace joined to the host by a veth pair, with addresses A and
+# its neighbour B on lo (and A6 over IPv6), and a small server on two ports, as in
+# test_network.py. Only it, the host's loopback and the host's end of the veth are addressed.
+
+PORT, OTHER_PORT = 8080, 8081
+QUICK = 1.5  # seconds: a refusal comes at once, never after a timeout
+
+# A greeting line "ADDRESS PORT\n"; then the connection stays open until the client closes it,
+# or, on "count", says how many other connections are open and closes.
+SERVER = r"""
+import socket, sys, threading
+open_connections = set()
+lock = threading.Lock()
+def serve(conn):
+    with lock:
+        open_connections.add(conn)
+    try:
+        host, port = conn.getsockname()[:2]
+        conn.sendall(f"{host.removeprefix('::ffff:')} {port}\n".encode())
+        for line in conn.makefile("rb"):
+            if line.strip() == b"count":
+                with lock:
+                    conn.sendall(f"{len(open_connections) - 1}\n".encode())
+                return
+    except OSError:
+        pass
+    finally:
+        with lock:
+            open_connections.discard(conn)
+        conn.close()
+def listen(port):
+    sock = socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)
+    while True:
+        conn, _ = sock.accept()
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+for port in sys.argv[1:]:
+    threading.Thread(target=listen, args=(int(port),), daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
+"""
+
+# Inside the sandbox: connect to each target and read its greeting; one JSON object of target
+# -> [greeting, or the errno's name ("EOF": closed at once), seconds].
+PROBE = r"""
+import errno, json, socket, sys, time
+found = {}
+for host, port in json.loads(sys.argv[1]):
+    started = time.monotonic()
+    try:
+        with socket.create_connection((host, port), timeout=5) as conn:
+            data = conn.makefile("rb").readline()
+            answer = data.decode().strip() if data else "EOF"
+    except OSError as exc:
+        answer = errno.errorcode.get(exc.errno, str(exc)) if exc.errno else type(exc).__name__
+    found[f"{host} {port}"] = [answer, time.monotonic() - started]
+print(json.dumps(found))
+"""
+
+
+@dataclass(frozen=True)
+class Remote:
+    namespace: str
+    host_link: str
+    host_ip: str  # the host's end of the veth: an address of the host
+    a: str
+    b: str
+    network: str  # the /24 holding A and B
+    a6: str | None
+
+    def count(self) -> int:
+        """Connections open on the test host's server, seen from the host."""
+        with socket.create_connection((self.a, PORT), timeout=5) as conn:
+            conn.sendall(b"count\n")
+            return int(conn.makefile("rb").readlines()[-1])
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+def _free_octet() -> int:
+    import psutil
+
+    used = {
+        ipaddress.ip_address(a.address.split("%")[0])
+        for addresses in psutil.net_if_addrs().values()
+        for a in addresses
+        if a.family in (socket.AF_INET, socket.AF_INET6)
+    }
+    for step in range(150):
+        octet = 100 + (os.getpid() + 75 + step) % 150
+        if not any(a in ipaddress.ip_network(f"10.{octet}.0.0/16") for a in used):
+            return octet
+    raise RuntimeError("no free 10.x.0.0/16 for the test network")
+
+
+@pytest.fixture(scope="module")
+def remote() -> Iterator[Remote]:
+    if not shutil.which("ip"):
+        pytest.skip("needs iproute2's `ip` for the test host")
+    tag, octet = os.getpid() % 100_000, _free_octet()
+    ipv6 = os.path.exists("/proc/net/if_inet6")
+    found = Remote(
+        namespace=f"stk-test-rl-{tag}",  # no "stockade": the leak checks look for that
+        host_link=f"stkr{tag}h",
+        host_ip=f"10.{octet}.1.1",
+        a=f"10.{octet}.2.2",
+        b=f"10.{octet}.2.3",
+        network=f"10.{octet}.2.0/24",
+        a6=f"fd5b:{octet:x}:2::2" if ipv6 else None,
+    )
+    ns, link, peer = found.namespace, found.host_link, f"stkr{tag}r"
+    server = None
+    try:
+        _ip("netns", "add", ns)
+        _ip("link", "add", link, "type", "veth", "peer", "name", peer, "netns", ns)
+        _ip("addr", "add", f"{found.host_ip}/24", "dev", link)
+        _ip("link", "set", link, "up")
+        _ip("-n", ns, "addr", "add", f"10.{octet}.1.2/24", "dev", peer)
+        _ip("-n", ns, "link", "set", peer, "up")
+        _ip("-n", ns, "link", "set", "lo", "up")
+        for address in (found.a, found.b):
+            _ip("-n", ns, "addr", "add", f"{address}/32", "dev", "lo")
+        _ip("route", "add", found.network, "via", f"10.{octet}.1.2", "dev", link)
+        if found.a6:
+            _ip("-6", "addr", "add", f"fd5b:{octet:x}:1::1/64", "dev", link, "nodad")
+            _ip("-n", ns, "-6", "addr", "add", f"fd5b:{octet:x}:1::2/64", "dev", peer, "nodad")
+            _ip("-n", ns, "-6", "addr", "add", f"{found.a6}/128", "dev", "lo")
+            _ip("-6", "route", "add", f"fd5b:{octet:x}:2::/64", "via", f"fd5b:{octet:x}:1::2")
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, str(PORT), str(OTHER_PORT)],
+            stdout=subprocess.PIPE,
+        )
+        assert server.stdout is not None and server.stdout.readline() == b"ready\n"
+        yield found
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+            assert server.stdout is not None
+            server.stdout.close()
+        subprocess.run(["ip", "link", "del", link], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+NETWORKED = "/tmp/stockade-rootless-networked.toml"
+
+
+@pytest.fixture
+def networked() -> Iterator[str]:
+    """The networked policy, without a cgroup (delegation is not what is tested here), and
+    with at most 2 relayed connections at once."""
+    with open(NETWORKED, "w") as file:
+        file.write(
+            'name = "rootless-networked"\n[limits]\ncgroups = "best_effort"\ntimeout = "20s"\n'
+            "[network]\nmax_connections = 2\n"
+        )
+    os.chmod(NETWORKED, 0o644)
+    yield NETWORKED
+    os.unlink(NETWORKED)
+
+
+def from_host(host: str, port: int) -> str:
+    """The greeting the test host gives the host itself: the control half of each pair."""
+    with socket.create_connection((host, port), timeout=5) as conn:
+        return conn.makefile("rb").readline().decode().strip()
+
+
+def _processes_of(user: User) -> list[int]:
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["uids", "status"]):
+        with contextlib.suppress(psutil.Error):
+            if process.info["uids"].real == user.uid and process.info["status"] != "zombie":
+                found.append(process.pid)
+    return found
+
+
+def _eventually(check: object, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return bool(check())  # type: ignore[operator]
+
+
+def probe(
+    user: User, policy: str, allow: list[str], targets: list[tuple[str, int]], **kwargs: object
+) -> dict[str, str]:
+    """Each target's answer from inside a rootless run allowing `allow`; every answer came
+    quickly, and the run left no process of the user behind."""
+    flags = [arg for entry in allow for arg in ("--allow-net", entry)]
+    result = _json(
+        user.sandbox(
+            "run",
+            "--json",
+            *flags,
+            "--",
+            "python3",
+            "-c",
+            PROBE,
+            json.dumps(targets),
+            policy=policy,
+            **kwargs,  # type: ignore[arg-type]
+        )
+    )
+    assert result["status"] == "ok", result
+    found = json.loads(result["stdout"])
+    slow = {target: secs for target, (_, secs) in found.items() if secs > QUICK}
+    assert not slow, f"answers took too long (a hang, not a refusal): {slow}"
+    assert _eventually(lambda: not _processes_of(user)), "the run left processes behind"
+    return {target: answer for target, (answer, _) in found.items()}
+
+
+def test_allowlist_rootless_reaches_only_what_it_lists(
+    user: User, remote: Remote, networked: str
+) -> None:
+    assert from_host(remote.a, OTHER_PORT) == f"{remote.a} {OTHER_PORT}"
+    assert from_host(remote.b, PORT) == f"{remote.b} {PORT}"
+    allow, targets = [f"{remote.a}:{PORT}"], [(remote.a, PORT), (remote.a, OTHER_PORT),
+                                             (remote.b, PORT), (remote.host_ip, PORT),
+                                             ("127.0.0.1", PORT)]  # fmt: skip
+    if remote.a6:
+        assert from_host(remote.a6, OTHER_PORT) == f"{remote.a6} {OTHER_PORT}"
+        allow.append(f"[{remote.a6}]:{PORT}")
+        targets += [(remote.a6, PORT), (remote.a6, OTHER_PORT)]
+    answers = probe(user, networked, allow, targets)
+    expected = {
+        f"{remote.a} {PORT}": f"{remote.a} {PORT}",
+        f"{remote.a} {OTHER_PORT}": "ECONNREFUSED",
+        f"{remote.b} {PORT}": "ENETUNREACH",
+        f"{remote.host_ip} {PORT}": "ENETUNREACH",
+        f"127.0.0.1 {PORT}": "ECONNREFUSED",
+    }
+    if remote.a6:
+        expected[f"{remote.a6} {PORT}"] = f"{remote.a6} {PORT}"
+        expected[f"{remote.a6} {OTHER_PORT}"] = "ECONNREFUSED"
+    assert answers == expected
+
+
+@contextlib.contextmanager
+def host_server() -> Iterator[int]:
+    """A server on every address of the host (127.0.0.1 too) that greets with "host"."""
+    server = socket.create_server(("", 0), family=socket.AF_INET6, dualstack_ipv6=True)
+    server.settimeout(0.1)
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                conn, _ = server.accept()
+                with conn:
+                    conn.sendall(b"host\n")
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        done.set()
+        thread.join()
+        server.close()
+
+
+def test_a_network_with_a_port_rootless_never_reaches_the_host(
+    user: User, remote: Remote, networked: str
+) -> None:
+    """A network's port is served by a wildcard listener, which also takes that port of the
+    run's own loopback: the relay's re-check must refuse those, and never reach the host."""
+    with host_server() as port:
+        assert from_host("127.0.0.1", port) == from_host(remote.host_ip, port) == "host"
+        answers = probe(
+            user,
+            networked,
+            [f"{remote.network}:{PORT}", f"{remote.network}:{port}"],
+            [
+                (remote.a, PORT),
+                (remote.b, PORT),
+                (remote.b, OTHER_PORT),
+                ("127.0.0.1", port),
+                (remote.host_ip, port),
+            ],
+        )
+    assert answers[f"{remote.a} {PORT}"] == f"{remote.a} {PORT}"
+    assert answers[f"{remote.b} {PORT}"] == f"{remote.b} {PORT}"
+    assert answers[f"{remote.b} {OTHER_PORT}"] == "ECONNREFUSED"
+    assert answers[f"127.0.0.1 {port}"] in ("EOF", "ECONNRESET")  # the relay's reset
+    assert answers[f"{remote.host_ip} {port}"] == "ENETUNREACH"
+
+
+def test_an_entry_without_a_port_is_refused_rootless_before_anything_starts(
+    user: User, remote: Remote, networked: str
+) -> None:
+    for entry in (remote.a, remote.network):
+        done = user.sandbox("run", "--allow-net", entry, "--", "true", policy=networked)
+        assert done.returncode == 2, done
+        assert f"network.allow: {entry!r} allows every port" in done.stderr
+        assert "give a port, such as" in done.stderr and ":443" in done.stderr
+
+
+# Hold `limit` connections, try one more, close one, try again.
+CROWD = r"""
+import socket, sys, time
+host, port, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def greet(hold=None):
+    try:
+        conn = socket.create_connection((host, port), timeout=5)
+        if hold is not None:
+            hold.append(conn)
+        with conn.makefile("rb") as reader:
+            return reader.readline().decode().strip() or "refused"
+    except OSError:
+        return "refused"
+held = []
+for _ in range(limit):
+    print("held", greet(held))
+print("over", greet())
+held.pop().close()
+for _ in range(50):  # the relay sees the close a moment later
+    answer = greet()
+    if answer != "refused":
+        break
+    time.sleep(0.05)
+print("after one closed", answer)
+"""
+
+
+def test_max_connections_rootless(user: User, remote: Remote, networked: str) -> None:
+    result = _json(
+        user.sandbox(
+            "run",
+            "--json",
+            "--allow-net",
+            f"{remote.a}:{PORT}",
+            "--",
+            "python3",
+            "-c",
+            CROWD,
+            remote.a,
+            str(PORT),
+            "2",
+            policy=networked,
+        )
+    )
+    greeting = f"{remote.a} {PORT}"
+    assert result["status"] == "ok", result
+    assert result["stdout"].splitlines() == [
+        f"held {greeting}",
+        f"held {greeting}",
+        "over refused",
+        f"after one closed {greeting}",
+    ]
+    assert any("max_connections (2)" in warning for warning in result["warnings"])
+
+
+HOLD = r"""
+import socket, sys, time
+conn = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+conn.makefile("rb").readline()
+print("connected", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_timed_out_rootless_run_leaves_nothing(
+    user: User, remote: Remote, networked: str
+) -> None:
+    result = _json(
+        user.sandbox(
+            "run",
+            "--json",
+            "--timeout",
+            "3",
+            "--allow-net",
+            f"{remote.a}:{PORT}",
+            "--",
+            "python3",
+            "-c",
+            HOLD,
+            remote.a,
+            str(PORT),
+            policy=networked,
+        )
+    )
+    assert result["status"] == "timeout" and result["stdout"] == "connected\n", result
+    assert _eventually(lambda: remote.count() == 0), "the relayed connection outlived the run"
+    assert _eventually(lambda: not _processes_of(user)), "the run left processes behind"
+
+
+def test_a_failed_rootless_setup_stops_the_relay(
+    user: User, remote: Remote, networked: str
+) -> None:
+    """The relay is forked before the user namespace is entered: when entering it fails
+    (user.max_user_namespaces=0), the run is refused and the relay is gone too."""
+    wrap = (sys.executable, str(NO_NESTING), str(user.uid), str(user.gid))
+    done = user.sandbox(
+        "run", "--allow-net", f"{remote.a}:{PORT}", "--", "true", policy=networked, wrap=wrap
+    )
+    assert done.returncode == 125 and "user namespaces" in done.stderr, done
+    assert _eventually(lambda: not _processes_of(user)), "the relay outlived the run"
+
+
+def test_names_are_pinned_rootless(
+    user: User, remote: Remote, networked: str, tmp_path: Path
+) -> None:
+    """The user's resolver (a private /etc/hosts, bound by root around the user's command)
+    knows the test host; the run knows only the pinned name, and reaches it."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text(
+        f"127.0.0.1 localhost\n{remote.a} stockade-remote.test\n"
+        f"{remote.b} stockade-neighbour.test\n"
+    )
+    hosts.chmod(0o644)
+    bind = 'mount --bind "$0" /etc/hosts && exec "$@"'
+    wrap = ("unshare", "--mount", "--propagation", "private", "sh", "-c", bind, str(hosts))
+    inside = (
+        "import socket; print(open('/etc/hosts').read().strip().splitlines()[-1]);"
+        "c = socket.create_connection(('stockade-remote.test', 8080), timeout=5);"
+        "print(c.makefile('rb').readline().decode().strip())"
+    )
+    result = _json(
+        user.sandbox(
+            "run",
+            "--json",
+            "--allow-net",
+            f"stockade-remote.test:{PORT}",
+            "--",
+            "python3",
+            "-c",
+            inside,
+            policy=networked,
+            wrap=wrap,
+        )
+    )
+    assert result["status"] == "ok", result
+    assert result["stdout"].splitlines() == [
+        f"{remote.a}\tstockade-remote.test",
+        f"{remote.a} {PORT}",
+    ]

@@ -16,8 +16,9 @@ from sandbox import Policy, PolicyError, Sandbox, SessionError, Status
 
 
 @pytest.fixture
-def box() -> Sandbox:
-    return Sandbox(Policy.load("default").override(timeout=5, memory="128M"))
+def box() -> Iterator[Sandbox]:
+    with Sandbox(Policy.load("default").override(timeout=5, memory="128M")) as sandbox:
+        yield sandbox
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -279,8 +280,9 @@ def test_no_cgroup_with_best_effort_runs_with_warnings(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def box() -> Sandbox:
-    return Sandbox(Policy.load("default").override(timeout=10))
+def box() -> Iterator[Sandbox]:
+    with Sandbox(Policy.load("default").override(timeout=10)) as sandbox:
+        yield sandbox
 
 
 def test_workload_closes_stdout_and_stderr_early(box: Sandbox) -> None:

@@ -34,10 +34,13 @@ def resolve(name: str) -> list[str]:
     return NAMES[name]
 
 
-def plan(*allow: str, loopback: bool = False) -> NetworkPlan:
+def plan(*allow: str, loopback: bool = False, rootless: bool = False) -> NetworkPlan:
     network = Policy.load("networked").override(allow_net=allow, allow_host_loopback=loopback)
     return plan_network(
-        network.network, resolve=resolve, host_addresses=lambda: set(HOST_ADDRESSES)
+        network.network,
+        resolve=resolve,
+        host_addresses=lambda: set(HOST_ADDRESSES),
+        rootless=rootless,
     )
 
 
@@ -138,7 +141,7 @@ def test_mapped_answers_are_pinned_as_ipv4() -> None:
 def test_bounds_come_from_the_policy() -> None:
     policy = Policy.load("networked").override(allow_net=["203.0.113.5"])
     network = policy.network.model_copy(update={"max_connections": 3, "max_bytes": 1000})
-    planned = plan_network(network, resolve=resolve, host_addresses=set)
+    planned = plan_network(network, resolve=resolve, host_addresses=set, rootless=False)
     assert (planned.max_connections, planned.max_bytes) == (3, 1000)
 
 
@@ -191,6 +194,31 @@ def test_unresolvable_names_are_refused() -> None:
         plan("nowhere.example:443")
     assert caught.value.field == "network.allow"
     assert "cannot resolve 'nowhere.example'" in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    "entry,example",
+    [
+        ("pypi.example", "'pypi.example:443'"),
+        ("203.0.113.5", "'203.0.113.5:443'"),
+        ("10.1.0.0/16", "'10.1.0.0/16:443'"),
+        ("2001:db8::1", "'[2001:db8::1]:443'"),
+        ("2001:db8::/32", "'[2001:db8::/32]:443'"),
+    ],
+)
+def test_rootless_refuses_an_entry_without_a_port(entry: str, example: str) -> None:
+    """Rootless, a listener per allowed address and port serves the allowlist: "every port"
+    is refused when the run is planned, naming the entry and what to write instead."""
+    with pytest.raises(PolicyError) as caught:
+        plan("pypi.example:443", entry, rootless=True)
+    assert caught.value.field == "network.allow"
+    assert caught.value.reason.startswith(f"{entry!r} allows every port, which needs root")
+    assert f"give a port, such as {example}" in caught.value.reason
+    assert plan("pypi.example:443", "10.1.0.0/16:8080", rootless=True).rules == (
+        Rule(net("198.51.100.7/32"), 443),
+        Rule(net("2001:db8:1::7/128"), 443),
+        Rule(net("10.1.0.0/16"), 8080),
+    )
 
 
 def test_allows_checks_address_and_port_again() -> None:

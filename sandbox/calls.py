@@ -1,0 +1,63 @@
+"""A call: what changes from one run of a `Sandbox` to the next, and how it reaches a
+prepared run (prepared.py): the command, its environment and files, and the stdio fds.
+
+On the wire (a unix stream socket): an 8-byte length carrying the three fds
+(SCM_RIGHTS), then the pickled `Call`. The caller sends it to the supervisor, which sends
+the same bytes and fds on to the run's init.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import struct
+from dataclasses import dataclass
+
+_LENGTH = struct.Struct("!Q")
+Stdio = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Call:
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    files: dict[str, bytes]
+
+
+def send(channel: int, payload: bytes, stdio: Stdio) -> None:
+    """Send a pickled `Call` and the stdio fds (the caller keeps its own copies)."""
+    with socket.socket(fileno=os.dup(channel)) as sock:
+        socket.send_fds(sock, [_LENGTH.pack(len(payload))], list(stdio))
+        sock.sendall(payload)
+
+
+def receive_raw(channel: int) -> tuple[bytes, Stdio]:
+    """The pickled call and the stdio fds, as sent; ConnectionError if the sender went away."""
+    with socket.socket(fileno=os.dup(channel)) as sock:
+        header, fds, _, _ = socket.recv_fds(sock, _LENGTH.size, 3)
+        if len(fds) != 3:
+            for fd in fds:
+                os.close(fd)
+            raise ConnectionError("no call: the channel closed")
+        header += _exactly(sock, _LENGTH.size - len(header))
+        payload = _exactly(sock, _LENGTH.unpack(header)[0])
+    return payload, (fds[0], fds[1], fds[2])
+
+
+def receive(channel: int) -> tuple[Call, Stdio]:
+    payload, stdio = receive_raw(channel)
+    call = pickle.loads(payload)
+    assert isinstance(call, Call)
+    return call, stdio
+
+
+def _exactly(sock: socket.socket, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = sock.recv(min(size, 1 << 20))
+        if not chunk:
+            raise ConnectionError("the call was cut short")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,104 @@
+"""Prepared runs: a `Sandbox`'s next fresh sandbox, set up before it is asked for.
+
+Most of a fresh run's cost does not depend on the call: forking the supervisor and the
+run's init, making and joining the cgroup (on cgroup v1 the join waits for an RCU grace
+period), the namespaces, the mounts, the privilege drop, the seccomp filter. With `prefork`
+(a `Sandbox` option, on by default) that part of the next run is done while the current one
+runs; a call then only sends its command, environment, files and stdio, and the init,
+already confined, writes the files and starts the workload. Every run is still a fresh
+sandbox used once: nothing is shared between calls.
+
+A run is prepared for a plan without its call (`template`); a call whose plan differs in
+anything else (another policy's limits, an allowlist, whose names resolve at each run) runs
+fresh as usual. Preparing starts with a Sandbox's second run, so one used once costs
+nothing more than before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import socket
+import threading
+from dataclasses import replace
+
+from . import calls, forkserver
+from .calls import Stdio
+from .plan import RunPlan
+
+
+def template(plan: RunPlan) -> RunPlan | None:
+    """The part of `plan` a run can be prepared for; None if it cannot be prepared."""
+    if plan.network.rules:
+        return None  # names are resolved and the relay made per run
+    return replace(plan, argv=(), env={}, files={})
+
+
+class Standby:
+    """At most one prepared run at a time. Safe to share between threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ready: _Prepared | None = None
+        self._closed = False
+        self._used = False  # a Sandbox used once (a script, the CLI) never prepares a run
+
+    def launch(self, plan: RunPlan, stdio: Stdio) -> forkserver.Launched:
+        """Start `plan` on the prepared run if it fits, else on a fresh supervisor; then
+        prepare the next one, which sets itself up while this run goes on."""
+        wanted = template(plan)
+        with self._lock:
+            ready, self._ready = self._ready, None
+        launched = None
+        if ready is not None:
+            launched = ready.call(plan, stdio) if ready.template == wanted else None
+            if launched is None:
+                ready.close()
+        if launched is None:
+            launched = forkserver.launch(plan, stdio)
+        if wanted is not None:
+            self._prepare(wanted)
+        return launched
+
+    def _prepare(self, wanted: RunPlan) -> None:
+        with self._lock, contextlib.suppress(OSError):  # no fork now: the next run is fresh
+            if self._used and not self._closed and self._ready is None:
+                self._ready = _Prepared(wanted)
+            self._used = True
+
+    def close(self) -> None:
+        """End the prepared run, if any, and wait until it is gone. Idempotent."""
+        with self._lock:
+            self._closed = True
+            ready, self._ready = self._ready, None
+        if ready is not None:
+            ready.close()
+
+
+class _Prepared:
+    def __init__(self, wanted: RunPlan) -> None:
+        self.template = wanted
+        self.launched = forkserver.prepare(wanted)
+
+    def call(self, plan: RunPlan, stdio: Stdio) -> forkserver.Launched | None:
+        """Hand the call to the prepared run; None if it is gone (start afresh then)."""
+        payload = pickle.dumps(calls.Call(plan.argv, plan.env, plan.files))
+        try:
+            calls.send(self.launched.reply.fileno(), payload, stdio)
+        except OSError:
+            return None
+        return self.launched
+
+    def close(self) -> None:
+        """Its end of file stops the supervisor, which removes everything and exits; read
+        to its own end of file, so that all of it is gone when this returns."""
+        reply = self.launched.reply
+        with contextlib.suppress(OSError):
+            reply.shutdown(socket.SHUT_WR)
+            while reply.recv(65536):
+                pass
+        reply.close()
+        if self.launched.pid is not None:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.launched.pid, 0)

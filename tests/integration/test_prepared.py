@@ -1,0 +1,143 @@
+"""Prepared runs (`prefork`, on by default from a Sandbox's second run): each call still gets
+a fresh sandbox of its own, with the same results, limits and cleanup as a run started from
+nothing."""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from sandbox import Policy, Sandbox, spawn
+from tests.conftest import RUN_DIRS, needs_root
+
+pytestmark = needs_root()
+
+
+@pytest.fixture
+def prefork_box() -> Iterator[Sandbox]:
+    with Sandbox(Policy.load("default").override(timeout=20), prefork=True) as box:
+        yield box
+
+
+def _prepare_next(box: Sandbox) -> None:
+    """Preparing starts with the second run: after two, the next run is a prepared one."""
+    assert box.run(["true"]).ok and box.run(["true"]).ok
+
+
+CALLS = [
+    (["sh", "-c", "cat; echo err >&2; exit 3"], b"in\n", {}, {}),
+    (
+        ["sh", "-c", 'echo "$GREETING"; cat data/x.txt'],
+        b"",
+        {"GREETING": "hi"},
+        {"data/x.txt": "x"},
+    ),
+    (["python3", "-c", "import os; print(os.getuid(), os.getcwd())"], b"", {}, {}),
+    (["/nonexistent"], b"", {}, {}),
+]
+
+
+@pytest.mark.parametrize(("argv", "stdin", "env", "files"), CALLS)
+def test_a_prepared_run_gives_what_a_fresh_one_gives(
+    prefork_box: Sandbox, box: Sandbox, argv: list[str], stdin: bytes, env: dict, files: dict
+) -> None:
+    fresh = Sandbox(box.policy, prefork=False).run(argv, stdin=stdin, env=env, files=files)
+    _prepare_next(prefork_box)
+    prepared = prefork_box.run(argv, stdin=stdin, env=env, files=files)
+    assert (prepared.status, prepared.exit_code, prepared.stdout, prepared.stderr) == (
+        fresh.status,
+        fresh.exit_code,
+        fresh.stdout,
+        fresh.stderr,
+    )
+    assert prepared.error == fresh.error
+
+
+def test_each_call_gets_a_fresh_sandbox(prefork_box: Sandbox) -> None:
+    leave = "touch /workspace/left /tmp/left /dev/shm/left; ls -A /workspace /tmp /dev/shm"
+    first = prefork_box.run(["sh", "-c", leave])
+    assert first.stdout.count("left") == 3
+    for _ in range(3):
+        later = prefork_box.run(["sh", "-c", "ls -A /workspace /tmp /dev/shm"])
+        assert later.ok and "left" not in later.stdout
+
+
+def test_a_prepared_run_waits_set_up_and_close_removes_it(prefork_box: Sandbox) -> None:
+    before = set(glob.glob(RUN_DIRS))
+    assert prefork_box.run(["true"]).ok
+    assert set(glob.glob(RUN_DIRS)) == before  # used once: nothing prepared
+    assert prefork_box.run(["true"]).ok
+    waiting = set(glob.glob(RUN_DIRS)) - before
+    assert len(waiting) == 1  # the next run, set up and waiting for its call
+    prefork_box.close()
+    assert not waiting & set(glob.glob(RUN_DIRS))
+    assert prefork_box.run(["true"]).ok  # closed: runs go on, fresh, and nothing is prepared
+    assert set(glob.glob(RUN_DIRS)) == before
+
+
+def test_time_counts_from_the_call_not_from_the_preparation() -> None:
+    with Sandbox(Policy.load("default").override(timeout=1), prefork=True) as box:
+        _prepare_next(box)
+        time.sleep(1.5)  # longer than the timeout, while the next run waits prepared
+        result = box.run(["sleep", "0.3"])
+        assert result.ok, result
+        assert result.wall_time < 1
+        assert box.run(["sleep", "5"]).status == "timeout"
+
+
+def test_limits_hold_in_a_prepared_run(prefork_box: Sandbox) -> None:
+    _prepare_next(prefork_box)
+    pids = prefork_box.run(["sh", "-c", "for i in $(seq 100); do sleep 5 & done; wait"])
+    assert pids.status != "ok"
+    memory = prefork_box.run(["python3", "-c", "b = bytearray(512 << 20); print(len(b))"])
+    assert memory.status == "memory_limit" and "536870912" not in memory.stdout
+
+
+def test_the_init_is_confined_before_the_call_comes(prefork_box: Sandbox) -> None:
+    _prepare_next(prefork_box)
+    status = prefork_box.run(["grep", "-E", "^(Uid|NoNewPrivs|Seccomp|CapEff):", "/proc/1/status"])
+    fields = dict(line.split(":\t", 1) for line in status.stdout.splitlines())
+    assert fields["Uid"].split() == ["65534"] * 4
+    assert fields["NoNewPrivs"].strip() == "1"
+    assert fields["Seccomp"].strip() == "2"
+    assert int(fields["CapEff"], 16) == 0
+
+
+def test_a_killed_prepared_supervisor_means_a_fresh_run(prefork_box: Sandbox) -> None:
+    before = set(glob.glob(RUN_DIRS))
+    _prepare_next(prefork_box)
+    (waiting,) = set(glob.glob(RUN_DIRS)) - before
+    supervisor = int(os.path.basename(waiting).removeprefix("stockade-").split("-")[0])
+    os.kill(supervisor, signal.SIGKILL)
+    while psutil.pid_exists(supervisor) and psutil.Process(supervisor).status() != "zombie":
+        time.sleep(0.01)
+    assert prefork_box.run(["echo", "still"]).stdout == "still\n"
+    prefork_box.close()
+    for _ in range(100):  # the spawn server reaps it; then its leftovers can go
+        spawn.cleanup_stale()
+        if waiting not in glob.glob(RUN_DIRS):
+            break
+        time.sleep(0.02)
+    assert waiting not in glob.glob(RUN_DIRS)
+
+
+def test_threads_share_a_prefork_box(prefork_box: Sandbox) -> None:
+    outputs: list[bytes] = []
+
+    def worker(n: int) -> None:
+        for i in range(5):
+            outputs.append(prefork_box.run(["echo", f"{n}-{i}"]).stdout)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outputs) == sorted(f"{n}-{i}\n" for n in range(4) for i in range(5))
