@@ -40,8 +40,8 @@ def receive_raw(channel: int) -> tuple[bytes, Stdio]:
             for fd in fds:
                 os.close(fd)
             raise ConnectionError("no call: the channel closed")
-        header += _exactly(sock, _LENGTH.size - len(header))
-        payload = _exactly(sock, _LENGTH.unpack(header)[0])
+        header += exactly(sock, _LENGTH.size - len(header))
+        payload = exactly(sock, _LENGTH.unpack(header)[0])
     return payload, (fds[0], fds[1], fds[2])
 
 
@@ -52,7 +52,8 @@ def receive(channel: int) -> tuple[Call, Stdio]:
     return call, stdio
 
 
-def _exactly(sock: socket.socket, size: int) -> bytes:
+def exactly(sock: socket.socket, size: int) -> bytes:
+    """`size` bytes from a stream socket; ConnectionError if it ends first."""
     chunks = []
     while size:
         chunk = sock.recv(min(size, 1 << 20))

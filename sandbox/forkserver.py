@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import cgroups, spawn
+from . import calls, cgroups, spawn
 from .calls import Stdio
 from .plan import RunPlan
 
@@ -165,21 +165,10 @@ def serve(control: socket.socket) -> None:
 
 def _receive_plan(fd: int) -> RunPlan:
     with socket.socket(fileno=os.dup(fd)) as channel:
-        header = _receive_exactly(channel, _LENGTH.size)
-        plan = pickle.loads(_receive_exactly(channel, _LENGTH.unpack(header)[0]))
+        header = calls.exactly(channel, _LENGTH.size)
+        plan = pickle.loads(calls.exactly(channel, _LENGTH.unpack(header)[0]))
     assert isinstance(plan, RunPlan)
     return plan
-
-
-def _receive_exactly(channel: socket.socket, size: int) -> bytes:
-    chunks, remaining = [], size
-    while remaining:
-        chunk = channel.recv(min(remaining, 1 << 20))
-        if not chunk:
-            raise EOFError("the caller closed the channel mid-plan")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
 
 
 if __name__ == "__main__":

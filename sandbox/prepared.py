@@ -45,25 +45,22 @@ class Standby:
         self._used = False  # a Sandbox used once (a script, the CLI) never prepares a run
 
     def launch(self, plan: RunPlan, stdio: Stdio) -> forkserver.Launched:
-        """Start `plan` on the prepared run if it fits, else on a fresh supervisor; then
-        prepare the next one, which sets itself up while this run goes on."""
-        wanted = template(plan)
+        """Start `plan` on the prepared run if it was prepared for it, else afresh."""
         with self._lock:
             ready, self._ready = self._ready, None
-        launched = None
         if ready is not None:
-            launched = ready.call(plan, stdio) if ready.template == wanted else None
-            if launched is None:
-                ready.close()
-        if launched is None:
-            launched = forkserver.launch(plan, stdio)
-        if wanted is not None:
-            self._prepare(wanted)
-        return launched
+            if ready.template == template(plan) and (launched := ready.call(plan, stdio)):
+                return launched
+            ready.close()
+        return forkserver.launch(plan, stdio)
 
-    def _prepare(self, wanted: RunPlan) -> None:
+    def prepare(self, plan: RunPlan) -> None:
+        """Prepare a run for the next call like `plan`, from the second call on. Called once
+        a run has ended: preparing joins a cgroup, which on v1 holds the kernel's cgroup lock
+        for an RCU grace period, and a run's own cleanup needs that lock too."""
+        wanted = template(plan)
         with self._lock, contextlib.suppress(OSError):  # no fork now: the next run is fresh
-            if self._used and not self._closed and self._ready is None:
+            if wanted is not None and self._used and not self._closed and self._ready is None:
                 self._ready = _Prepared(wanted)
             self._used = True
 

@@ -80,8 +80,11 @@ class Sandbox:
         keeping it (up to the output limit either way)."""
         plan = self.plan(argv, files=files or {}, env=env or {})
         out, err = (Sink(self.policy.limits.output, fd) for fd in (stdout_fd, stderr_fd))
-        launch = self._standby.launch if self._standby else forkserver.launch
-        return _execute(plan, stdin, out, err, launch)
+        if self._standby is None:
+            return _execute(plan, stdin, out, err, forkserver.launch)
+        result = _execute(plan, stdin, out, err, self._standby.launch)
+        self._standby.prepare(plan)
+        return result
 
     def run_code(
         self,

@@ -26,9 +26,17 @@ def prefork_box() -> Iterator[Sandbox]:
         yield box
 
 
-def _prepare_next(box: Sandbox) -> None:
-    """Preparing starts with the second run: after two, the next run is a prepared one."""
+def _prepare_next(box: Sandbox) -> str:
+    """Preparing starts once the second run has ended: after two runs, the next one is a
+    prepared one. Returns the run dir of the run being prepared, once it exists."""
+    before = set(glob.glob(RUN_DIRS))
     assert box.run(["true"]).ok and box.run(["true"]).ok
+    for _ in range(500):
+        if made := set(glob.glob(RUN_DIRS)) - before:
+            (waiting,) = made
+            return waiting
+        time.sleep(0.01)
+    raise AssertionError("no run was prepared")
 
 
 CALLS = [
@@ -71,13 +79,12 @@ def test_each_call_gets_a_fresh_sandbox(prefork_box: Sandbox) -> None:
 
 def test_a_prepared_run_waits_set_up_and_close_removes_it(prefork_box: Sandbox) -> None:
     before = set(glob.glob(RUN_DIRS))
-    assert prefork_box.run(["true"]).ok
+    assert Sandbox(prefork_box.policy).run(["true"]).ok
+    time.sleep(0.3)
     assert set(glob.glob(RUN_DIRS)) == before  # used once: nothing prepared
-    assert prefork_box.run(["true"]).ok
-    waiting = set(glob.glob(RUN_DIRS)) - before
-    assert len(waiting) == 1  # the next run, set up and waiting for its call
+    waiting = _prepare_next(prefork_box)  # the next run, set up and waiting for its call
     prefork_box.close()
-    assert not waiting & set(glob.glob(RUN_DIRS))
+    assert waiting not in glob.glob(RUN_DIRS)
     assert prefork_box.run(["true"]).ok  # closed: runs go on, fresh, and nothing is prepared
     assert set(glob.glob(RUN_DIRS)) == before
 
@@ -111,9 +118,7 @@ def test_the_init_is_confined_before_the_call_comes(prefork_box: Sandbox) -> Non
 
 
 def test_a_killed_prepared_supervisor_means_a_fresh_run(prefork_box: Sandbox) -> None:
-    before = set(glob.glob(RUN_DIRS))
-    _prepare_next(prefork_box)
-    (waiting,) = set(glob.glob(RUN_DIRS)) - before
+    waiting = _prepare_next(prefork_box)
     supervisor = int(os.path.basename(waiting).removeprefix("stockade-").split("-")[0])
     os.kill(supervisor, signal.SIGKILL)
     while psutil.pid_exists(supervisor) and psutil.Process(supervisor).status() != "zombie":
