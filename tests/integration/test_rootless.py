@@ -48,6 +48,11 @@ class User:
     def sandbox(
         self, *args: str, policy: str | None = None, wrap: tuple[str, ...] = ()
     ) -> subprocess.CompletedProcess[str]:
+        options = ("--policy", policy) if policy else ()
+        return self.python("-m", "sandbox", args[0], *options, *args[1:], wrap=wrap)
+
+    def python(self, *args: str, wrap: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+        """The system python3 as this user, with the kit on its path."""
         command = [
             *wrap,
             "setpriv",
@@ -59,11 +64,7 @@ class User:
             "PATH=/usr/bin:/bin",
             f"PYTHONPATH={self.kit}",
             SYSTEM_PYTHON,
-            "-m",
-            "sandbox",
-            args[0],
-            *(("--policy", policy) if policy else ()),
-            *args[1:],
+            *args,
         ]
         return subprocess.run(
             command,
@@ -255,6 +256,33 @@ def test_host_environment_and_files_are_hidden_rootless(user: User, delegated: N
     )
     assert "PYTHONPATH" not in result["stdout"]
     assert "No such file" in result["stdout"] or "Permission denied" in result["stdout"]
+
+
+PREPARED_RUNS = """
+import glob, os, tempfile, time
+from sandbox import Sandbox
+
+def waiting():  # run dirs of this user: the run being prepared
+    paths = glob.glob(os.path.join(tempfile.gettempdir(), "stockade-*"))
+    return [path for path in paths if os.stat(path).st_uid == os.getuid()]
+
+with Sandbox() as box:
+    outputs = [box.run(["sh", "-c", "id -u; cat f"], files={"f": str(n)}).stdout for n in range(2)]
+    for _ in range(500):  # the third run is prepared once the second has ended
+        if waiting():
+            break
+        time.sleep(0.01)
+    prepared = bool(waiting())
+    outputs += [box.run(["sh", "-c", "id -u; cat f"], files={"f": str(n)}).stdout for n in (2, 3)]
+print(prepared, outputs)
+"""
+
+
+def test_prepared_runs_rootless(user: User, delegated: None) -> None:
+    done = user.python("-c", PREPARED_RUNS)
+    assert done.returncode == 0, done.stderr
+    outputs = [f"65534\n{n}" for n in range(4)]
+    assert done.stdout.strip() == f"True {outputs}"
 
 
 def test_refused_without_cgroup_delegation(user: User) -> None:
