@@ -50,7 +50,9 @@ class Copy:
 
 @dataclass(frozen=True)
 class Device:
-    """A bind of the host's device node at the same path (writable, keeps dev semantics)."""
+    """The host's device node at the same path: a node of the run's own (made with mknod, so
+    a lock on it is the run's alone), or, where no node can be made (in a user namespace), a
+    bind of the host's."""
 
     target: str
 
@@ -59,6 +61,7 @@ class Device:
 class Tmpfs:
     target: str
     options: str
+    devices: bool = False  # its device nodes open (/dev: only the init makes any, as root)
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,7 @@ def plan_mounts(
     mounts: list[Mount] = [
         *plan_runtime(runtime),
         Proc(),
-        Tmpfs("/dev", "size=64k,nr_inodes=64,mode=0755"),
+        Tmpfs("/dev", "size=64k,nr_inodes=64,mode=0755", devices=True),
         *(Device(f"/dev/{name}") for name in DEVICES),
         Symlink("/dev/fd", "/proc/self/fd"),
         *(Symlink(f"/dev/{n}", f"/proc/self/fd/{i}") for i, n in enumerate(_STDIO)),
@@ -184,6 +187,11 @@ def _apply(root: str, mount: Mount) -> None:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             _copy_file(source, target)
         case Device(_):
+            try:
+                _make_node(mount.target, target)
+                return
+            except PermissionError:  # a user namespace makes no device node: bind the host's
+                pass
             _make_mountpoint(target, directory=False)
             sc.mount(mount.target, target, None, sc.MS_BIND)
             flags = sc.MS_NOSUID | sc.MS_NOEXEC
@@ -191,9 +199,10 @@ def _apply(root: str, mount: Mount) -> None:
             # locked, and a remount that drops them fails with EPERM.
             flags |= os.statvfs(target).f_flag & _ST_FLAGS
             sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | flags)
-        case Tmpfs(_, options):
+        case Tmpfs(_, options, devices):
             _make_mountpoint(target, directory=True)
-            sc.mount("tmpfs", target, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, options)
+            flags = sc.MS_NOSUID | (sc.MS_NOEXEC if devices else sc.MS_NODEV)
+            sc.mount("tmpfs", target, "tmpfs", flags, options)
         case Symlink(_, points_to):
             os.makedirs(os.path.dirname(target), exist_ok=True)
             os.symlink(points_to, target)
@@ -207,6 +216,15 @@ def _apply(root: str, mount: Mount) -> None:
             # Sysctls stay read-only even for a process that somehow regains root.
             sc.mount(target + "/sys", target + "/sys", None, sc.MS_BIND)
             sc.mount(None, target + "/sys", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
+
+
+def _make_node(source: str, target: str) -> None:
+    """A character device node like the host's `source`, usable by everyone (as on the host)."""
+    host = os.stat(source)
+    if not stat.S_ISCHR(host.st_mode):
+        raise OSError(errno.EINVAL, f"{source} is not a character device")
+    os.mknod(target, stat.S_IFCHR | 0o666, host.st_rdev)
+    os.chmod(target, 0o666)  # mknod applies the umask
 
 
 def _mount_overlay(source: str, target: str) -> None:

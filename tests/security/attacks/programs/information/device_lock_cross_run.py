@@ -1,9 +1,6 @@
-# summary: the same channel through a lock on a device node of /dev (a bind of the host's
-#    /dev/null, so one inode for every run and the host)
+# summary: the same channel through a lock on a device node of /dev (it was a bind of the
+#    host's /dev/null, one inode for every run and the host; now each run makes its own node)
 # harness: concurrent
-# hole: /dev/null, zero, full, random and urandom are binds of the host's device nodes: a lock on
-#    one is seen by every concurrent run and by the host. An overlay of the run's own cannot stand
-#    in for them without root (an overlay mounted in a user namespace is nodev)
 import fcntl
 import os
 import sys
