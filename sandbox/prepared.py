@@ -43,11 +43,19 @@ class Standby:
         self._ready: _Prepared | None = None
         self._closed = False
         self._used = False  # a Sandbox used once (a script, the CLI) never prepares a run
+        self._owner = os.getpid()
+
+    def _mine(self) -> _Prepared | None:
+        """The prepared run, if this process made it. A forked copy of the caller sees its
+        parent's, which is not its to use or to end: it forgets it. Under the lock."""
+        if self._owner != os.getpid():
+            self._owner, self._ready = os.getpid(), None
+        return self._ready
 
     def launch(self, plan: RunPlan, stdio: Stdio) -> forkserver.Launched:
         """Start `plan` on the prepared run if it was prepared for it, else afresh."""
         with self._lock:
-            ready, self._ready = self._ready, None
+            ready, self._ready = self._mine(), None
         if ready is not None:
             if ready.template == template(plan) and (launched := ready.call(plan, stdio)):
                 return launched
@@ -60,7 +68,7 @@ class Standby:
         for an RCU grace period, and a run's own cleanup needs that lock too."""
         wanted = template(plan)
         with self._lock, contextlib.suppress(OSError):  # no fork now: the next run is fresh
-            if wanted is not None and self._used and not self._closed and self._ready is None:
+            if wanted is not None and self._used and not self._closed and self._mine() is None:
                 self._ready = _Prepared(wanted)
             self._used = True
 
@@ -68,7 +76,7 @@ class Standby:
         """End the prepared run, if any, and wait until it is gone. Idempotent."""
         with self._lock:
             self._closed = True
-            ready, self._ready = self._ready, None
+            ready, self._ready = self._mine(), None
         if ready is not None:
             ready.close()
 

@@ -146,3 +146,23 @@ def test_threads_share_a_prefork_box(prefork_box: Sandbox) -> None:
     for thread in threads:
         thread.join()
     assert sorted(outputs) == sorted(f"{n}-{i}\n" for n in range(4) for i in range(5))
+
+
+def test_a_forked_copy_of_the_caller_leaves_the_parents_prepared_run_alone(
+    prefork_box: Sandbox,
+) -> None:
+    waiting = _prepare_next(prefork_box)
+    child = os.fork()
+    if child == 0:  # runs fresh, and its exit (finalizers included) ends nothing of ours
+        code = 0 if prefork_box.run(["echo", "child"]).stdout == "child\n" else 1
+        prefork_box.close()
+        os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert waiting in glob.glob(RUN_DIRS)  # still there, and still the parent's to use
+    assert prefork_box.run(["echo", "parent"]).stdout == "parent\n"
+    for _ in range(500):
+        if waiting not in glob.glob(RUN_DIRS):
+            break
+        time.sleep(0.01)
+    assert waiting not in glob.glob(RUN_DIRS)  # the parent's call used it up
