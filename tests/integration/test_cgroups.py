@@ -39,7 +39,8 @@ def _run_cgroups() -> set[str]:
     found = set()
     for parent in set(cgroups.detect().paths.values()):
         with contextlib.suppress(FileNotFoundError):
-            found.update(os.path.join(parent, n) for n in os.listdir(parent))
+            paths = (os.path.join(parent, n) for n in os.listdir(parent))
+            found.update(p for p in paths if os.path.isdir(p))  # run cgroups, not control files
     return found
 
 
