@@ -122,6 +122,8 @@ def supervise(plan: RunPlan, stdio: Stdio | None, control: int | None = None) ->
             init = os.fork()
             if init == 0:
                 os.close(report_r)
+                if control is not None:  # the caller's channel is ours: our death must close it
+                    os.close(control)
                 join = cgroup.join_paths if cgroup else ()
                 netns = network.netns if network else None
                 child.run_init(plan, root, join, stdio, report_w, netns, call_r)

@@ -117,11 +117,18 @@ def test_the_init_is_confined_before_the_call_comes(prefork_box: Sandbox) -> Non
     assert int(fields["CapEff"], 16) == 0
 
 
+def _dead(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:  # reaped already
+        return True
+
+
 def test_a_killed_prepared_supervisor_means_a_fresh_run(prefork_box: Sandbox) -> None:
     waiting = _prepare_next(prefork_box)
     supervisor = int(os.path.basename(waiting).removeprefix("stockade-").split("-")[0])
     os.kill(supervisor, signal.SIGKILL)
-    while psutil.pid_exists(supervisor) and psutil.Process(supervisor).status() != "zombie":
+    while not _dead(supervisor):
         time.sleep(0.01)
     assert prefork_box.run(["echo", "still"]).stdout == "still\n"
     prefork_box.close()
