@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from . import _syscalls as sc
-from . import cgroups, namespaces, net, seccomp
+from . import cgroups, mounts, namespaces, net, seccomp
 from .errors import SandboxError
 
 
@@ -59,21 +59,33 @@ def probe(action: Callable[[], None]) -> tuple[bool, str]:
     return (True, "works") if os.waitstatus_to_exitcode(status) == 0 else (False, message)
 
 
-def _pivot_root() -> tuple[bool, str]:
+def _in_a_new_root(action: Callable[[str], None]) -> tuple[bool, str]:
+    """Probe `action(root)`: a tmpfs on an empty temp dir, in a mount namespace of its own,
+    with the temp dir itself as the working directory (as a run's init has it)."""
     root = tempfile.mkdtemp(prefix="stockade-doctor-")
+
+    def new_root() -> None:
+        sc.unshare(sc.CLONE_NEWNS)
+        sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+        os.chdir(root)
+        sc.mount("tmpfs", root, "tmpfs", 0, "size=64k")
+        action(root)
+
     try:
-        return probe(lambda: _pivot_into(root))
+        return probe(new_root)
     finally:
         os.rmdir(root)
 
 
 def _pivot_into(root: str) -> None:
-    sc.unshare(sc.CLONE_NEWNS)
-    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
-    sc.mount("tmpfs", root, "tmpfs", 0, "size=64k")
     os.chdir(root)
     sc.pivot_root(".", ".")
     sc.umount2(".", sc.MNT_DETACH)
+
+
+def _overlay_of_usr(root: str) -> None:
+    os.mkdir(root + "/usr")
+    mounts.mount_overlay("/usr", root + "/usr")
 
 
 def _new_user_namespace() -> None:
@@ -104,7 +116,9 @@ def checks() -> list[Check]:
     mode = "rootless (user namespaces)" if rootless else "root"
     found.insert(0, Check("user", True, f"uid {os.getuid()}: {mode}", required=False))
     found.append(Check("namespace.user", *_user_namespace(), required=rootless))
-    found.append(Check("pivot_root", *_pivot_root()))
+    found.append(Check("pivot_root", *_in_a_new_root(_pivot_into)))
+    # The runtime is shown through overlays (their file locks are each run's own).
+    found.append(Check("overlayfs", *_in_a_new_root(_overlay_of_usr)))
     found.append(Check("seccomp", *seccomp.detect()))
     found.append(Check("net.allowlist", *net.detect(), required=False))
     support = cgroups.detect()

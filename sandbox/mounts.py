@@ -182,7 +182,7 @@ def _apply(root: str, mount: Mount) -> None:
     match mount:
         case Overlay(source, _):
             _make_mountpoint(target, directory=True)
-            _mount_overlay(source, target)
+            mount_overlay(source, target)
         case Copy(source, _):
             os.makedirs(os.path.dirname(target), exist_ok=True)
             _copy_file(source, target)
@@ -227,7 +227,7 @@ def _make_node(source: str, target: str) -> None:
     os.chmod(target, 0o666)  # mknod applies the umask
 
 
-def _mount_overlay(source: str, target: str) -> None:
+def mount_overlay(source: str, target: str) -> None:
     """A read-only overlay of the host directory `source` on `target`. With no upper layer an
     overlay needs two lower ones: the second is `.`, the empty run dir (see build_root).
     Submounts under `source` are not shown, as with the non-recursive bind it replaces."""

@@ -103,11 +103,24 @@ def test_doctor_reports_each_protection() -> None:
         "namespace.net",
         "namespace.user",
         "pivot_root",
+        "overlayfs",
         "seccomp",
         "cgroup.memory",
         "cgroup.pids",
     } <= names
     assert done.returncode == (0 if report["ok"] else 1)
+
+
+def test_doctor_says_why_an_overlay_cannot_be_mounted() -> None:
+    from sandbox import doctor, mounts
+
+    def overlay_of_proc(root: str) -> None:  # the kernel refuses procfs as an overlay layer
+        os.mkdir(root + "/x")
+        mounts.mount_overlay("/proc", root + "/x")
+
+    available, detail = doctor._in_a_new_root(overlay_of_proc)
+    assert not available
+    assert "cannot mount a read-only overlay of /proc" in detail and "Invalid argument" in detail
 
 
 @pytest.mark.parametrize(

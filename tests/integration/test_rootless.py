@@ -328,6 +328,7 @@ def test_doctor_as_the_user(user: User, delegated: None) -> None:
     report = json.loads(done.stdout)
     checks = {check["name"]: check for check in report["checks"]}
     assert checks["namespace.user"]["available"] and checks["cgroup.create"]["available"]
+    assert checks["overlayfs"]["available"]  # in the user's own user namespace, as a run
     assert done.returncode == 0 and report["ok"]
 
 
