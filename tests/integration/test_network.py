@@ -1,18 +1,17 @@
 """Network isolation against the real kernel: no network by default, and with an allowlist
 exactly the listed TCP destinations, through the relay, and nothing else.
 
-The tests make their own "remote" hosts: a network namespace joined to the host by a veth
-pair, with two addresses (host A, and its neighbour B on the same test network) and a small
-TCP server on two ports. Every check comes in a pair: what the sandbox refuses is shown to
-work from the host, so each test fails if the protection is removed. Only loopback, the
-host's own addresses and the tests' own namespaces are ever addressed.
+The tests make their own "remote" hosts (nethosts.py): a network namespace joined to the
+host by a veth pair, with two addresses (host A, and its neighbour B on the same test
+network) and a small TCP server on two ports. Every check comes in a pair: what the sandbox
+refuses is shown to work from the host, so each test fails if the protection is removed.
+Only loopback, the host's own addresses and the tests' own namespaces are ever addressed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
-import ipaddress
 import json
 import os
 import shutil
@@ -23,13 +22,21 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import pytest
 
 from sandbox import Policy, PolicyError, Result, Sandbox, net, spawn
+from tests.integration.nethosts import (
+    OTHER_PORT,
+    PORT,
+    PROBE,
+    QUICK,
+    Remote,
+    from_host,
+    remote_host,
+)
 
 STEERING = net.detect()  # (available, why): BPF sk_lookup, which an allowlist needs
 pytestmark = [
@@ -39,161 +46,12 @@ pytestmark = [
 ]
 
 REPO = Path(__file__).resolve().parents[2]
-PORT, OTHER_PORT = 8080, 8081
-QUICK = 1.5  # seconds: a refusal must come at once, never after a timeout
-
-# The remote hosts' server: a greeting line "ADDRESS PORT\n", then commands, one a line:
-# "send N" (N bytes, then close), "hold" (keep the connection open), "count" (how many
-# other connections are open, then close).
-SERVER = r"""
-import socket, sys, threading
-open_connections = set()
-lock = threading.Lock()
-def serve(conn):
-    with lock:
-        open_connections.add(conn)
-    try:
-        host, port = conn.getsockname()[:2]
-        host = host.removeprefix("::ffff:")
-        conn.sendall(f"{host} {port}\n".encode())
-        for line in conn.makefile("rb"):
-            command = line.decode().split()
-            if command[:1] == ["send"]:
-                conn.sendall(b"x" * int(command[1]))
-                return
-            if command == ["count"]:
-                with lock:
-                    conn.sendall(f"{len(open_connections) - 1}\n".encode())
-                return
-    except OSError:
-        pass
-    finally:
-        with lock:
-            open_connections.discard(conn)
-        conn.close()
-def listen(port):
-    sock = socket.socket(socket.AF_INET6)
-    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("::", port))
-    sock.listen(64)
-    while True:
-        conn, _ = sock.accept()
-        threading.Thread(target=serve, args=(conn,), daemon=True).start()
-for port in sys.argv[1:]:
-    threading.Thread(target=listen, args=(int(port),), daemon=True).start()
-print("ready", flush=True)
-threading.Event().wait()
-"""
-
-# Inside the sandbox: connect to each target, read the greeting; print one JSON object of
-# target -> greeting, or the errno's name (or "EOF" when the connection was closed at once).
-PROBE = r"""
-import errno, json, socket, sys, time
-found = {}
-for host, port in json.loads(sys.argv[1]):
-    started = time.monotonic()
-    try:
-        with socket.create_connection((host, port), timeout=5) as conn:
-            data = conn.makefile("rb").readline()
-            answer = data.decode().strip() if data else "EOF"
-    except OSError as exc:
-        answer = errno.errorcode.get(exc.errno, str(exc)) if exc.errno else type(exc).__name__
-    found[f"{host} {port}"] = [answer, time.monotonic() - started]
-print(json.dumps(found))
-"""
-
-
-@dataclass(frozen=True)
-class Remote:
-    namespace: str
-    host_link: str  # the host's end of the veth
-    host_ip: str  # an address of the host, on the veth
-    a: str  # a remote test host
-    b: str  # its neighbour on the same test network
-    network: str  # the test network, a /24 holding A and B
-    a6: str | None  # the same over IPv6, when the host has IPv6
-    b6: str | None
-
-    def count(self) -> int:
-        """Connections open on the remote server (seen from the host: not through a run)."""
-        with socket.create_connection((self.a, PORT), timeout=5) as conn:
-            conn.sendall(b"count\n")
-            return int(conn.makefile("rb").readlines()[-1])
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
-
-
-def _free_octet() -> int:
-    used = {
-        ipaddress.ip_address(a.address.split("%")[0])
-        for addresses in psutil.net_if_addrs().values()
-        for a in addresses
-        if a.family in (socket.AF_INET, socket.AF_INET6)
-    }
-    for step in range(150):
-        octet = 100 + (os.getpid() + step) % 150
-        if not any(a in ipaddress.ip_network(f"10.{octet}.0.0/16") for a in used):
-            return octet
-    raise RuntimeError("no free 10.x.0.0/16 for the test network")
 
 
 @pytest.fixture(scope="module")
 def remote() -> Iterator[Remote]:
-    tag, octet = os.getpid() % 100_000, _free_octet()
-    ipv6 = os.path.exists("/proc/net/if_inet6")
-    found = Remote(
-        namespace=f"stk-test-net-{tag}",  # no "stockade": the leak check looks for that
-        host_link=f"stkn{tag}h",
-        host_ip=f"10.{octet}.1.1",
-        a=f"10.{octet}.2.2",
-        b=f"10.{octet}.2.3",
-        network=f"10.{octet}.2.0/24",
-        a6=f"fd5a:{octet:x}:2::2" if ipv6 else None,
-        b6=f"fd5a:{octet:x}:2::3" if ipv6 else None,
-    )
-    ns, link = found.namespace, found.host_link
-    server = None
-    try:
-        _ip("netns", "add", ns)
-        _ip("link", "add", link, "type", "veth", "peer", "name", f"stkn{tag}r", "netns", ns)
-        _ip("addr", "add", f"{found.host_ip}/24", "dev", link)
-        _ip("link", "set", link, "up")
-        _ip("-n", ns, "addr", "add", f"10.{octet}.1.2/24", "dev", f"stkn{tag}r")
-        _ip("-n", ns, "link", "set", f"stkn{tag}r", "up")
-        _ip("-n", ns, "link", "set", "lo", "up")
-        for address in (found.a, found.b):
-            _ip("-n", ns, "addr", "add", f"{address}/32", "dev", "lo")
-        _ip("route", "add", found.network, "via", f"10.{octet}.1.2", "dev", link)
-        if ipv6:
-            _ip("-6", "addr", "add", f"fd5a:{octet:x}:1::1/64", "dev", link, "nodad")
-            _ip("-n", ns, "-6", "addr", "add", f"fd5a:{octet:x}:1::2/64", "dev", f"stkn{tag}r",
-                "nodad")  # fmt: skip
-            for address in (found.a6, found.b6):
-                _ip("-n", ns, "-6", "addr", "add", f"{address}/128", "dev", "lo")
-            _ip("-6", "route", "add", f"fd5a:{octet:x}:2::/64", "via", f"fd5a:{octet:x}:1::2")
-        server = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, str(PORT), str(OTHER_PORT)],
-            stdout=subprocess.PIPE,
-        )
-        assert server.stdout is not None and server.stdout.readline() == b"ready\n"
-        yield found
-    finally:
-        if server is not None:
-            server.kill()
-            server.wait()
-            assert server.stdout is not None
-            server.stdout.close()
-        subprocess.run(["ip", "link", "del", link], capture_output=True)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-
-
-def from_host(host: str, port: int) -> str:
-    """The greeting the remote server gives the host itself: the control half of a pair."""
-    with socket.create_connection((host, port), timeout=5) as conn:
-        return conn.makefile("rb").readline().decode().strip()
+    with remote_host("n", offset=0, ula="fd5a") as host:
+        yield host
 
 
 def run(policy: Policy, code: str, *args: str) -> Result:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import ipaddress
 import json
 import os
 import shutil
@@ -29,6 +28,15 @@ from pathlib import Path
 import pytest
 
 from sandbox import cgroups
+from tests.integration.nethosts import (
+    OTHER_PORT,
+    PORT,
+    PROBE,
+    QUICK,
+    Remote,
+    from_host,
+    remote_host,
+)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a test user")
 
@@ -340,149 +348,17 @@ def test_doctor_without_delegation_says_how(user: User) -> None:
 
 # -- the network allowlist, rootless ---------------------------------------------------------
 #
-# The test host: a network namespace joined to the host by a veth pair, with addresses A and
-# its neighbour B on lo (and A6 over IPv6), and a small server on two ports, as in
-# test_network.py. Only it, the host's loopback and the host's end of the veth are addressed.
-
-PORT, OTHER_PORT = 8080, 8081
-QUICK = 1.5  # seconds: a refusal comes at once, never after a timeout
-
-# A greeting line "ADDRESS PORT\n"; then the connection stays open until the client closes it,
-# or, on "count", says how many other connections are open and closes.
-SERVER = r"""
-import socket, sys, threading
-open_connections = set()
-lock = threading.Lock()
-def serve(conn):
-    with lock:
-        open_connections.add(conn)
-    try:
-        host, port = conn.getsockname()[:2]
-        conn.sendall(f"{host.removeprefix('::ffff:')} {port}\n".encode())
-        for line in conn.makefile("rb"):
-            if line.strip() == b"count":
-                with lock:
-                    conn.sendall(f"{len(open_connections) - 1}\n".encode())
-                return
-    except OSError:
-        pass
-    finally:
-        with lock:
-            open_connections.discard(conn)
-        conn.close()
-def listen(port):
-    sock = socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)
-    while True:
-        conn, _ = sock.accept()
-        threading.Thread(target=serve, args=(conn,), daemon=True).start()
-for port in sys.argv[1:]:
-    threading.Thread(target=listen, args=(int(port),), daemon=True).start()
-print("ready", flush=True)
-threading.Event().wait()
-"""
-
-# Inside the sandbox: connect to each target and read its greeting; one JSON object of target
-# -> [greeting, or the errno's name ("EOF": closed at once), seconds].
-PROBE = r"""
-import errno, json, socket, sys, time
-found = {}
-for host, port in json.loads(sys.argv[1]):
-    started = time.monotonic()
-    try:
-        with socket.create_connection((host, port), timeout=5) as conn:
-            data = conn.makefile("rb").readline()
-            answer = data.decode().strip() if data else "EOF"
-    except OSError as exc:
-        answer = errno.errorcode.get(exc.errno, str(exc)) if exc.errno else type(exc).__name__
-    found[f"{host} {port}"] = [answer, time.monotonic() - started]
-print(json.dumps(found))
-"""
-
-
-@dataclass(frozen=True)
-class Remote:
-    namespace: str
-    host_link: str
-    host_ip: str  # the host's end of the veth: an address of the host
-    a: str
-    b: str
-    network: str  # the /24 holding A and B
-    a6: str | None
-
-    def count(self) -> int:
-        """Connections open on the test host's server, seen from the host."""
-        with socket.create_connection((self.a, PORT), timeout=5) as conn:
-            conn.sendall(b"count\n")
-            return int(conn.makefile("rb").readlines()[-1])
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
-
-
-def _free_octet() -> int:
-    import psutil
-
-    used = {
-        ipaddress.ip_address(a.address.split("%")[0])
-        for addresses in psutil.net_if_addrs().values()
-        for a in addresses
-        if a.family in (socket.AF_INET, socket.AF_INET6)
-    }
-    for step in range(150):
-        octet = 100 + (os.getpid() + 75 + step) % 150
-        if not any(a in ipaddress.ip_network(f"10.{octet}.0.0/16") for a in used):
-            return octet
-    raise RuntimeError("no free 10.x.0.0/16 for the test network")
+# The test host (nethosts.py): a network namespace joined to the host by a veth pair, with
+# addresses A and its neighbour B, and a small server on two ports. Only it, the host's
+# loopback and the host's end of the veth are addressed.
 
 
 @pytest.fixture(scope="module")
 def remote() -> Iterator[Remote]:
     if not shutil.which("ip"):
         pytest.skip("needs iproute2's `ip` for the test host")
-    tag, octet = os.getpid() % 100_000, _free_octet()
-    ipv6 = os.path.exists("/proc/net/if_inet6")
-    found = Remote(
-        namespace=f"stk-test-rl-{tag}",  # no "stockade": the leak checks look for that
-        host_link=f"stkr{tag}h",
-        host_ip=f"10.{octet}.1.1",
-        a=f"10.{octet}.2.2",
-        b=f"10.{octet}.2.3",
-        network=f"10.{octet}.2.0/24",
-        a6=f"fd5b:{octet:x}:2::2" if ipv6 else None,
-    )
-    ns, link, peer = found.namespace, found.host_link, f"stkr{tag}r"
-    server = None
-    try:
-        _ip("netns", "add", ns)
-        _ip("link", "add", link, "type", "veth", "peer", "name", peer, "netns", ns)
-        _ip("addr", "add", f"{found.host_ip}/24", "dev", link)
-        _ip("link", "set", link, "up")
-        _ip("-n", ns, "addr", "add", f"10.{octet}.1.2/24", "dev", peer)
-        _ip("-n", ns, "link", "set", peer, "up")
-        _ip("-n", ns, "link", "set", "lo", "up")
-        for address in (found.a, found.b):
-            _ip("-n", ns, "addr", "add", f"{address}/32", "dev", "lo")
-        _ip("route", "add", found.network, "via", f"10.{octet}.1.2", "dev", link)
-        if found.a6:
-            _ip("-6", "addr", "add", f"fd5b:{octet:x}:1::1/64", "dev", link, "nodad")
-            _ip("-n", ns, "-6", "addr", "add", f"fd5b:{octet:x}:1::2/64", "dev", peer, "nodad")
-            _ip("-n", ns, "-6", "addr", "add", f"{found.a6}/128", "dev", "lo")
-            _ip("-6", "route", "add", f"fd5b:{octet:x}:2::/64", "via", f"fd5b:{octet:x}:1::2")
-        server = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, str(PORT), str(OTHER_PORT)],
-            stdout=subprocess.PIPE,
-        )
-        assert server.stdout is not None and server.stdout.readline() == b"ready\n"
-        yield found
-    finally:
-        if server is not None:
-            server.kill()
-            server.wait()
-            assert server.stdout is not None
-            server.stdout.close()
-        subprocess.run(["ip", "link", "del", link], capture_output=True)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    with remote_host("r", offset=75, ula="fd5b") as host:
+        yield host
 
 
 NETWORKED = "/tmp/stockade-rootless-networked.toml"
@@ -500,12 +376,6 @@ def networked() -> Iterator[str]:
     os.chmod(NETWORKED, 0o644)
     yield NETWORKED
     os.unlink(NETWORKED)
-
-
-def from_host(host: str, port: int) -> str:
-    """The greeting the test host gives the host itself: the control half of each pair."""
-    with socket.create_connection((host, port), timeout=5) as conn:
-        return conn.makefile("rb").readline().decode().strip()
 
 
 def _processes_of(user: User) -> list[int]:
