@@ -16,6 +16,7 @@ Contenders (a peer that is not installed is skipped, and the output says why):
                      no capabilities, no network, and our seccomp programs (--add-seccomp-fd)
     firejail         firejail --noprofile with the nearest options it has
     stockade-api     Sandbox(Policy.load("default")).run(argv), in a Python process of its own
+    stockade-pool    Sandbox(policy, pool=2).run_code(code): a warm pool, Python source only
     stockade-cli     `sandbox run -- argv`: a fresh interpreter, its imports, the policy, the run
     python-startup   `python -c pass` with the CLI's interpreter: what the CLI is measured against
     llm-sandbox-api  llm-sandbox's bubblewrap backend: session.run(code) on an open session
@@ -264,7 +265,7 @@ class WorkerContender(Contender):
         return self._read()
 
     def supports(self, program: Program) -> bool:
-        return program.name not in self.unsupported
+        return super().supports(program) and program.name not in self.unsupported
 
     def run_once(self, program: Program) -> float:
         reply = self._ask(op="run", program=program.name)
@@ -458,12 +459,15 @@ def make_contenders(
             contender.reason = f"{cli_python} -c pass, timed in the `true` block only"
         elif name == "stockade-api":
             contender = WorkerContender(name, cli_python, project_env, config)
+        elif name == "stockade-pool":
+            contender = WorkerContender(name, cli_python, project_env, config)
+            contender.only = ("py-print", "py-work")  # Python source; pool_bench.py has the rest
         elif not PEERS_PYTHON.exists():
             contender = Contender(name, "api", False, f"{PEERS_PYTHON} missing: run bench/setup.sh")
         else:
             contender = WorkerContender(name, str(PEERS_PYTHON), {"PATH": CLEAN_PATH}, config)
         if contender.available:
-            _probe(contender, programs_["true"])
+            _probe(contender, next(p for p in programs_.values() if contender.supports(p)))
         made.append(contender)
     return made
 
@@ -527,7 +531,7 @@ def analyse(samples: dict[str, list[float | None]]) -> dict[str, Any]:
     out = {}
     for name, values in samples.items():
         entry = summarize(values)
-        for ref in ("bare", "bwrap", "stockade-api", "python-startup"):
+        for ref in ("bare", "bwrap", "stockade-api", "stockade-pool", "python-startup"):
             if ref in samples and ref != name:
                 entry[f"vs_{ref}"] = paired(values, samples[ref])
         out[name] = entry
@@ -689,6 +693,8 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         ("stockade-cli / python -c pass on /bin/true <= 2.0",
          pair("true", "stockade-cli", "python-startup"), 2.0),
         ("llm-sandbox-api / stockade-api on print(1) >= 3.0", llm, 3.0),
+        ("llm-sandbox-api / stockade-pool on print(1) >= 3.0",
+         pair("py-print", "llm-sandbox-api", "stockade-pool"), 3.0),
     ]  # fmt: skip
     out = []
     for text, value, limit in checks:
@@ -736,8 +742,8 @@ def write_results_md(path: Path, text: str) -> None:
 
 # --- main ---------------------------------------------------------------------------------------
 
-ALL = ["bare", "unshare", "bwrap", "firejail", "stockade-api", "stockade-cli", "python-startup",
-       "llm-sandbox-api", "autogen-api"]  # fmt: skip
+ALL = ["bare", "unshare", "bwrap", "firejail", "stockade-api", "stockade-pool", "stockade-cli",
+       "python-startup", "llm-sandbox-api", "autogen-api"]  # fmt: skip
 PROGRAMS = ["true", "py-S-pass", "py-print", "py-work"]
 
 
@@ -827,7 +833,7 @@ def run_all(
             "samples_ms": {k: [v and round(v * 1e3, 3) for v in vs] for k, vs in samples.items()},
         }
     for contender in ready:
-        if contender.name == "python-startup":
+        if contender.name == "python-startup" or not contender.supports(progs["true"]):
             continue
         block: dict[str, Any] = {"runs_per_s": {}, "errors": {}}
         if args.throughput_seconds > 0:

@@ -2,8 +2,8 @@
 prepared run (prepared.py): the command, its environment and files, and the stdio fds.
 
 On the wire (a unix stream socket): an 8-byte length carrying the three fds
-(SCM_RIGHTS), then the pickled `Call`. The caller sends it to the supervisor, which sends
-the same bytes and fds on to the run's init.
+(SCM_RIGHTS), then the pickled `Call`. The caller sends it straight to the run's init; the
+init tells its supervisor that it arrived.
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ class Call:
 
 def send(channel: int, payload: bytes, stdio: Stdio) -> None:
     """Send a pickled `Call` and the stdio fds (the caller keeps its own copies)."""
+    message = memoryview(_LENGTH.pack(len(payload)) + payload)
     with socket.socket(fileno=os.dup(channel)) as sock:
-        socket.send_fds(sock, [_LENGTH.pack(len(payload))], list(stdio))
-        sock.sendall(payload)
+        sent = socket.send_fds(sock, [message], list(stdio))  # one message wakes the init once
+        sock.sendall(message[sent:])
 
 
-def receive_raw(channel: int) -> tuple[bytes, Stdio]:
-    """The pickled call and the stdio fds, as sent; ConnectionError if the sender went away."""
+def receive(channel: int) -> tuple[Call, Stdio]:
+    """The call and its stdio fds; ConnectionError if the sender went away."""
     with socket.socket(fileno=os.dup(channel)) as sock:
         header, fds, _, _ = socket.recv_fds(sock, _LENGTH.size, 3)
         if len(fds) != 3:
@@ -42,14 +43,9 @@ def receive_raw(channel: int) -> tuple[bytes, Stdio]:
             raise ConnectionError("no call: the channel closed")
         header += exactly(sock, _LENGTH.size - len(header))
         payload = exactly(sock, _LENGTH.unpack(header)[0])
-    return payload, (fds[0], fds[1], fds[2])
-
-
-def receive(channel: int) -> tuple[Call, Stdio]:
-    payload, stdio = receive_raw(channel)
     call = pickle.loads(payload)
     assert isinstance(call, Call)
-    return call, stdio
+    return call, (fds[0], fds[1], fds[2])
 
 
 def exactly(sock: socket.socket, size: int) -> bytes:

@@ -61,7 +61,8 @@ class CgroupStats:
 
 
 class Cgroup(Protocol):
-    join_paths: tuple[str, ...]  # files a process writes "0" into to join (one per hierarchy)
+    join_paths: tuple[str, ...]  # files a new, single-threaded process writes "0" into to join
+    procs_paths: tuple[str, ...]  # the cgroup.procs files: who is in it (one per hierarchy)
 
     def cpu_time(self) -> float: ...  # cheap: polled during a run
     def stats(self) -> CgroupStats: ...
@@ -358,7 +359,11 @@ class CgroupV1:
     def __init__(self, dirs: dict[str, str]) -> None:
         self.dirs = dirs  # controller -> run directory
         unique = tuple(dict.fromkeys(dirs.values()))  # co-mounted controllers share one
-        self.join_paths = tuple(posixpath.join(d, "cgroup.procs") for d in unique)
+        self.procs_paths = tuple(posixpath.join(d, "cgroup.procs") for d in unique)
+        # Joining through `tasks` moves the writing thread only, so the kernel skips its global
+        # threadgroup lock, whose writer waits for an RCU grace period (5-20 ms here, against
+        # 0.7 ms). Writing "0" from a process of one thread moves all of it.
+        self.join_paths = tuple(posixpath.join(d, "tasks") for d in unique)
 
     def apply(self, limits: CgroupLimits) -> None:
         if limits.memory is not None:
@@ -392,12 +397,12 @@ class CgroupV1:
 
     def kill(self) -> None:
         with _step("cgroups.kill"):
-            _kill_all(self.join_paths)
+            _kill_all(self.procs_paths)
 
     def remove(self) -> None:
         self.kill()
         with _step("cgroups.remove"):
-            for procs in self.join_paths:
+            for procs in self.procs_paths:
                 _remove_run_dir(posixpath.dirname(procs))
 
 
@@ -407,7 +412,8 @@ class CgroupV2:
     def __init__(self, path: str, controllers: frozenset[str]) -> None:
         self.path = path
         self.controllers = controllers  # enabled for this cgroup: memory, pids
-        self.join_paths = (f"{path}/cgroup.procs",)
+        # v2 has no cheaper join: `cgroup.threads` works only inside a threaded subtree.
+        self.join_paths = self.procs_paths = (f"{path}/cgroup.procs",)
 
     def apply(self, limits: CgroupLimits) -> None:
         if limits.memory is not None:
@@ -438,7 +444,7 @@ class CgroupV2:
             # waits for the cgroup to empty, or does the whole job on older kernels.
             with contextlib.suppress(FileNotFoundError):
                 _write(f"{self.path}/cgroup.kill", "1")
-            _kill_all(self.join_paths)
+            _kill_all(self.procs_paths)
 
     def remove(self) -> None:
         self.kill()

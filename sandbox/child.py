@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, NoReturn
@@ -92,14 +93,18 @@ def run_init(
         step("seccomp.load", seccomp.load_filters, plan.seccomp)
         # Everything above is the same for every call of a Sandbox: a prepared run waits here,
         # confined, for its call (prepared.py).
+        arrived = None
         if call_fd is not None:
             plan, stdio = step("call.receive", _receive_call, plan, call_fd)
+            arrived = time.monotonic()  # the run's time starts now
         assert stdio is not None
         # 9. The call: its files, written as the workload's own user; its stdio.
         files, uid, gid = plan.files, plan.root.uid, plan.root.gid
         step("mounts.workspace_files", mounts.write_workspace, "", files, uid, gid)
         step("fds.stdio", _install_stdio, stdio, report_fd)
         workload = _spawn_workload(plan, report_fd)
+        if arrived is not None:  # told after the spawn: waking the supervisor must not delay it
+            report(report_fd, kind="call", at=arrived)
         status = namespaces.run_init(workload)
         report(report_fd, kind="exit", status=status)
     finally:
@@ -137,9 +142,10 @@ def _receive_call(plan: RunPlan, call_fd: int) -> tuple[RunPlan, tuple[int, int,
 
 
 def _join_cgroup(join_paths: tuple[str, ...]) -> None:
+    # Just forked, so of one thread: see cgroups.CgroupV1 for why that matters.
     for path in join_paths:
-        with open(path, "w") as procs:
-            procs.write("0")
+        with open(path, "w") as joined:
+            joined.write("0")
 
 
 def _install_stdio(stdio: tuple[int, int, int], report_fd: int) -> None:

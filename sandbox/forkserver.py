@@ -34,6 +34,7 @@ _LENGTH = struct.Struct("!Q")
 class Launched:
     reply: socket.socket  # the supervisor's pickled RunReport arrives here, then EOF
     pid: int | None  # the supervisor's pid when it is our own child, to reap
+    call: socket.socket | None = None  # a prepared run's: its call goes straight to its init
 
 
 def launch(plan: RunPlan, stdio: Stdio) -> Launched:
@@ -88,14 +89,19 @@ class _SpawnServer:
         self._owner = 0
 
     def launch(self, plan: RunPlan, stdio: Stdio | None) -> Launched:
+        """Without `stdio`, a prepared run: the init's end of its call channel goes instead."""
         ours, theirs = socket.socketpair()
+        call, init_end = socket.socketpair() if stdio is None else (None, None)
+        passed = [theirs] if init_end is None else [theirs, init_end]
+        kind = b"N" if plan.network.rules else b"R"  # N: an allowlist, which needs pyroute2
         with self.lock:
             control = self.ensure_running()
-            socket.send_fds(control, [b"R"], [theirs.fileno(), *(stdio or ())])
-        theirs.close()
+            socket.send_fds(control, [kind], [s.fileno() for s in passed] + list(stdio or ()))
+        for sock in passed:
+            sock.close()
         payload = pickle.dumps(plan)
         ours.sendall(_LENGTH.pack(len(payload)) + payload)
-        return Launched(ours, None)
+        return Launched(ours, None, call)
 
     def ensure_running(self) -> socket.socket:
         alive = self._process is not None and self._process.poll() is None
@@ -142,20 +148,22 @@ def serve(control: socket.socket) -> None:
     signal.signal(signal.SIGCHLD, reap)
     cgroups.detect()
     spawn.cleanup_stale()
-    # Loaded once here, not in every supervisor of an allowlisted run (~0.2 s each).
-    import pyroute2.iproute.linux  # noqa: F401
-
     while True:
         message, fds, _, _ = socket.recv_fds(control, 1, 4)
         if not message:
             break  # the caller is gone: stop every run, and go
-        reply, *stdio = fds  # no stdio: a prepared run
+        if message == b"N":
+            # Loaded here, once, not in every supervisor of an allowlisted run (~0.2 s each);
+            # and only then: it doubles this process's size, and every fork's and exit's cost.
+            import pyroute2.iproute.linux  # noqa: F401
+        reply, *rest = fds  # then stdio, or a prepared run's call channel
         pid = os.fork()
         if pid == 0:
             control.close()
             plan = _receive_plan(reply)
-            given = (stdio[0], stdio[1], stdio[2]) if stdio else None
-            spawn.supervise_and_reply(plan, given, reply, os.getppid())
+            if len(rest) == 3:
+                spawn.supervise_and_reply(plan, (rest[0], rest[1], rest[2]), reply, os.getppid())
+            spawn.supervise_and_reply(plan, None, reply, os.getppid(), call=rest[0])
         children.add(pid)
         for fd in fds:
             os.close(fd)

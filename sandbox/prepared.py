@@ -87,18 +87,24 @@ class _Prepared:
         self.launched = forkserver.prepare(wanted)
 
     def call(self, plan: RunPlan, stdio: Stdio) -> forkserver.Launched | None:
-        """Hand the call to the prepared run; None if it is gone (start afresh then)."""
+        """Hand the call straight to the prepared run's init; None if it is gone (start
+        afresh then)."""
+        assert self.launched.call is not None
         payload = pickle.dumps(calls.Call(plan.argv, plan.env, plan.files))
         try:
-            calls.send(self.launched.reply.fileno(), payload, stdio)
+            calls.send(self.launched.call.fileno(), payload, stdio)
         except OSError:
             return None
+        finally:
+            self.launched.call.close()
         return self.launched
 
     def close(self) -> None:
         """Its end of file stops the supervisor, which removes everything and exits; read
         to its own end of file, so that all of it is gone when this returns."""
         reply = self.launched.reply
+        if self.launched.call is not None:
+            self.launched.call.close()
         with contextlib.suppress(OSError):
             reply.shutdown(socket.SHUT_WR)
             while reply.recv(65536):

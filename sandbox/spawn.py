@@ -15,14 +15,13 @@ import pickle
 import resource
 import select
 import signal
-import socket
 import struct
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
-from . import calls, cgroups, child, namespaces, net
+from . import cgroups, child, namespaces, net
 from .calls import Stdio
 from .errors import SandboxError, SetupError, UnsupportedError
 from .limits import Rlimits
@@ -87,13 +86,16 @@ def _stop(signum: int, frame: object) -> None:
     raise Stopped
 
 
-def supervise(plan: RunPlan, stdio: Stdio | None, control: int | None = None) -> RunReport:
+def supervise(
+    plan: RunPlan, stdio: Stdio | None, control: int | None = None, call: int | None = None
+) -> RunReport:
     """Run the plan to the end and report. Closes the `stdio` fds it was given.
 
     `control` is the reply channel to the caller: `Started` is sent on it once the init is
     forked, and its end of file (the caller called `Running.kill`, or died) stops the run.
-    Without `stdio` the run is prepared (prepared.py): set up, then it waits for its call
-    (command, files, stdio) on `control`, and its time starts then."""
+    Without `stdio` the run is prepared (prepared.py): set up, then its init waits for its
+    call (command, files, stdio), which the caller sends on `call` straight to it; the run's
+    time starts then."""
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # a caller's SIG_IGN would eat the status
     started = time.monotonic()
@@ -109,7 +111,6 @@ def supervise(plan: RunPlan, stdio: Stdio | None, control: int | None = None) ->
             root = stack.enter_context(_run_dir())
             report_r, report_w = os.pipe2(os.O_CLOEXEC)
             stack.callback(os.close, report_r)
-            call_r, call_w = _call_channel(stdio, stack)
             # The run's network namespace with its allowlist and relay (no allowlist: None,
             # and the init makes a namespace with only lo). Single-threaded here: see net.py.
             network = stack.enter_context(net.isolate(plan.network, rootless=plan.rootless))
@@ -126,22 +127,24 @@ def supervise(plan: RunPlan, stdio: Stdio | None, control: int | None = None) ->
                     os.close(control)
                 join = cgroup.join_paths if cgroup else ()
                 netns = network.netns if network else None
-                child.run_init(plan, root, join, stdio, report_w, netns, call_r)
+                child.run_init(plan, root, join, stdio, report_w, netns, call)
         except (SandboxError, OSError) as exc:
             return RunReport(setup_error=_describe(exc), wall_time=time.monotonic() - started)
         os.close(report_w)
         stack.callback(_kill_and_reap, init, cgroup)
+        reported = b""
         if stdio is not None:
             _close_all(stdio)
         else:
-            os.close(call_r)
-            assert control is not None and call_w is not None
-            if not _pass_call(control, call_w, init):
+            assert control is not None and call is not None
+            os.close(call)  # the init's now
+            arrived, reported = _await_call(control, report_r, init)
+            if arrived is None:
                 return RunReport(setup_error="the prepared run was closed before its call")
-            started = time.monotonic()
+            started = arrived
         if control is not None:
             os.write(control, frame(Started(cgroup, warnings)))
-        watch = _Watch(init, report_r, cgroup, plan, started, control)
+        watch = _Watch(init, report_r, cgroup, plan, started, control, reported)
         report = watch.run(warnings)
         if network is not None:  # the run is over: stop the relay, say which bounds it hit
             report = replace(report, warnings=report.warnings + network.finish())
@@ -149,40 +152,33 @@ def supervise(plan: RunPlan, stdio: Stdio | None, control: int | None = None) ->
     raise AssertionError("unreachable")
 
 
-def _call_channel(
-    stdio: Stdio | None, stack: contextlib.ExitStack
-) -> tuple[int | None, int | None]:
-    """A prepared run's channel for its call: one end for the init, one for us."""
-    if stdio is not None:
-        return None, None
-    ours, theirs = socket.socketpair()
-    stack.callback(ours.close)
-    return theirs.detach(), ours.fileno()
-
-
-def _pass_call(control: int, call: int, init: int) -> bool:
-    """Wait for the caller's call and hand it (bytes and fds) on to the prepared init.
-    False when the caller closed the run instead. If the init died during its setup, go
-    on without a call: the watch reports the failed setup."""
+def _await_call(control: int, report_fd: int, init: int) -> tuple[float | None, bytes]:
+    """Wait until the prepared init has its call: when it arrived (the init says so first
+    on its report pipe), and what the init reported so far, for the watch. None when the
+    caller closed the run instead. If the init ended first (a failed setup), the time is
+    now, and the watch reports why."""
     poller = select.poll()
     poller.register(control, select.POLLIN)
+    poller.register(report_fd, select.POLLIN)
     pidfd = os.pidfd_open(init)
     poller.register(pidfd, select.POLLIN)
+    reported = b""
     try:
-        if any(fd == pidfd for fd, _ in poller.poll()):
-            return True
-        payload, stdio = calls.receive_raw(control)
-    except ConnectionError:
-        return False
+        while True:
+            for fd, _ in poller.poll():
+                if fd == control and not _read_or_eof(control):
+                    return None, reported
+                if fd == pidfd:
+                    return time.monotonic(), reported
+                if fd == report_fd:
+                    chunk = os.read(report_fd, 65536)
+                    reported += chunk
+                    first, newline, _ = reported.partition(b"\n")
+                    if newline or not chunk:  # its call, or why its setup failed
+                        arrived = json.loads(first).get("at") if newline else None
+                        return arrived or time.monotonic(), reported
     finally:
         os.close(pidfd)
-    try:
-        calls.send(call, payload, stdio)
-    except OSError:
-        pass  # the init died meanwhile: the watch reports its failed setup
-    finally:
-        _close_all(stdio)
-    return True
 
 
 def _close_all(fds: tuple[int, ...]) -> None:
@@ -268,6 +264,13 @@ def _kill(init: int, cgroup: cgroups.Cgroup | None) -> None:
 
 
 def _kill_and_reap(init: int, cgroup: cgroups.Cgroup | None) -> None:
+    """End the run's init unless it has ended: once reaped, its pid may be another's, and
+    an init that has exited took its pid namespace with it (cgroup.remove sweeps anyway)."""
+    try:
+        if os.waitpid(init, os.WNOHANG)[0]:
+            return
+    except ChildProcessError:
+        return  # the watch reaped it
     _kill(init, cgroup)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(init, 0)
@@ -284,11 +287,12 @@ class _Watch:
         plan: RunPlan,
         started: float,
         control: int | None = None,
+        reported: bytes = b"",
     ) -> None:
         self.init, self.report_fd, self.cgroup, self.plan = init, report_fd, cgroup, plan
         self.started = started
         self.deadline = started + plan.timeout
-        self.buffer = b""
+        self.buffer = reported  # what the init reported before the watch began
         self.timed_out = False
         self.control = control  # the reply channel: its end of file means "stop the run"
         self.stopped = False
@@ -426,7 +430,9 @@ def _alive(tag: str) -> bool:
     return not pid.isdigit() or os.path.exists(f"/proc/{pid}")
 
 
-def supervise_and_reply(plan: RunPlan, stdio: Stdio | None, reply: int, parent: int) -> None:
+def supervise_and_reply(
+    plan: RunPlan, stdio: Stdio | None, reply: int, parent: int, call: int | None = None
+) -> None:
     """The body of a supervisor process: run, send the pickled report on `reply`, exit.
 
     It dies with its parent (the caller or the spawn server): PR_SET_PDEATHSIG delivers
@@ -442,9 +448,12 @@ def supervise_and_reply(plan: RunPlan, stdio: Stdio | None, reply: int, parent: 
             return
         # A fork of the caller holds copies of all its fds; one of them may be the write end
         # of the run's stdin, which would then never see EOF.
-        sc.close_fds_except((0, 1, 2, *(stdio or ()), reply))
-        report = supervise(plan, stdio, control=reply)
+        sc.close_fds_except((0, 1, 2, *(stdio or ()), reply, call or reply))
+        report = supervise(plan, stdio, control=reply, call=call)
         with os.fdopen(reply, "wb") as channel:
             channel.write(frame(report))
+        # The caller wakes on this CPU (the kernel expects a writer to a socket to sleep
+        # next), and would wait there for our exit's teardown: let it run first (~1.5 ms).
+        os.sched_yield()
     finally:
         os._exit(0)

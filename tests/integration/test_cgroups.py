@@ -81,8 +81,8 @@ def start(cgroup: Cgroup, body: Callable[[], int]) -> int:
         code = 99
         try:
             for path in cgroup.join_paths:
-                with open(path, "w") as procs:
-                    procs.write("0")
+                with open(path, "w") as joined:
+                    joined.write("0")
             code = body()
         except BaseException:
             traceback.print_exc()
@@ -105,7 +105,7 @@ def wait(pid: int, within: float = 10.0) -> int:
 
 
 def members(cgroup: Cgroup) -> set[int]:
-    return {int(p) for path in cgroup.join_paths for p in Path(path).read_text().split()}
+    return {int(p) for path in cgroup.procs_paths for p in Path(path).read_text().split()}
 
 
 def gone(pid: int) -> bool:
@@ -263,7 +263,7 @@ def test_remove_kills_and_leaves_no_directory(make: Callable[..., Cgroup]) -> No
         time.sleep(0.01)
     cgroup.remove()
     assert os.WTERMSIG(wait(child)) == signal.SIGKILL
-    assert not any(os.path.exists(os.path.dirname(p)) for p in cgroup.join_paths)
+    assert not any(os.path.exists(os.path.dirname(p)) for p in cgroup.procs_paths)
     cgroup.remove()  # idempotent
 
 
@@ -280,8 +280,8 @@ def test_cleanup_stale_removes_runs_of_dead_supervisors_only(make: Callable[...,
         time.sleep(0.01)
     cgroups.cleanup_stale()
     assert os.WTERMSIG(wait(child)) == signal.SIGKILL
-    assert not any(os.path.exists(p) for p in stale.join_paths)
-    assert all(os.path.exists(p) for p in ours.join_paths)  # our own pid is alive
+    assert not any(os.path.exists(p) for p in stale.procs_paths)
+    assert all(os.path.exists(p) for p in ours.procs_paths)  # our own pid is alive
 
 
 def test_rmdir_does_not_follow_a_symlink(tmp_path: Path) -> None:

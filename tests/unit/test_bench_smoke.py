@@ -1,4 +1,5 @@
-"""A tiny run of the benchmark harness (bench/run.py): bare and ours only, a few rounds.
+"""A tiny run of the benchmark harness (bench/run.py): bare and ours (fresh and pooled)
+only, a few rounds.
 
 It checks the shape of the table and of the JSON, and that the numbers are positive; it
 asserts nothing about speed (that is what the benchmark itself is for).
@@ -38,7 +39,7 @@ def test_a_few_rounds_give_a_table_and_json(
     md.write_text("# Results\n\nanalysis above\n<!-- results -->\nold\n<!-- /results -->\nbelow\n")
     harness.main(
         [
-            "--runs", "3", "--warmup", "1", "--only", "bare,stockade-api",
+            "--runs", "3", "--warmup", "1", "--only", "bare,stockade-api,stockade-pool",
             "--programs", "true,py-print", "--concurrency", "1", "--throughput-seconds", "0.2",
             "--memory-runs", "1", "--hold-seconds", "0.5", "--json", str(out),
             "--results-md", str(md),
@@ -51,11 +52,12 @@ def test_a_few_rounds_give_a_table_and_json(
     assert report["interpreter"]["workload_python"] == os.path.realpath(
         report["interpreter"]["workload_python"]
     )
-    assert all(report["contenders"][name]["available"] for name in ("bare", "stockade-api"))
-    for name in ("true", "py-print"):
+    ours = ("bare", "stockade-api", "stockade-pool")
+    assert all(report["contenders"][name]["available"] for name in ours)
+    for name, contenders in (("true", ours[:2]), ("py-print", ours)):  # the pool runs source
         block = report["programs"][name]
         assert block["rounds"] == 3
-        assert set(block["results"]) == {"bare", "stockade-api"}
+        assert set(block["results"]) == set(contenders)
         for contender, entry in block["results"].items():
             assert entry["runs"] == 3 and entry["failed"] == 0, (name, contender, entry)
             assert 0 < entry["min_ms"] <= entry["median_ms"] <= entry["p90_ms"] <= entry["max_ms"]
@@ -66,6 +68,8 @@ def test_a_few_rounds_give_a_table_and_json(
     for contender in ("bare", "stockade-api"):
         assert report["throughput"][contender]["runs_per_s"]["1"] > 0
     assert report["throughput"]["stockade-api"]["memory_mib_per_run"] > 0
+    assert "stockade-pool" not in report["throughput"]  # it has no /bin/true to run
+    assert report["programs"]["py-print"]["results"]["stockade-pool"]["vs_stockade-api"]["ratio"]
     assert report["targets"][0]["target"].startswith("stockade-api / bwrap")
 
     header = "contender          median      p90      min      max  x bare x bwrap +bare ms"
