@@ -142,6 +142,11 @@ def supervise(
             if arrived is None:
                 return RunReport(setup_error="the prepared run was closed before its call")
             started = arrived
+            # The init tells of its call once the workload has started, long after it pivoted
+            # away from the run dir (or it failed, and is ending): no live namespace has a
+            # mount on it, so it can go now, while the workload runs, rather than after.
+            with contextlib.suppress(OSError):  # else it goes at the end, as always
+                os.rmdir(root)
         if control is not None:
             os.write(control, frame(Started(cgroup, warnings)))
         watch = _Watch(init, report_r, cgroup, plan, started, control, reported)
@@ -252,7 +257,8 @@ def _run_dir() -> Iterator[str]:
     try:
         yield path
     finally:
-        os.rmdir(path)
+        with contextlib.suppress(FileNotFoundError):  # a prepared run's went early
+            os.rmdir(path)
 
 
 def _kill(init: int, cgroup: cgroups.Cgroup | None) -> None:
