@@ -8,6 +8,7 @@ init tells its supervisor that it arrived.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import socket
@@ -26,11 +27,14 @@ class Call:
 
 
 def send(channel: int, payload: bytes, stdio: Stdio) -> None:
-    """Send a pickled `Call` and the stdio fds (the caller keeps its own copies)."""
+    """Send a pickled `Call` and the stdio fds (the caller keeps its own copies). OSError
+    means the receiver got nothing: once it has the fds, it answers for the call, and may
+    even have run it and closed its end before this returns."""
     message = memoryview(_LENGTH.pack(len(payload)) + payload)
     with socket.socket(fileno=os.dup(channel)) as sock:
         sent = socket.send_fds(sock, [message], list(stdio))  # one message wakes the init once
-        sock.sendall(message[sent:])
+        with contextlib.suppress(OSError):  # gone meanwhile: it reports the call cut short
+            sock.sendall(message[sent:])
 
 
 def receive(channel: int) -> tuple[Call, Stdio]:

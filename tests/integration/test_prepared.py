@@ -68,6 +68,16 @@ def test_a_prepared_run_gives_what_a_fresh_one_gives(
     assert prepared.error == fresh.error
 
 
+def test_a_call_runs_once(prefork_box: Sandbox) -> None:
+    # The init may take its call and close its end before the caller's send returns; that
+    # must not read as a failed call, which would run the program a second time, fresh, into
+    # the same pipes. Spaced out, so that each call finds its run prepared.
+    for _ in range(60):
+        time.sleep(0.03)
+        result = prefork_box.run(["sh", "-c", "echo once"])
+        assert (result.ok, result.stdout) == (True, "once\n")
+
+
 def test_each_call_gets_a_fresh_sandbox(prefork_box: Sandbox) -> None:
     leave = "touch /workspace/left /tmp/left /dev/shm/left; ls -A /workspace /tmp /dev/shm"
     first = prefork_box.run(["sh", "-c", leave])
