@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import select
 import socket
 import threading
 from dataclasses import replace
@@ -88,8 +89,12 @@ class _Prepared:
 
     def call(self, plan: RunPlan, stdio: Stdio) -> forkserver.Launched | None:
         """Hand the call straight to the prepared run's init; None if it is gone (start
-        afresh then)."""
+        afresh then). Its supervisor says nothing before the call unless the setup failed,
+        and its channel closes when it dies, while its init, killed for that, may still be
+        taking a call that nobody would then watch: so ask the channel first."""
         assert self.launched.call is not None
+        if select.select([self.launched.reply], [], [], 0)[0]:
+            return None
         payload = pickle.dumps(calls.Call(plan.argv, plan.env, plan.files))
         try:
             calls.send(self.launched.call.fileno(), payload, stdio)
