@@ -67,7 +67,7 @@ class Cgroup(Protocol):
     def cpu_time(self) -> float: ...  # cheap: polled during a run
     def stats(self) -> CgroupStats: ...
     def kill(self) -> None: ...  # SIGKILL every process in it
-    def remove(self) -> None: ...  # kill, then rmdir; idempotent
+    def remove(self) -> None: ...  # rmdir, killing what is in it first; idempotent
 
 
 @dataclass(frozen=True)
@@ -288,8 +288,9 @@ def _mkdir(path: str, exist_ok: bool) -> None:
                 raise
 
 
-def _rmdir(path: str, window: float) -> None:
-    """rmdir without following symlinks; gone already is fine; EBUSY is retried for `window`."""
+def _rmdir(path: str, window: float, sweep: Callable[[], None] | None = None) -> None:
+    """rmdir without following symlinks; gone already is fine. EBUSY (tasks in it) runs
+    `sweep` once, then is retried for `window` (tasks still dying)."""
     deadline = time.monotonic() + window
     while True:
         try:
@@ -299,9 +300,13 @@ def _rmdir(path: str, window: float) -> None:
         except FileNotFoundError:
             return
         except OSError as exc:
-            if exc.errno != errno.EBUSY or time.monotonic() >= deadline:  # tasks still dying
+            if exc.errno != errno.EBUSY or time.monotonic() >= deadline:
                 raise
-            time.sleep(0.01)
+            if sweep is not None:
+                sweep()  # it returns once the cgroup has emptied, or its own window is over
+                sweep = None
+            else:
+                time.sleep(0.01)
 
 
 def _members(procs_files: tuple[str, ...]) -> set[int]:
@@ -400,10 +405,11 @@ class CgroupV1:
             _kill_all(self.procs_paths)
 
     def remove(self) -> None:
-        self.kill()
+        # The kernel refuses to remove a cgroup that still has tasks, so try first and sweep
+        # only if it refuses: at the end of a run its pid namespace has emptied it already.
         with _step("cgroups.remove"):
             for procs in self.procs_paths:
-                _remove_run_dir(posixpath.dirname(procs))
+                _remove_run_dir(posixpath.dirname(procs), self.kill)
 
 
 class CgroupV2:
@@ -447,13 +453,12 @@ class CgroupV2:
             _kill_all(self.procs_paths)
 
     def remove(self) -> None:
-        self.kill()
-        with _step("cgroups.remove"):
-            _remove_run_dir(self.path)
+        with _step("cgroups.remove"):  # as CgroupV1.remove
+            _remove_run_dir(self.path, self.kill)
 
 
-def _remove_run_dir(path: str) -> None:
-    _rmdir(path, _RMDIR_WINDOW)
+def _remove_run_dir(path: str, sweep: Callable[[], None] | None = None) -> None:
+    _rmdir(path, _RMDIR_WINDOW, sweep)
     # The shared parent goes too once empty, so the host's tree is left as we found it; a
     # concurrent create() that loses its parent this way simply makes it again. A parent
     # someone else owns was delegated by an administrator: it stays.
