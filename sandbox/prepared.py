@@ -93,7 +93,9 @@ class _Prepared:
         and its channel closes when it dies, while its init, killed for that, may still be
         taking a call that nobody would then watch: so ask the channel first."""
         assert self.launched.call is not None
-        if select.select([self.launched.reply], [], [], 0)[0]:
+        channel = select.poll()  # not select(): a caller may hold fds above FD_SETSIZE
+        channel.register(self.launched.reply, select.POLLIN)
+        if channel.poll(0):
             return None
         payload = pickle.dumps(calls.Call(plan.argv, plan.env, plan.files))
         try:
