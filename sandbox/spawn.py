@@ -271,7 +271,8 @@ def _kill(init: int, cgroup: cgroups.Cgroup | None) -> None:
 
 def _kill_and_reap(init: int, cgroup: cgroups.Cgroup | None) -> None:
     """End the run's init unless it has ended: once reaped, its pid may be another's, and
-    an init that has exited took its pid namespace with it (cgroup.remove sweeps anyway)."""
+    an init that has exited took its pid namespace with it (cgroup.remove sweeps what is
+    left, if anything)."""
     try:
         if os.waitpid(init, os.WNOHANG)[0]:
             return
