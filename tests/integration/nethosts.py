@@ -14,7 +14,9 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import psutil
@@ -176,3 +178,66 @@ def remote_host(kind: str, offset: int, ula: str) -> Iterator[Remote]:
             server.stdout.close()
         subprocess.run(["ip", "link", "del", link], capture_output=True)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+@contextlib.contextmanager
+def host_server() -> Iterator[int]:
+    """A server on every address of the host (so also 127.0.0.1) that greets with "host";
+    its port. The thread and its sockets are gone when the block ends."""
+    server = socket.create_server(("", 0), family=socket.AF_INET6, dualstack_ipv6=True)
+    server.settimeout(0.1)
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                conn, _ = server.accept()
+                with conn:
+                    conn.sendall(b"host\n")
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        done.set()
+        thread.join()
+        server.close()
+
+
+# A workload: hold `limit` connections, try one more, close one, try again.
+CROWD = r"""
+import socket, sys, time
+host, port, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def greet(hold=None):
+    try:
+        conn = socket.create_connection((host, port), timeout=5)
+        if hold is not None:
+            conn.sendall(b"hold\\n")
+            hold.append(conn)
+        with conn.makefile("rb") as reader:
+            return reader.readline().decode().strip() or "refused"
+    except OSError:
+        return "refused"  # reset at once (possibly before connect() returned)
+held = []
+for _ in range(limit):
+    print("held", greet(held))
+print("over", greet())
+held.pop().close()
+for _ in range(50):  # the relay sees the close a moment later
+    answer = greet()
+    if answer != "refused":
+        break
+    time.sleep(0.05)
+print("after one closed", answer)
+"""
+
+
+def eventually(check: Callable[[], object], seconds: float = 5.0) -> bool:
+    """Whether `check()` comes true within `seconds` (polled every 50 ms)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return bool(check())

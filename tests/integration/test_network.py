@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,12 +28,15 @@ import pytest
 
 from sandbox import Policy, PolicyError, Result, Sandbox, net, spawn
 from tests.integration.nethosts import (
+    CROWD,
     OTHER_PORT,
     PORT,
     PROBE,
     QUICK,
     Remote,
+    eventually,
     from_host,
+    host_server,
     remote_host,
 )
 
@@ -149,31 +151,6 @@ def test_ipv6_destinations(remote: Remote) -> None:
 
 
 # -- the host itself -----------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def host_server() -> Iterator[int]:
-    """A server on every address of the host (so also 127.0.0.1) that greets with "host";
-    its port. The thread and its sockets are gone when the block ends."""
-    server = socket.create_server(("", 0), family=socket.AF_INET6, dualstack_ipv6=True)
-    server.settimeout(0.1)
-    done = threading.Event()
-
-    def serve() -> None:
-        while not done.is_set():
-            with contextlib.suppress(TimeoutError):
-                conn, _ = server.accept()
-                with conn:
-                    conn.sendall(b"host\n")
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        done.set()
-        thread.join()
-        server.close()
 
 
 def _host_addresses() -> list[str]:
@@ -322,32 +299,6 @@ def test_udp_icmp_and_raw_sockets_are_refused(remote: Remote) -> None:
 
 # -- bounds ----------------------------------------------------------------------------------
 
-CROWD = r"""
-import socket, sys, time
-host, port, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-def greet(hold=None):
-    try:
-        conn = socket.create_connection((host, port), timeout=5)
-        if hold is not None:
-            conn.sendall(b"hold\\n")
-            hold.append(conn)
-        with conn.makefile("rb") as reader:
-            return reader.readline().decode().strip() or "refused"
-    except OSError:
-        return "refused"  # reset at once (possibly before connect() returned)
-held = []
-for _ in range(limit):
-    print("held", greet(held))
-print("over", greet())
-held.pop().close()
-for _ in range(50):  # the relay sees the close a moment later
-    answer = greet()
-    if answer != "refused":
-        break
-    time.sleep(0.05)
-print("after one closed", answer)
-"""
-
 
 def test_max_connections(remote: Remote) -> None:
     policy = allowing(f"{remote.a}:{PORT}", max_connections=2)
@@ -434,15 +385,6 @@ def _host_connections_to(remote: Remote) -> list[object]:
     ]
 
 
-def _eventually(check: object, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return bool(check())  # type: ignore[operator]
-
-
 def _threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
@@ -461,8 +403,8 @@ def test_a_killed_run_leaves_nothing(remote: Remote) -> None:
     assert result.status == "timeout"
     netns = result.stdout.strip()
     assert netns.startswith("net:[")
-    assert _eventually(lambda: remote.count() == 0), "the relayed connection outlived the run"
-    assert _eventually(lambda: netns not in _namespaces_in_use()), "the run's netns is left"
+    assert eventually(lambda: remote.count() == 0), "the relayed connection outlived the run"
+    assert eventually(lambda: netns not in _namespaces_in_use()), "the run's netns is left"
     assert not _host_connections_to(remote)
     assert _links() == links and _threads() == threads
 
@@ -495,7 +437,7 @@ def test_killing_the_supervisor_tears_the_network_down(remote: Remote) -> None:
     )
     runner.start()
     try:
-        assert _eventually(lambda: remote.count() == 1, 20), "the run never connected"
+        assert eventually(lambda: remote.count() == 1, 20), "the run never connected"
         supervisors = _supervisors_with_a_relay()
         assert len(supervisors) == 1
         supervisor = supervisors[0]
@@ -505,12 +447,12 @@ def test_killing_the_supervisor_tears_the_network_down(remote: Remote) -> None:
     finally:
         runner.join(30)
     assert results and results[0].status == "setup_failed"
-    assert _eventually(lambda: remote.count() == 0), "the relayed connection outlived the run"
-    assert _eventually(lambda: all(_gone(p) for p in relay_and_init))
+    assert eventually(lambda: remote.count() == 0), "the relayed connection outlived the run"
+    assert eventually(lambda: all(_gone(p) for p in relay_and_init))
     assert not _host_connections_to(remote)
 
     def swept() -> bool:  # the run dir and cgroup a SIGKILLed supervisor leaves behind
         spawn.cleanup_stale()
         return not glob.glob(f"{tempfile.gettempdir()}/{spawn.RUN_DIR_PREFIX}{supervisor.pid}-*")
 
-    assert _eventually(swept)
+    assert eventually(swept)

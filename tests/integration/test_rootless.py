@@ -14,12 +14,9 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,12 +26,15 @@ import pytest
 
 from sandbox import cgroups
 from tests.integration.nethosts import (
+    CROWD,
     OTHER_PORT,
     PORT,
     PROBE,
     QUICK,
     Remote,
+    eventually,
     from_host,
+    host_server,
     remote_host,
 )
 
@@ -389,15 +389,6 @@ def _processes_of(user: User) -> list[int]:
     return found
 
 
-def _eventually(check: object, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return bool(check())  # type: ignore[operator]
-
-
 def probe(
     user: User, policy: str, allow: list[str], targets: list[tuple[str, int]], **kwargs: object
 ) -> dict[str, str]:
@@ -422,7 +413,7 @@ def probe(
     found = json.loads(result["stdout"])
     slow = {target: secs for target, (_, secs) in found.items() if secs > QUICK}
     assert not slow, f"answers took too long (a hang, not a refusal): {slow}"
-    assert _eventually(lambda: not _processes_of(user)), "the run left processes behind"
+    assert eventually(lambda: not _processes_of(user)), "the run left processes behind"
     return {target: answer for target, (answer, _) in found.items()}
 
 
@@ -450,30 +441,6 @@ def test_allowlist_rootless_reaches_only_what_it_lists(
         expected[f"{remote.a6} {PORT}"] = f"{remote.a6} {PORT}"
         expected[f"{remote.a6} {OTHER_PORT}"] = "ECONNREFUSED"
     assert answers == expected
-
-
-@contextlib.contextmanager
-def host_server() -> Iterator[int]:
-    """A server on every address of the host (127.0.0.1 too) that greets with "host"."""
-    server = socket.create_server(("", 0), family=socket.AF_INET6, dualstack_ipv6=True)
-    server.settimeout(0.1)
-    done = threading.Event()
-
-    def serve() -> None:
-        while not done.is_set():
-            with contextlib.suppress(TimeoutError):
-                conn, _ = server.accept()
-                with conn:
-                    conn.sendall(b"host\n")
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        done.set()
-        thread.join()
-        server.close()
 
 
 def test_a_network_with_a_port_rootless_never_reaches_the_host(
@@ -510,33 +477,6 @@ def test_an_entry_without_a_port_is_refused_rootless_before_anything_starts(
         assert done.returncode == 2, done
         assert f"network.allow: {entry!r} allows every port" in done.stderr
         assert "give a port, such as" in done.stderr and ":443" in done.stderr
-
-
-# Hold `limit` connections, try one more, close one, try again.
-CROWD = r"""
-import socket, sys, time
-host, port, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-def greet(hold=None):
-    try:
-        conn = socket.create_connection((host, port), timeout=5)
-        if hold is not None:
-            hold.append(conn)
-        with conn.makefile("rb") as reader:
-            return reader.readline().decode().strip() or "refused"
-    except OSError:
-        return "refused"
-held = []
-for _ in range(limit):
-    print("held", greet(held))
-print("over", greet())
-held.pop().close()
-for _ in range(50):  # the relay sees the close a moment later
-    answer = greet()
-    if answer != "refused":
-        break
-    time.sleep(0.05)
-print("after one closed", answer)
-"""
 
 
 def test_max_connections_rootless(user: User, remote: Remote, networked: str) -> None:
@@ -597,8 +537,8 @@ def test_a_timed_out_rootless_run_leaves_nothing(
         )
     )
     assert result["status"] == "timeout" and result["stdout"] == "connected\n", result
-    assert _eventually(lambda: remote.count() == 0), "the relayed connection outlived the run"
-    assert _eventually(lambda: not _processes_of(user)), "the run left processes behind"
+    assert eventually(lambda: remote.count() == 0), "the relayed connection outlived the run"
+    assert eventually(lambda: not _processes_of(user)), "the run left processes behind"
 
 
 def test_a_failed_rootless_setup_stops_the_relay(
@@ -611,7 +551,7 @@ def test_a_failed_rootless_setup_stops_the_relay(
         "run", "--allow-net", f"{remote.a}:{PORT}", "--", "true", policy=networked, wrap=wrap
     )
     assert done.returncode == 125 and "user namespaces" in done.stderr, done
-    assert _eventually(lambda: not _processes_of(user)), "the relay outlived the run"
+    assert eventually(lambda: not _processes_of(user)), "the relay outlived the run"
 
 
 def test_names_are_pinned_rootless(
