@@ -15,7 +15,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-_LENGTH = struct.Struct("!Q")
+LENGTH = struct.Struct("!Q")  # the length before a pickle: a call here, a plan in forkserver
 Stdio = tuple[int, int, int]
 
 
@@ -30,7 +30,7 @@ def send(channel: int, payload: bytes, stdio: Stdio) -> None:
     """Send a pickled `Call` and the stdio fds (the caller keeps its own copies). OSError
     means the receiver got nothing: once it has the fds, it answers for the call, and may
     even have run it and closed its end before this returns."""
-    message = memoryview(_LENGTH.pack(len(payload)) + payload)
+    message = memoryview(LENGTH.pack(len(payload)) + payload)
     with socket.socket(fileno=os.dup(channel)) as sock:
         sent = socket.send_fds(sock, [message], list(stdio))  # one message wakes the init once
         with contextlib.suppress(OSError):  # gone meanwhile: it reports the call cut short
@@ -40,13 +40,13 @@ def send(channel: int, payload: bytes, stdio: Stdio) -> None:
 def receive(channel: int) -> tuple[Call, Stdio]:
     """The call and its stdio fds; ConnectionError if the sender went away."""
     with socket.socket(fileno=os.dup(channel)) as sock:
-        header, fds, _, _ = socket.recv_fds(sock, _LENGTH.size, 3)
+        header, fds, _, _ = socket.recv_fds(sock, LENGTH.size, 3)
         if len(fds) != 3:
             for fd in fds:
                 os.close(fd)
             raise ConnectionError("no call: the channel closed")
-        header += exactly(sock, _LENGTH.size - len(header))
-        payload = exactly(sock, _LENGTH.unpack(header)[0])
+        header += exactly(sock, LENGTH.size - len(header))
+        payload = exactly(sock, LENGTH.unpack(header)[0])
     call = pickle.loads(payload)
     assert isinstance(call, Call)
     return call, (fds[0], fds[1], fds[2])

@@ -15,7 +15,6 @@ import os
 import pickle
 import signal
 import socket
-import struct
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -26,8 +25,6 @@ from .plan import RunPlan
 
 if TYPE_CHECKING:
     import subprocess
-
-_LENGTH = struct.Struct("!Q")
 
 
 @dataclass
@@ -101,7 +98,7 @@ class _SpawnServer:
         for sock in passed:
             sock.close()
         payload = self._pickle(plan)
-        ours.sendall(_LENGTH.pack(len(payload)) + payload)
+        ours.sendall(calls.LENGTH.pack(len(payload)) + payload)
         return Launched(ours, None, call)
 
     def _pickle(self, plan: RunPlan) -> bytes:
@@ -183,8 +180,8 @@ def serve(control: socket.socket) -> None:
 
 def _receive_plan(fd: int) -> RunPlan:
     with socket.socket(fileno=os.dup(fd)) as channel:
-        header = calls.exactly(channel, _LENGTH.size)
-        plan = pickle.loads(calls.exactly(channel, _LENGTH.unpack(header)[0]))
+        header = calls.exactly(channel, calls.LENGTH.size)
+        plan = pickle.loads(calls.exactly(channel, calls.LENGTH.unpack(header)[0]))
     assert isinstance(plan, RunPlan)
     return plan
 
