@@ -13,14 +13,13 @@ import os
 import pickle
 import socket
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 LENGTH = struct.Struct("!Q")  # the length before a pickle: a call here, a plan in forkserver
 Stdio = tuple[int, int, int]
 
 
-@dataclass(frozen=True)
-class Call:
+class Call(NamedTuple):
     argv: tuple[str, ...]
     env: dict[str, str]
     files: dict[str, bytes]

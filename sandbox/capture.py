@@ -10,22 +10,23 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
-from dataclasses import dataclass, field
 
 from .result import Result, Status, decide_status
 
 _CHUNK = 65536
 
 
-@dataclass
 class Sink:
     """Keeps (or forwards) at most `limit` bytes of one stream and counts the rest."""
 
-    limit: int
-    forward_fd: int | None = None
-    chunks: list[bytes] = field(default_factory=list)
-    kept: int = 0
-    truncated: bool = False
+    __slots__ = ("chunks", "forward_fd", "kept", "limit", "truncated")
+
+    def __init__(self, limit: int, forward_fd: int | None = None) -> None:
+        self.limit = limit
+        self.forward_fd = forward_fd
+        self.chunks: list[bytes] = []
+        self.kept = 0
+        self.truncated = False
 
     def add(self, data: bytes) -> None:
         room = self.limit - self.kept

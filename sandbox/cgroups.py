@@ -23,8 +23,7 @@ import re
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from .errors import SetupError, UnsupportedError
 
@@ -47,14 +46,12 @@ _KILL_WINDOW = 2.0  # seconds kill() keeps sweeping before it leaves the rest to
 _RMDIR_WINDOW = 1.0  # seconds remove() retries EBUSY while dying tasks are released
 
 
-@dataclass(frozen=True)
-class CgroupLimits:
+class CgroupLimits(NamedTuple):
     memory: int | None  # bytes; None = no limit
     pids: int | None  # most tasks at once
 
 
-@dataclass(frozen=True)
-class CgroupStats:
+class CgroupStats(NamedTuple):
     cpu_time: float  # seconds, whole tree
     peak_memory: int  # bytes, 0 if unknown
     oom_killed: bool  # the kernel's OOM killer killed something in this cgroup
@@ -70,8 +67,7 @@ class Cgroup(Protocol):
     def remove(self) -> None: ...  # rmdir, killing what is in it first; idempotent
 
 
-@dataclass(frozen=True)
-class CgroupSupport:
+class CgroupSupport(NamedTuple):
     """What this machine offers, for `create` and for `sandbox doctor`."""
 
     version: int | None  # 1, 2, or None when no usable cgroup filesystem is mounted
@@ -80,8 +76,7 @@ class CgroupSupport:
     reasons: dict[str, str]  # controller -> why it is missing
 
 
-@dataclass(frozen=True)
-class CgroupMount:
+class CgroupMount(NamedTuple):
     mount_point: str
     root: str  # the part of the hierarchy this mount shows
     version: int

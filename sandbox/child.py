@@ -15,7 +15,6 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any, NoReturn
 
 from . import _syscalls as sc
@@ -138,7 +137,7 @@ _SIGNALS_TO_RESET = tuple(signal.valid_signals() - {signal.SIGKILL, signal.SIGST
 def _receive_call(plan: RunPlan, call_fd: int) -> tuple[RunPlan, tuple[int, int, int]]:
     call, stdio = calls.receive(call_fd)
     os.close(call_fd)
-    return replace(plan, argv=call.argv, env=call.env, files=call.files), stdio
+    return plan._replace(argv=call.argv, env=call.env, files=call.files), stdio
 
 
 def _join_cgroup(join_paths: tuple[str, ...]) -> None:

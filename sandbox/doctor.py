@@ -11,15 +11,14 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 from . import _syscalls as sc
 from . import cgroups, mounts, namespaces, net, seccomp
 from .errors import SandboxError
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(NamedTuple):
     name: str
     available: bool
     detail: str
@@ -140,7 +139,7 @@ def main(*, json_output: bool = False) -> int:
     found = checks()
     healthy = all(check.available for check in found if check.required)
     if json_output:
-        print(json.dumps({"ok": healthy, "checks": [asdict(c) for c in found]}, indent=2))
+        print(json.dumps({"ok": healthy, "checks": [c._asdict() for c in found]}, indent=2))
     else:
         for check in found:
             mark = "ok " if check.available else ("MISSING" if check.required else "no ")

@@ -16,8 +16,7 @@ import pickle
 import signal
 import socket
 import sys
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import calls, cgroups, spawn
 from .calls import Stdio
@@ -27,8 +26,7 @@ if TYPE_CHECKING:
     import subprocess
 
 
-@dataclass
-class Launched:
+class Launched(NamedTuple):
     reply: socket.socket  # the supervisor's pickled RunReport arrives here, then EOF
     pid: int | None  # the supervisor's pid when it is our own child, to reap
     call: socket.socket | None = None  # a prepared run's: its call goes straight to its init

@@ -30,9 +30,8 @@ import stat
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from . import cgroups, running
 from .capture import Sink
@@ -149,8 +148,7 @@ class Meter:
         self._cpu = self._oom = self._peak = None
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """One request, as the host saw it."""
 
     done: dict[str, object] | None  # the interpreter's answer; None: it died or was killed
@@ -197,12 +195,11 @@ class Warm:
         plan = box.plan(["python3", "-c", SOURCE, mode], files={}, env=env or {})
         limits = plan.cgroup_limits
         extra = 1 if mode == "pool" else 0  # the zygote is one more process than a run has
-        plan = replace(
-            plan,
+        plan = plan._replace(
             timeout=lifetime,
             cpu_time=None,  # per request: RLIMIT_CPU in the run, and the tree's from the cgroup
             rlimits=tuple(r for r in plan.rlimits if r[0] != resource.RLIMIT_CPU),
-            cgroup_limits=replace(limits, pids=limits.pids + extra if limits.pids else None),
+            cgroup_limits=limits._replace(pids=limits.pids + extra if limits.pids else None),
         )
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
@@ -485,7 +482,7 @@ def _failure(run: running.Running, mode: str, detail: str) -> Result:
         what = f"the {mode} interpreter ended while starting"
         how = f"signal {report.signal}" if report.signal else f"exit {report.exit_code}"
         cause = f"{what} ({how}){': ' + detail if detail else ''}"
-        report = replace(report, setup_error=cause)
+        report = report._replace(setup_error=cause)
     empty = Sink(0)
     return running.report_result(report, empty, empty)
 

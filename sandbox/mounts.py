@@ -18,7 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import _syscalls as sc
 
@@ -26,16 +26,14 @@ DEVICES = ("null", "zero", "full", "random", "urandom")
 _ST_FLAGS = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
 
 
-@dataclass(frozen=True)
-class Overlay:
+class Overlay(NamedTuple):
     """A host directory, shown read-only at `target` through an overlay of the run's own."""
 
     source: str
     target: str
 
 
-@dataclass(frozen=True)
-class Copy:
+class Copy(NamedTuple):
     """A host file, copied into the tmpfs root (read-only once the root is remounted).
 
     A file cannot be an overlay's layer, and an overlay of its directory would show what is
@@ -48,8 +46,7 @@ class Copy:
     target: str
 
 
-@dataclass(frozen=True)
-class Device:
+class Device(NamedTuple):
     """The host's device node at the same path: a node of the run's own (made with mknod, so
     a lock on it is the run's alone), or, where no node can be made (in a user namespace), a
     bind of the host's."""
@@ -57,35 +54,30 @@ class Device:
     target: str
 
 
-@dataclass(frozen=True)
-class Tmpfs:
+class Tmpfs(NamedTuple):
     target: str
     options: str
     devices: bool = False  # its device nodes open (/dev: only the init makes any, as root)
 
 
-@dataclass(frozen=True)
-class Symlink:
+class Symlink(NamedTuple):
     target: str
     points_to: str
 
 
-@dataclass(frozen=True)
-class File:
+class File(NamedTuple):
     target: str
     content: bytes
 
 
-@dataclass(frozen=True)
-class Proc:
+class Proc(NamedTuple):
     target: str = "/proc"
 
 
 Mount = Overlay | Copy | Device | Tmpfs | Symlink | File | Proc
 
 
-@dataclass(frozen=True)
-class RootPlan:
+class RootPlan(NamedTuple):
     mounts: tuple[Mount, ...]
     uid: int
     gid: int

@@ -33,8 +33,7 @@ import re
 import socket
 import struct
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import _syscalls as sc
 from .errors import PolicyError, SetupError, UnsupportedError
@@ -67,8 +66,7 @@ _HOST_ONLY = tuple(
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     """One allowed destination: every address of `network`, on `port` (None: every port)."""
 
     network: Net
@@ -78,8 +76,7 @@ class Rule:
         return address in self.network and self.port in (None, port)
 
 
-@dataclass(frozen=True)
-class NetworkPlan:
+class NetworkPlan(NamedTuple):
     """What the run may reach; no rules means no network at all (only the run's own lo)."""
 
     rules: tuple[Rule, ...] = ()
@@ -97,8 +94,7 @@ class NetworkPlan:
 # -- pure half -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One allowlist entry, parsed: an address or network, or a name to resolve."""
 
     network: Net | None
@@ -282,14 +278,21 @@ def _host_addresses() -> set[Address]:
 # -- privileged half: the supervisor, before and after it forks the run's init --------------
 
 
-@dataclass
 class RunNetwork:
     """The supervisor's handle on a run's network: the namespace (an fd the init joins) and
     the relay process. Rootless, `netns` is None until `make_namespace` made it."""
 
-    netns: int | None
-    relay: RelayProcess
-    cleanup: contextlib.ExitStack | None = None  # rootless: where make_namespace's fd goes
+    __slots__ = ("cleanup", "netns", "relay")
+
+    def __init__(
+        self,
+        netns: int | None,
+        relay: RelayProcess,
+        cleanup: contextlib.ExitStack | None = None,  # rootless: where make_namespace's fd goes
+    ) -> None:
+        self.netns = netns
+        self.relay = relay
+        self.cleanup = cleanup
 
     def make_namespace(self) -> None:
         """Rootless, in the user namespace the supervisor has just entered (single-threaded,

@@ -29,8 +29,7 @@ import signal
 import socket
 import struct
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 from . import _syscalls as sc
 
@@ -123,8 +122,7 @@ def _reset(sock: socket.socket) -> None:
     sock.close()
 
 
-@dataclass(frozen=True)
-class Counters:
+class Counters(NamedTuple):
     relayed: int = 0  # bytes, both directions
     refused: int = 0  # connections reset at once: not allowed, or over a bound
     over_connections: int = 0  # of those, refused for max_connections

@@ -22,7 +22,6 @@ import pickle
 import select
 import socket
 import threading
-from dataclasses import replace
 
 from . import calls, forkserver
 from .calls import Stdio
@@ -33,7 +32,7 @@ def template(plan: RunPlan) -> RunPlan | None:
     """The part of `plan` a run can be prepared for; None if it cannot be prepared."""
     if plan.network.rules:
         return None  # names are resolved and the relay made per run
-    return replace(plan, argv=(), env={}, files={})
+    return plan._replace(argv=(), env={}, files={})
 
 
 class Standby:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import signal as signal_module
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class Status(StrEnum):
@@ -42,9 +41,12 @@ def decide_status(
     return Status.OK
 
 
-@dataclass(frozen=True)
-class Result:
-    """What a run did. Times in seconds, memory in bytes; output kept as raw bytes too."""
+class Result(NamedTuple):
+    """What a run did. Times in seconds, memory in bytes; output kept as raw bytes too.
+
+    An immutable record: `_replace(...)` makes a changed copy, `to_dict()` is the contract's
+    JSON object. A NamedTuple rather than a dataclass because every `sandbox` command imports
+    it: `dataclasses` (with `inspect` and `ast`) would cost a command ~15 ms."""
 
     status: Status
     exit_code: int | None

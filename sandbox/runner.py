@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 import posixpath
 import sys
-import weakref
 from collections.abc import Mapping, Sequence
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import forkserver, limits, mounts, net, running, seccomp
@@ -16,12 +14,14 @@ from .capture import Sink
 from .cgroups import CgroupLimits
 from .errors import PolicyError
 from .plan import RunPlan
-from .prepared import Standby
 from .result import Result
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .policy import Policy
     from .pool import Pool
+    from .prepared import Standby
     from .session import Session
 
 LANGUAGES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -50,13 +50,17 @@ class Sandbox:
         the modules of the policy's `process.preload` and of `preload` already imported.
         `prefork` (on by default) sets up each next fresh sandbox of `run` ahead of its call,
         from the second run on (see prepared.py). `close()` ends what either keeps."""
-        if policy is None or isinstance(policy, str | Path):
+        if policy is None or isinstance(policy, str | os.PathLike):
             from .policy import Policy  # lazily: pydantic is heavy, and the CLI passes its own
 
             policy = Policy.load(policy or "default")
         self.policy = policy
         self._standby: Standby | None = None
-        if prefork:
+        if prefork:  # lazily, as the pool below: the command line never prepares a run
+            import weakref
+
+            from .prepared import Standby
+
             self._standby = Standby()
             weakref.finalize(self, self._standby.close)
         self.pool: Pool | None = None

@@ -180,6 +180,21 @@ def test_a_second_run_of_a_policy_needs_no_pydantic(tmp_path: Path) -> None:
     assert [run.stdout.split() for run in runs] == [[b"True", b"0"], [b"False", b"0"]], runs
 
 
+def test_a_run_imports_none_of_the_heavy_modules() -> None:
+    """The command's imports are its cost (bench/RESULTS.md): once its policy and seccomp
+    programs are cached, a run imports no pydantic, no compiler of filters, and none of the
+    stdlib modules the package used to pull in (dataclasses with inspect and ast, tempfile
+    with shutil, threading)."""
+    heavy = ("pydantic", "pyseccomp", "dataclasses", "inspect", "ast", "tempfile", "threading")
+    probe = (
+        "import sys; from sandbox.cli import main; code = main(sys.argv[1:]); "
+        f"print(sorted(name for name in {heavy!r} if name in sys.modules), code)"
+    )
+    argv = [sys.executable, "-c", probe, "run", "--", "true"]
+    runs = [subprocess.run(argv, capture_output=True, timeout=60) for _ in range(2)]
+    assert runs[-1].stdout == b"[] 0\n", runs
+
+
 def test_help_lists_every_command() -> None:
     done = sandbox("--help")
     assert done.returncode == 0
