@@ -12,8 +12,7 @@ The pure half parses /proc/self/cgroup and /proc/self/mountinfo and plans paths;
 privileged half is short verbs on file descriptors opened without following symlinks.
 """
 
-from __future__ import annotations
-
+# Not `from __future__ import annotations`: it would cost every command (see plan.py).
 import contextlib
 import errno
 import functools

@@ -8,8 +8,7 @@ thread), that receives each run's plan and pipes over a private socketpair, in t
 multiprocessing's forkserver. Nobody else can talk to it: there is no named socket.
 """
 
-from __future__ import annotations
-
+# Not `from __future__ import annotations`: it would cost every command (see plan.py).
 import _thread
 import os
 import pickle

@@ -22,8 +22,7 @@ and a listener bound to each allowed address and port, hands the listeners to th
 without a port is refused when the run is planned.
 """
 
-from __future__ import annotations
-
+# Not `from __future__ import annotations`: it would cost every command (see plan.py).
 import contextlib
 import errno
 import fcntl
@@ -152,7 +151,7 @@ def _hostname(name: str, entry: str) -> str:
 
 
 def plan_network(
-    policy: Network,
+    policy: "Network",
     *,
     resolve: Resolver | None = None,
     host_addresses: Callable[[], set[Address]] | None = None,
@@ -287,7 +286,7 @@ class RunNetwork:
     def __init__(
         self,
         netns: int | None,
-        relay: RelayProcess,
+        relay: "RelayProcess",
         cleanup: contextlib.ExitStack | None = None,  # rootless: where make_namespace's fd goes
     ) -> None:
         self.netns = netns

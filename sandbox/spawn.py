@@ -5,8 +5,7 @@ server), so the fork below is safe. Its work ends with a `RunReport`; every reso
 is released by one ExitStack, also when it is told to stop by SIGTERM (its parent died).
 """
 
-from __future__ import annotations
-
+# Not `from __future__ import annotations`: it would cost every command (see plan.py).
 import contextlib
 import gc
 import json
