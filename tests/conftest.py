@@ -69,9 +69,10 @@ def _settled_snapshot() -> dict[str, object]:
     """The snapshot, once no unreachable object keeps a run. An object dropped in a reference
     cycle (an agent holding a Sandbox with a prepared run, say) is freed only by the
     collector, whose finalizers then end that run: at some arbitrary point inside a later
-    test, unless collected here. Only when a run is there at all: a collection takes ~60 ms."""
+    test, unless collected here. Only when something besides the spawn server is there (a
+    run, or one being prepared): a collection takes ~60 ms."""
     found = _snapshot()
-    if found["run dirs"] or found["cgroups"]:
+    if found["run dirs"] or found["cgroups"] or len(psutil.Process().children(True)) > 1:
         gc.collect()
         found = _snapshot()
     return found
