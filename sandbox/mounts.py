@@ -76,6 +76,20 @@ class Proc(NamedTuple):
 Mount = Overlay | Copy | Device | Tmpfs | Symlink | File | Proc
 
 
+def _same_kind_and_values(self: tuple, other: object) -> bool:
+    return type(other) is type(self) and tuple.__eq__(self, other)
+
+
+def _differs(self: tuple, other: object) -> bool:
+    return not _same_kind_and_values(self, other)
+
+
+# A NamedTuple equals any tuple of the same values, so an Overlay would equal the Copy of the
+# same paths, and a plan (compared to reuse a prepared run or its pickle) its changed twin.
+for _kind in Mount.__args__:
+    _kind.__eq__, _kind.__ne__ = _same_kind_and_values, _differs  # type: ignore[method-assign]
+
+
 class RootPlan(NamedTuple):
     mounts: tuple[Mount, ...]
     uid: int

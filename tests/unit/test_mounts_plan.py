@@ -12,12 +12,6 @@ from pathlib import Path
 from sandbox import mounts
 
 
-def typed(planned: tuple[mounts.Mount, ...]) -> list[tuple[type, mounts.Mount]]:
-    # Mounts are NamedTuples, equal to any tuple of the same values: compare the kind too,
-    # or an Overlay would pass for the Copy of the same paths.
-    return [(type(mount), mount) for mount in planned]
-
-
 def test_directories_overlay_files_copy_links_stay_links(tmp_path: Path) -> None:
     (tmp_path / "usr" / "lib").mkdir(parents=True)
     (tmp_path / "etc").mkdir()
@@ -27,18 +21,14 @@ def test_directories_overlay_files_copy_links_stay_links(tmp_path: Path) -> None
     (tmp_path / "alias").symlink_to(tmp_path / "real")
     paths = ("usr", "usr/lib", "etc/ld.so.cache", "lib", "missing", "alias/", "usr/../real")
     planned = mounts.plan_runtime(tuple(str(tmp_path / p) for p in paths))
-    assert set(typed(planned)) == set(
-        typed(
-            (
-                mounts.Overlay(str(tmp_path / "usr"), str(tmp_path / "usr")),  # usr/lib: in it
-                mounts.Copy(str(tmp_path / "etc/ld.so.cache"), str(tmp_path / "etc/ld.so.cache")),
-                mounts.Symlink(str(tmp_path / "lib"), "usr/lib"),
-                # "alias/" normalises to the link itself: a link, as at the top of the host
-                mounts.Symlink(str(tmp_path / "alias"), str(tmp_path / "real")),
-                mounts.Overlay(str(tmp_path / "real"), str(tmp_path / "real")),
-            )
-        )
-    )
+    assert set(planned) == {
+        mounts.Overlay(str(tmp_path / "usr"), str(tmp_path / "usr")),  # usr/lib: already in
+        mounts.Copy(str(tmp_path / "etc/ld.so.cache"), str(tmp_path / "etc/ld.so.cache")),
+        mounts.Symlink(str(tmp_path / "lib"), "usr/lib"),
+        # "alias/" normalises to the link itself: a link, as at the top of the host
+        mounts.Symlink(str(tmp_path / "alias"), str(tmp_path / "real")),
+        mounts.Overlay(str(tmp_path / "real"), str(tmp_path / "real")),
+    }
 
 
 def test_a_link_inside_a_runtime_path_is_resolved_for_the_source(tmp_path: Path) -> None:
@@ -46,8 +36,7 @@ def test_a_link_inside_a_runtime_path_is_resolved_for_the_source(tmp_path: Path)
     (tmp_path / "via").symlink_to("real")
     (tmp_path / "real" / "dir").mkdir()
     planned = mounts.plan_runtime((str(tmp_path / "via" / "dir"),))
-    expected = mounts.Overlay(str(tmp_path / "real" / "dir"), str(tmp_path / "via/dir"))
-    assert typed(planned) == typed((expected,))
+    assert planned == (mounts.Overlay(str(tmp_path / "real" / "dir"), str(tmp_path / "via/dir")),)
 
 
 def test_the_default_root_binds_only_device_nodes() -> None:
@@ -70,3 +59,13 @@ def test_the_default_root_binds_only_device_nodes() -> None:
 def test_overlay_option_escapes_separators() -> None:
     assert mounts._escape("/opt/a:b,c\\d") == "/opt/a\\:b\\,c\\\\d"
     assert mounts._escape("/usr") == "/usr"
+
+
+def test_mounts_of_another_kind_are_never_equal() -> None:
+    """Mounts are NamedTuples, which would equal any tuple of the same values: an Overlay
+    must not pass for the Copy of the same paths, in a test or when a plan is compared."""
+    overlay, copy = mounts.Overlay("/usr", "/usr"), mounts.Copy("/usr", "/usr")
+    assert overlay != copy and (overlay == copy) is False
+    assert overlay == mounts.Overlay("/usr", "/usr") and overlay != ("/usr", "/usr")
+    assert mounts.RootPlan((overlay,), 1, 1) != mounts.RootPlan((copy,), 1, 1)
+    assert len({overlay, mounts.Overlay("/usr", "/usr")}) == 1
