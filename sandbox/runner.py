@@ -53,7 +53,7 @@ class Sandbox:
         if policy is None or isinstance(policy, str | os.PathLike):
             from .policy import Policy  # lazily: pydantic is heavy, and the CLI passes its own
 
-            policy = Policy.load(policy or "default")
+            policy = Policy.load(os.fspath(policy or "default"))
         self.policy = policy
         self._standby: Standby | None = None
         if prefork:  # lazily, as the pool below: the command line never prepares a run
