@@ -144,12 +144,15 @@ class AutoGen:
         self.CodeBlock, self.CancellationToken = CodeBlock, CancellationToken
         self.Executor = LocalCommandLineCodeExecutor
         self.version = version("autogen-ext")
+        self.work_dirs: list[tempfile.TemporaryDirectory[str]] = []
 
     def supports(self, program: Program) -> bool:
         return program["code"] is not None or program["command"] is not None
 
     def runner(self) -> Runner:
-        executor = self.Executor(work_dir=tempfile.mkdtemp(prefix="bench-autogen-"))
+        work_dir = tempfile.TemporaryDirectory(prefix="bench-autogen-")
+        self.work_dirs.append(work_dir)
+        executor = self.Executor(work_dir=work_dir.name)
         loop = asyncio.new_event_loop()
 
         def run(program: Program) -> Outcome:
@@ -164,7 +167,8 @@ class AutoGen:
         return run
 
     def close(self) -> None:
-        pass
+        for work_dir in self.work_dirs:
+            work_dir.cleanup()
 
 
 BACKENDS: dict[str, Callable[[dict[str, Any]], Any]] = {
