@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
-from . import cgroups, running
+from . import cgroup_layout, cgroups, running
 from .capture import Sink
 from .errors import SandboxError
 from .result import Result
@@ -110,7 +110,7 @@ class Meter:
             return None
         with contextlib.suppress(OSError, ValueError, KeyError):
             text = os.pread(self._cpu, 4096, 0).decode()
-            value = cgroups.keyed(text)["usage_usec"] if " " in text else int(text)
+            value = cgroup_layout.keyed(text)["usage_usec"] if " " in text else int(text)
             return value * self._cpu_scale
         return None
 
@@ -118,7 +118,7 @@ class Meter:
         if self._oom is None:
             return None
         with contextlib.suppress(OSError):
-            return cgroups.keyed(os.pread(self._oom, 4096, 0).decode()).get(self._oom_key, 0)
+            return cgroup_layout.keyed(os.pread(self._oom, 4096, 0).decode()).get(self._oom_key, 0)
         return None
 
     def reset_peak(self) -> None:

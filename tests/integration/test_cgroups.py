@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from sandbox import cgroups
+from sandbox import cgroup_layout, cgroups
 from sandbox.cgroups import Cgroup, CgroupLimits
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (cgroup directories)")
@@ -46,7 +46,7 @@ def _run_cgroups() -> set[str]:
 
 def _someone_elses(path: str) -> bool:
     """A run of another live supervisor (tests of other modules may run meanwhile)."""
-    pid = cgroups.supervisor_pid(os.path.basename(path))
+    pid = cgroup_layout.supervisor_pid(os.path.basename(path))
     return pid is not None and pid != os.getpid() and psutil.pid_exists(pid)
 
 

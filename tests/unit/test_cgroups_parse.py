@@ -1,4 +1,5 @@
-"""The pure half of sandbox/cgroups.py: parse /proc/self/cgroup and mountinfo, plan paths.
+"""sandbox/cgroup_layout.py: parse /proc/self/cgroup and mountinfo, plan paths; and the
+refusals of sandbox/cgroups.py that need no I/O.
 
 No root and no cgroup filesystem needed. The v2 backend is covered here only through its
 planning and parsing (and stat files in a plain directory): this test machine is v1.
@@ -13,8 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sandbox import cgroups
-from sandbox.cgroups import CgroupLimits, CgroupMount, CgroupSupport
+from sandbox import cgroup_layout, cgroups
+from sandbox.cgroup_layout import CgroupMount, CgroupSupport
+from sandbox.cgroups import CgroupLimits
 from sandbox.errors import UnsupportedError
 
 # A legacy (v1) machine with an own memory cgroup, cpu and cpuacct mounted apart.
@@ -61,16 +63,16 @@ LIMITS = CgroupLimits(memory=64 << 20, pids=16)
 
 
 def plan(own: str, mounts: str, enabled: frozenset[str] = frozenset(), root: bool = True):
-    parsed = cgroups.parse_mountinfo(mounts)
-    own_paths = cgroups.parse_proc_cgroup(own)
-    return cgroups.plan_support(own_paths, parsed, enabled, root, writable=lambda path: False)
+    parsed = cgroup_layout.parse_mountinfo(mounts)
+    own_paths = cgroup_layout.parse_proc_cgroup(own)
+    return cgroup_layout.plan_support(own_paths, parsed, enabled, root, writable=lambda path: False)
 
 
 # ------------------------------------------------------------------ /proc/self/cgroup
 
 
 def test_proc_cgroup_v1_lines_key_each_controller() -> None:
-    own = cgroups.parse_proc_cgroup(HYBRID_SELF)
+    own = cgroup_layout.parse_proc_cgroup(HYBRID_SELF)
     assert own["memory"] == "/user.slice/user-1000.slice/session-2.scope"
     assert own["cpu"] == own["cpuacct"] == "/user.slice"  # co-mounted: one line, two keys
     assert own["name=systemd"].endswith("session-2.scope")
@@ -78,15 +80,17 @@ def test_proc_cgroup_v1_lines_key_each_controller() -> None:
 
 
 def test_proc_cgroup_v2_only_and_paths_with_colons() -> None:
-    assert cgroups.parse_proc_cgroup(V2_SELF) == {"": "/user.slice/user-1000.slice/session-2.scope"}
-    assert cgroups.parse_proc_cgroup("0::/a:b\n") == {"": "/a:b"}
+    assert cgroup_layout.parse_proc_cgroup(V2_SELF) == {
+        "": "/user.slice/user-1000.slice/session-2.scope"
+    }
+    assert cgroup_layout.parse_proc_cgroup("0::/a:b\n") == {"": "/a:b"}
 
 
 # ------------------------------------------------------------------ mountinfo
 
 
 def test_mountinfo_v1_keeps_cgroup_mounts_only_with_their_controllers() -> None:
-    mounts = cgroups.parse_mountinfo(V1_MOUNTS)
+    mounts = cgroup_layout.parse_mountinfo(V1_MOUNTS)
     assert [m.mount_point for m in mounts] == [
         "/sys/fs/cgroup/cpu",
         "/sys/fs/cgroup/cpuacct",
@@ -99,7 +103,7 @@ def test_mountinfo_v1_keeps_cgroup_mounts_only_with_their_controllers() -> None:
 
 
 def test_mountinfo_hybrid_with_optional_fields() -> None:
-    mounts = cgroups.parse_mountinfo(HYBRID_MOUNTS)
+    mounts = cgroup_layout.parse_mountinfo(HYBRID_MOUNTS)
     unified = [m for m in mounts if m.version == 2]
     assert [m.mount_point for m in unified] == ["/sys/fs/cgroup/unified"]
     both = next(m for m in mounts if m.mount_point == "/sys/fs/cgroup/cpu,cpuacct")
@@ -107,7 +111,7 @@ def test_mountinfo_hybrid_with_optional_fields() -> None:
 
 
 def test_mountinfo_v2_only() -> None:
-    assert cgroups.parse_mountinfo(V2_MOUNTS) == [
+    assert cgroup_layout.parse_mountinfo(V2_MOUNTS) == [
         CgroupMount("/sys/fs/cgroup", "/", 2, frozenset({"rw", "nsdelegate"}))
     ]
 
@@ -120,7 +124,7 @@ def _escape(path: str) -> str:
 @given(st.text(alphabet="ab/ \t\\,:-", min_size=1).map(lambda s: "/" + s))
 def test_mountinfo_unescapes_mount_points(point: str) -> None:
     line = f"40 31 0:37 / {_escape(point)} rw - cgroup cgroup rw,pids\n"
-    assert cgroups.parse_mountinfo(line)[0].mount_point == point
+    assert cgroup_layout.parse_mountinfo(line)[0].mount_point == point
 
 
 # ------------------------------------------------------------------ path planning
@@ -128,13 +132,13 @@ def test_mountinfo_unescapes_mount_points(point: str) -> None:
 
 def test_cgroup_dir_follows_the_mount_root() -> None:
     whole = CgroupMount("/sys/fs/cgroup/memory", "/", 1, frozenset({"memory"}))
-    assert cgroups.cgroup_dir(whole, "/") == "/sys/fs/cgroup/memory"
-    assert cgroups.cgroup_dir(whole, "/a/b") == "/sys/fs/cgroup/memory/a/b"
+    assert cgroup_layout.cgroup_dir(whole, "/") == "/sys/fs/cgroup/memory"
+    assert cgroup_layout.cgroup_dir(whole, "/a/b") == "/sys/fs/cgroup/memory/a/b"
     # A container that bind-mounts only its own part of the hierarchy.
     part = CgroupMount("/sys/fs/cgroup/memory", "/docker/abc", 1, frozenset({"memory"}))
-    assert cgroups.cgroup_dir(part, "/docker/abc/x") == "/sys/fs/cgroup/memory/x"
-    assert cgroups.cgroup_dir(part, "/docker/other") is None
-    assert cgroups.cgroup_dir(whole, "/../outside-our-namespace") is None
+    assert cgroup_layout.cgroup_dir(part, "/docker/abc/x") == "/sys/fs/cgroup/memory/x"
+    assert cgroup_layout.cgroup_dir(part, "/docker/other") is None
+    assert cgroup_layout.cgroup_dir(whole, "/../outside-our-namespace") is None
 
 
 def test_plan_v1_puts_runs_under_our_own_cgroup_per_controller() -> None:
@@ -146,13 +150,13 @@ def test_plan_v1_puts_runs_under_our_own_cgroup_per_controller() -> None:
         "pids": "/sys/fs/cgroup/pids/stockade",
         "cpu": "/sys/fs/cgroup/cpuacct/stockade",  # accounting: cpuacct, not cpu
     }
-    assert cgroups.run_dirs(support, "12-3")["memory"].endswith("/8c68/stockade/12-3")
+    assert cgroup_layout.run_dirs(support, "12-3")["memory"].endswith("/8c68/stockade/12-3")
 
 
 def test_plan_hybrid_uses_v1_and_shares_co_mounted_directories() -> None:
     support = plan(HYBRID_SELF, HYBRID_MOUNTS, enabled=frozenset())
     assert support.version == 1
-    dirs = cgroups.run_dirs(support, "7-0")
+    dirs = cgroup_layout.run_dirs(support, "7-0")
     assert dirs["cpu"] == "/sys/fs/cgroup/cpu,cpuacct/user.slice/stockade/7-0"
     assert (
         dirs["pids"]
@@ -183,7 +187,7 @@ def test_plan_v2_as_root_uses_the_root_stockade() -> None:
     assert support.version == 2
     assert support.controllers == {"memory": True, "pids": True, "cpu": True}
     assert set(support.paths.values()) == {"/sys/fs/cgroup/stockade"}
-    assert set(cgroups.run_dirs(support, "5-1").values()) == {"/sys/fs/cgroup/stockade/5-1"}
+    assert set(cgroup_layout.run_dirs(support, "5-1").values()) == {"/sys/fs/cgroup/stockade/5-1"}
 
 
 def test_plan_v2_cpu_accounting_needs_no_controller() -> None:
@@ -193,10 +197,10 @@ def test_plan_v2_cpu_accounting_needs_no_controller() -> None:
 
 
 def test_plan_v2_not_root_uses_a_delegated_own_cgroup() -> None:
-    own = cgroups.parse_proc_cgroup(V2_SELF)
-    mounts = cgroups.parse_mountinfo(V2_MOUNTS)
+    own = cgroup_layout.parse_proc_cgroup(V2_SELF)
+    mounts = cgroup_layout.parse_mountinfo(V2_MOUNTS)
     scope = "/sys/fs/cgroup/user.slice/user-1000.slice/session-2.scope"
-    support = cgroups.plan_support(
+    support = cgroup_layout.plan_support(
         own, mounts, V2_CONTROLLERS, False, writable=lambda path: path.startswith(scope + "/")
     )
     assert support.controllers == {"memory": True, "pids": True, "cpu": True}
@@ -204,10 +208,12 @@ def test_plan_v2_not_root_uses_a_delegated_own_cgroup() -> None:
 
 
 def test_plan_v2_from_our_leaf_goes_back_to_the_delegated_cgroup() -> None:
-    own = cgroups.parse_proc_cgroup(V2_SELF.rstrip() + "/stockade-supervisor\n")
-    mounts = cgroups.parse_mountinfo(V2_MOUNTS)
+    own = cgroup_layout.parse_proc_cgroup(V2_SELF.rstrip() + "/stockade-supervisor\n")
+    mounts = cgroup_layout.parse_mountinfo(V2_MOUNTS)
     scope = "/sys/fs/cgroup/user.slice/user-1000.slice/session-2.scope"
-    support = cgroups.plan_support(own, mounts, V2_CONTROLLERS, False, writable=lambda p: True)
+    support = cgroup_layout.plan_support(
+        own, mounts, V2_CONTROLLERS, False, writable=lambda p: True
+    )
     assert set(support.paths.values()) == {scope + "/stockade"}
 
 
@@ -227,10 +233,12 @@ def test_plan_nothing_mounted() -> None:
 
 
 def test_keyed_reads_stat_files() -> None:
-    assert cgroups.keyed("usage_usec 1500000\nuser_usec 1000\n")["usage_usec"] == 1500000
-    events = cgroups.keyed("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n")
+    assert cgroup_layout.keyed("usage_usec 1500000\nuser_usec 1000\n")["usage_usec"] == 1500000
+    events = cgroup_layout.keyed("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n")
     assert events["oom_kill"] == 1
-    assert cgroups.keyed("oom_kill_disable 0\nunder_oom 0\n").get("oom_kill") is None  # < 4.13
+    assert (
+        cgroup_layout.keyed("oom_kill_disable 0\nunder_oom 0\n").get("oom_kill") is None
+    )  # < 4.13
 
 
 def test_needed_always_wants_cpu() -> None:
@@ -242,7 +250,7 @@ def test_needed_always_wants_cpu() -> None:
     ("name", "pid"), [("123-4", 123), ("9-t1", 9), ("abc", None), ("12", None), ("1-2/x", None)]
 )
 def test_supervisor_pid(name: str, pid: int | None) -> None:
-    assert cgroups.supervisor_pid(name) == pid
+    assert cgroup_layout.supervisor_pid(name) == pid
 
 
 # ------------------------------------------------------------------ create's refusals (no I/O)
