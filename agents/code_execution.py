@@ -69,8 +69,8 @@ class CodeExecutionAgent(ChatAgent):
     `sandbox.Policy` or a built-in policy's name). With `persist_workspace=True` the blocks of
     one conversation (the messages that descend from one outside message) share /workspace.
     With `stateful=True` the Python blocks of one conversation run in one sandboxed
-    interpreter (a `sandbox` session), so variables and imports carry over; `close()` ends
-    the sessions.
+    interpreter (a `sandbox` session), so variables and imports carry over. `close()` ends
+    the sessions and the sandbox's prepared run.
     """
 
     def __init__(
@@ -101,6 +101,9 @@ class CodeExecutionAgent(ChatAgent):
         self.last_files: dict[str, str] = {}
         room = workspace.output_room(workspace_limit) if persist_workspace else 0
         self.executor = _executor(sandbox, policy, timeout, max_output_size + room)
+        # A sandbox made here is this agent's to close; an executor passed in is the caller's.
+        made = isinstance(sandbox, str)
+        self._close_executor = getattr(self.executor, "close", None) if made else None
         if stateful and not callable(getattr(self.executor, "session", None)):
             raise ConfigError("stateful=True needs the built-in sandbox (it keeps sessions)")
         self.stateful = stateful
@@ -187,9 +190,12 @@ class CodeExecutionAgent(ChatAgent):
             )
 
     def close(self) -> None:
-        """End every session this agent keeps (stateful=True)."""
+        """End every session this agent keeps (stateful=True), and the run the built-in
+        sandbox keeps prepared. The agent can still run code afterwards, in fresh sandboxes."""
         while self._sessions:
             self._sessions.popitem()[1].close()
+        if self._close_executor is not None:
+            self._close_executor()
 
     async def _run_persisted(self, block: CodeBlock, conversation: str) -> BlockRun:
         spaces: dict[str, str] = self.state.setdefault("workspaces", {})

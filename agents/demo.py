@@ -177,16 +177,19 @@ async def run(offline: bool, max_rounds: int, trace: Path) -> int:
     print(f"task: {TASK}")
     print("tests (test_task.py):")
     print(_indent(TESTS))
-    result = await code_review_loop(
-        specialist,
-        runner,
-        reviewer,
-        TASK,
-        TESTS,
-        max_rounds,
-        runtime=runtime,
-        on_round=Transcript(runtime, max_rounds),
-    )
+    try:
+        result = await code_review_loop(
+            specialist,
+            runner,
+            reviewer,
+            TASK,
+            TESTS,
+            max_rounds,
+            runtime=runtime,
+            on_round=Transcript(runtime, max_rounds),
+        )
+    finally:
+        runner.close()  # its sandbox keeps the next run set up
     print()
     if result.passed:
         print(f"Result: the tests passed in round {result.passed_round} of {max_rounds}.")

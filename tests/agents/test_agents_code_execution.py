@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import glob
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from agents import (
 )
 from agents.code_blocks import find_blocks
 from sandbox import Result, Status
+from tests.conftest import RUN_DIRS
 
 pytestmark = pytest.mark.usefixtures("real_sandbox")
 
@@ -280,6 +282,22 @@ def test_the_workspace_is_part_of_the_saved_state() -> None:
         again.execute(CodeBlock(code="import os; print(os.path.exists('k'))"), conversation="c")
     )
     assert result.stdout == "False\n"
+
+
+def test_close_ends_the_run_the_sandbox_keeps_prepared() -> None:
+    runner = CodeExecutionAgent(timeout=10)
+    before = set(glob.glob(RUN_DIRS))
+    for _ in range(2):  # from its second run on, the sandbox sets up the next one ahead
+        assert run(runner, "print(1)").ok
+    for _ in range(500):
+        if prepared := set(glob.glob(RUN_DIRS)) - before:
+            break
+        time.sleep(0.01)
+    assert prepared, "no run was prepared"
+    runner.close()
+    assert not prepared & set(glob.glob(RUN_DIRS))
+    assert run(runner, "print(2)").stdout == "2\n"  # closed, it still runs code: fresh
+    runner.close()
 
 
 def test_stateful_agent_keeps_variables_within_a_conversation() -> None:
