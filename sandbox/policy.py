@@ -7,6 +7,7 @@ is the only way flags change a policy, so files and flags have one source of tru
 
 from __future__ import annotations
 
+import posixpath
 import re
 import tomllib
 from collections.abc import Mapping
@@ -109,8 +110,17 @@ DEFAULT_READONLY = (
 )  # fmt: skip
 
 
+def _host_path(value: str) -> str:
+    # A relative path would be joined to the new root's path by string, landing outside it.
+    if not value.startswith("/") or "\0" in value:
+        raise ValueError(f"expected an absolute host path, got {value!r}")
+    if posixpath.normpath(value).strip("/") == "":
+        raise ValueError("the sandbox's / is its own: name the host directories to show in it")
+    return value
+
+
 class Filesystem(_Section):
-    readonly: tuple[str, ...] = DEFAULT_READONLY
+    readonly: tuple[Annotated[str, AfterValidator(_host_path)], ...] = DEFAULT_READONLY
     """Host paths bound read-only at the same place; missing ones are skipped."""
     python: bool = True
     """Also bind the running interpreter's installation (sys.base_prefix) read-only."""

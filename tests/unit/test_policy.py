@@ -43,6 +43,10 @@ def test_builtin_policies_are_listed() -> None:
         ({"process": {"uid": 0}}, "process.uid"),
         ({"process": {"hostname": "a b"}}, "process.hostname"),
         ({"filesystem": {"tmp_size": "-1M"}}, "filesystem.tmp_size"),
+        # joined to the new root by string, a relative path would land outside it
+        ({"filesystem": {"readonly": ["usr/share"]}}, "filesystem.readonly.0"),
+        ({"filesystem": {"readonly": ["/usr", "../../tmp/x"]}}, "filesystem.readonly.1"),
+        ({"filesystem": {"readonly": ["//"]}}, "filesystem.readonly.0"),
     ],
 )
 def test_bad_policies_name_the_key(data: dict, field: str) -> None:
