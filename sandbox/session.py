@@ -89,15 +89,21 @@ class Session:
                 raise SessionError(self._ended or "the session is closed")
             cpu = self.box.policy.limits.cpu_time
             out, err = (Sink(self.box.policy.limits.output) for _ in range(2))
-            outcome = warm.request(
-                {"op": "call", "timeout": limit, "cpu": cpu},
-                code.encode("utf-8", "surrogateescape"),
-                timeout=limit,
-                grace=self.grace,
-                cpu_time=cpu,
-                out=out,
-                err=err,
-            )
+            try:
+                outcome = warm.request(
+                    {"op": "call", "timeout": limit, "cpu": cpu},
+                    code.encode("utf-8", "surrogateescape"),
+                    timeout=limit,
+                    grace=self.grace,
+                    cpu_time=cpu,
+                    out=out,
+                    err=err,
+                )
+            except BaseException as exc:
+                # Interrupted here (a KeyboardInterrupt, say), the call may still be running,
+                # and its answer would be taken for the next call's: end the session instead.
+                self._end(warm, f"a call was interrupted in the caller ({type(exc).__name__})")
+                raise
             if outcome.done is None:
                 result = self._lost(warm, outcome, out, err)
                 raise SessionError(result.error or "the session ended", result)
@@ -129,8 +135,6 @@ class Session:
     def _lost(self, warm: Warm, outcome: Outcome, out: Sink, err: Sink) -> Result:
         """The interpreter is gone during a call: end the session, say why."""
         death = warm.death()
-        warm.close()
-        self._warm = None
         if outcome.hard_killed and outcome.cpu_exceeded:
             why = "the call used up its CPU time and did not stop at the interrupt"
         elif outcome.hard_killed:
@@ -141,7 +145,7 @@ class Session:
             why = "the session was closed during the call"
         else:
             why = f"the interpreter ended ({_how(death)})"
-        self._ended = f"the session is gone: {why}; its state is lost"
+        self._end(warm, why)
         return captured_result(
             out,
             err,
@@ -155,6 +159,11 @@ class Session:
             error=self._ended,
             warnings=warm.warnings,
         )
+
+    def _end(self, warm: Warm, why: str) -> None:
+        warm.close()
+        self._warm = None
+        self._ended = f"the session is gone: {why}; its state is lost"
 
 
 def _how(death: RunReport) -> str:

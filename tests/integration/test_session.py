@@ -5,6 +5,7 @@ threads and asyncio, and nothing left behind once closed (the autouse leak check
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -88,6 +89,26 @@ def test_the_interpreter_dying_ends_the_session(box: Sandbox) -> None:
         with pytest.raises(SessionError, match="memory") as raised:
             session.run("hog = bytearray(300 << 20)")
         assert raised.value.result.status is Status.MEMORY_LIMIT
+
+
+def test_a_call_interrupted_in_the_caller_ends_the_session(box: Sandbox) -> None:
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        with box.session() as session:
+            session.run("x = 5")
+            signal.setitimer(signal.ITIMER_REAL, 0.5)  # Ctrl-C, as it were, during the call
+            with pytest.raises(KeyboardInterrupt):
+                session.run("import time; time.sleep(2); print('slept')")
+            assert not session.alive
+            # its answer, still to come, must never be taken for a later call's
+            with pytest.raises(SessionError, match="interrupted in the caller"):
+                session.run("print(x)")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_threads_and_asyncio(session) -> None:  # type: ignore[no-untyped-def]
