@@ -54,6 +54,8 @@ class Sandbox:
             from .policy import Policy  # lazily: pydantic is heavy, and the CLI passes its own
 
             policy = Policy.load(os.fspath(policy or "default"))
+        elif isinstance(policy, Mapping):
+            raise PolicyError("policy", "a dict is not a Policy: pass Policy.from_dict(data)")
         self.policy = policy
         self._standby: Standby | None = None
         if prefork:  # lazily, as the pool below: the command line never prepares a run
@@ -82,6 +84,7 @@ class Sandbox:
         """Run `argv` in a fresh sandbox. `stdin` is bytes to feed, or an fd to hand over.
         `files` land in /workspace. `stdout_fd`/`stderr_fd` forward output live instead of
         keeping it (up to the output limit either way)."""
+        _check_stdin(stdin)
         plan = self.plan(argv, files=files or {}, env=env or {})
         out, err = (Sink(self.policy.limits.output, fd) for fd in (stdout_fd, stderr_fd))
         if self._standby is None:
@@ -105,6 +108,7 @@ class Sandbox:
             raise PolicyError(
                 "language", f"unknown language {language!r}; known: {', '.join(LANGUAGES)}"
             )
+        _check_stdin(stdin)
         if self.pool is not None and language == "python":
             return self.pool.run_code(code, stdin=stdin, files=files, env=env)
         filename, argv = LANGUAGES[language]
@@ -132,6 +136,7 @@ class Sandbox:
         """Start `argv` in a fresh sandbox and return at once: a long-lived run whose raw
         pipes the caller holds (`Running.stdin` to write, `.stdout`/`.stderr` to read), with
         `wait()`, `kill()` and `close()`. It also ends when the caller dies."""
+        _check_stdin(stdin, data=False)
         plan = self.plan(argv, files=files or {}, env=env or {})
         return running.start(plan, stdin, self.policy.limits.output)
 
@@ -225,6 +230,8 @@ class Sandbox:
         env.update(self.policy.process.env)
         env.update(extra)
         for name, value in env.items():
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise PolicyError("env", f"{name!r}: names and values must be strings")
             if not name or "=" in name or "\0" in name or "\0" in value:
                 raise PolicyError("env", f"invalid variable {name!r}: NAME=VALUE, no NUL bytes")
         return env
@@ -251,12 +258,24 @@ def _check_argv(argv: Sequence[str]) -> tuple[str, ...]:
     return checked
 
 
+def _check_stdin(stdin: object, *, data: bool = True) -> None:
+    # A bool is an int to Python: False would hand over fd 0, the caller's own stdin.
+    kinds = (bytes, bytearray, memoryview, int) if data else (int,)
+    if stdin is not None and (isinstance(stdin, bool) or not isinstance(stdin, kinds)):
+        wanted = "bytes to feed, an fd to hand over" if data else "an fd to hand over"
+        raise PolicyError("stdin", f"expected {wanted} or None, not {type(stdin).__name__}")
+
+
 def _check_files(files: Mapping[str, bytes | str]) -> dict[str, bytes]:
     checked = {}
     for name, content in files.items():
-        normal = posixpath.normpath(name)
-        if not name or name.startswith("/") or normal == "." or normal.split("/")[0] == "..":
-            raise PolicyError("files", f"{name!r}: must be a relative path inside /workspace")
+        normal = posixpath.normpath(name) if isinstance(name, str) else ""
+        if not normal or "\0" in normal or normal[0] == "/" or normal.split("/")[0] in (".", ".."):
+            raise PolicyError(
+                "files", f"{name!r}: must be a relative path inside /workspace, without NUL"
+            )
+        if not isinstance(content, str | bytes | bytearray | memoryview):
+            raise PolicyError("files", f"{name!r}: content must be str or bytes")
         checked[normal] = content.encode() if isinstance(content, str) else bytes(content)
     return checked
 

@@ -38,10 +38,38 @@ def test_unknown_language(box: Sandbox) -> None:
         box.run_code("print(1)", language="cobol")
 
 
-@pytest.mark.parametrize("name", ["../escape", "/etc/passwd", "", ".", "a/../../b"])
+@pytest.mark.parametrize("name", ["../escape", "/etc/passwd", "", ".", "a/../../b", "a\0b", 7])
 def test_files_must_stay_in_the_workspace(box: Sandbox, name: str) -> None:
     with pytest.raises(PolicyError, match="files"):
         box.run(["true"], files={name: b"x"})
+
+
+@pytest.mark.parametrize("content", [5, None, ["x"]])  # bytes(5) would be five NUL bytes
+def test_file_contents_are_str_or_bytes(box: Sandbox, content: object) -> None:
+    with pytest.raises(PolicyError, match="files"):
+        box.run(["true"], files={"a": content})  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize("env", [{"A": 1}, {"A": None}, {1: "x"}])
+def test_env_names_and_values_are_strings(box: Sandbox, env: object) -> None:
+    with pytest.raises(PolicyError, match="env"):
+        box.run(["true"], env=env)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("stdin", [False, True, "text", 1.5])
+def test_stdin_is_bytes_an_fd_or_none(box: Sandbox, stdin: object) -> None:
+    # False is 0 to Python: taken as an fd, it would hand the caller's own stdin over
+    with pytest.raises(PolicyError, match="stdin"):
+        box.run(["cat"], stdin=stdin)  # type: ignore[arg-type]
+    with pytest.raises(PolicyError, match="stdin"):
+        box.run_code("print(1)", stdin=stdin)  # type: ignore[arg-type]
+    with pytest.raises(PolicyError, match="stdin"):
+        box.start(["cat"], stdin=stdin).close()  # type: ignore[arg-type]
+
+
+def test_a_dict_is_not_a_policy() -> None:
+    with pytest.raises(PolicyError, match=r"Policy\.from_dict"):
+        Sandbox({"limits": {"timeout": 1}})  # type: ignore[arg-type]
 
 
 def test_raw_output_is_kept(box: Sandbox) -> None:
