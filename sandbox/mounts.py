@@ -146,6 +146,9 @@ def plan_mounts(
 
 
 _STDIO = ("stdin", "stdout", "stderr")
+_ETC_FILES = ("passwd", "group", "hostname", "hosts", "nsswitch.conf", "resolv.conf")
+# What every run makes itself, which no host path may cover (the policy refuses it).
+OWN_PATHS = ("/proc", "/dev", "/tmp", "/workspace", *(f"/etc/{name}" for name in _ETC_FILES))
 
 
 def _etc_files(uid: int, gid: int, hostname: str, hosts: tuple[tuple[str, str], ...]) -> list[File]:

@@ -20,10 +20,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
 )
 
 from .errors import PolicyError
+from .mounts import OWN_PATHS
 from .net import parse_entry
 from .policy_source import builtin_policies as builtin_policies  # re-exported: the API's home
 from .policy_source import read_policy_text
@@ -88,8 +90,8 @@ class Limits(_Section):
     """CPU-time limit in seconds for the whole process tree; None for none."""
     memory: Size | None = Field(256 << 20, ge=4 << 20, le=_TIB)
     """Memory limit in bytes for the whole tree (tmpfs contents count too); None for none."""
-    pids: Count | None = Field(64, ge=1, le=1 << 22)
-    """Most processes and threads at once; None for none."""
+    pids: Count | None = Field(64, ge=2, le=1 << 22)
+    """Most processes and threads at once, the run's init included; None for none."""
     open_files: Count = Field(256, ge=8, le=1 << 20)
     """Most open file descriptors per process (RLIMIT_NOFILE)."""
     file_size: Size = Field(64 << 20, ge=1, le=_TIB)
@@ -114,15 +116,19 @@ def _host_path(value: str) -> str:
     # A relative path would be joined to the new root's path by string, landing outside it.
     if not value.startswith("/") or "\0" in value:
         raise ValueError(f"expected an absolute host path, got {value!r}")
-    if posixpath.normpath(value).strip("/") == "":
+    path = "/" + posixpath.normpath(value).lstrip("/")
+    if path == "/":
         raise ValueError("the sandbox's / is its own: name the host directories to show in it")
+    for own in OWN_PATHS:  # each run makes these itself; a host path there would collide
+        if path == own or path.startswith(own + "/") or own.startswith(path + "/"):
+            raise ValueError(f"{value!r} overlaps {own}, which each run makes itself")
     return value
 
 
 class Filesystem(_Section):
     readonly: tuple[Annotated[str, AfterValidator(_host_path)], ...] = DEFAULT_READONLY
     """Host paths bound read-only at the same place; missing ones are skipped."""
-    python: bool = True
+    python: StrictBool = True
     """Also bind the running interpreter's installation (sys.base_prefix) read-only."""
     workspace_size: Size = Field(64 << 20, ge=64 << 10, le=_TIB)
     """Size cap of the writable /workspace (a per-run tmpfs), in bytes."""
@@ -132,6 +138,9 @@ class Filesystem(_Section):
     """Most files and directories in each of /workspace and /tmp."""
 
 
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
 class Process(_Section):
     uid: Count = Field(65534, ge=1, le=(1 << 32) - 2)
     """The workload's uid; never 0."""
@@ -139,7 +148,9 @@ class Process(_Section):
     """The workload's gid; never 0."""
     hostname: str = Field("sandbox", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9.-]{0,62}$")
     """The hostname inside the sandbox."""
-    env: dict[str, str] = Field(default_factory=lambda: {"LANG": "C.UTF-8"})
+    env: dict[EnvName, Annotated[str, Field(pattern=r"^[^\x00]*$")]] = Field(
+        default_factory=lambda: {"LANG": "C.UTF-8"}
+    )
     """Variables set inside, on top of PATH, HOME and TMPDIR. Nothing of the host's."""
     preload: tuple[Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*$")], ...] = ()
     """Python modules that pooled sandboxes and sessions import before any run."""
@@ -154,7 +165,7 @@ class Network(_Section):
     allow: tuple[Annotated[str, AfterValidator(_allow_entry)], ...] = ()
     """Destinations reachable over TCP: 'HOST', 'HOST:PORT', 'ADDRESS', 'ADDRESS:PORT',
     '[IPV6]:PORT', 'CIDR' or 'CIDR:PORT'. Without a port, every port."""
-    allow_host_loopback: bool = False
+    allow_host_loopback: StrictBool = False
     """For local development only: let the host's loopback, its own addresses, link-local
     and metadata addresses through when the allowlist names them."""
     max_connections: Count = Field(16, ge=1, le=4096)

@@ -248,6 +248,8 @@ def _check_argv(argv: Sequence[str]) -> tuple[str, ...]:
     checked = tuple(argv)
     if not all(isinstance(arg, str) and "\0" not in arg for arg in checked):
         raise PolicyError("argv", "every argument must be a string without NUL bytes")
+    if not checked[0]:
+        raise PolicyError("argv", "the program's name is empty")
     size = sum(len(arg.encode(errors="surrogateescape")) + 1 for arg in checked)
     if size > MAX_ARGV_BYTES:
         raise PolicyError(
@@ -274,10 +276,20 @@ def _check_files(files: Mapping[str, bytes | str]) -> dict[str, bytes]:
             raise PolicyError(
                 "files", f"{name!r}: must be a relative path inside /workspace, without NUL"
             )
+        if name.endswith("/"):
+            raise PolicyError("files", f"{name!r}: names a directory, not a file")
         if not isinstance(content, str | bytes | bytearray | memoryview):
             raise PolicyError("files", f"{name!r}: content must be str or bytes")
         checked[normal] = content.encode() if isinstance(content, str) else bytes(content)
+    for name in checked:  # a file cannot also be a directory of others
+        if (parent := next((p for p in _parents(name) if p in checked), None)) is not None:
+            raise PolicyError("files", f"{name!r}: {parent!r} is a file, not a directory")
     return checked
+
+
+def _parents(name: str) -> list[str]:
+    parts = name.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def _execute(plan: RunPlan, stdin: Stdin, out: Sink, err: Sink, launch: running.Launch) -> Result:

@@ -38,10 +38,18 @@ def test_unknown_language(box: Sandbox) -> None:
         box.run_code("print(1)", language="cobol")
 
 
-@pytest.mark.parametrize("name", ["../escape", "/etc/passwd", "", ".", "a/../../b", "a\0b", 7])
+@pytest.mark.parametrize(
+    "name", ["../escape", "/etc/passwd", "", ".", "a/../../b", "a\0b", 7, "sub/"]
+)
 def test_files_must_stay_in_the_workspace(box: Sandbox, name: str) -> None:
     with pytest.raises(PolicyError, match="files"):
         box.run(["true"], files={name: b"x"})
+
+
+def test_a_file_cannot_also_be_a_directory(box: Sandbox) -> None:
+    with pytest.raises(PolicyError, match="'a' is a file"):
+        box.run(["true"], files={"a": "x", "a/b": "y"})
+    assert box.run(["cat", "a/b", "a/c"], files={"a/b": "x", "a/c": "y"}).stdout == "xy"
 
 
 @pytest.mark.parametrize("content", [5, None, ["x"]])  # bytes(5) would be five NUL bytes
@@ -78,7 +86,9 @@ def test_raw_output_is_kept(box: Sandbox) -> None:
     assert result.stdout == "\ufffd\x00\n"
 
 
-@pytest.mark.parametrize("argv", [[], "echo hi", ["echo", "a\0b"], ["true", *["x" * 65536] * 20]])
+@pytest.mark.parametrize(
+    "argv", [[], "echo hi", ["echo", "a\0b"], ["true", *["x" * 65536] * 20], [""]]
+)
 def test_bad_argv(box: Sandbox, argv: object) -> None:
     with pytest.raises(PolicyError, match="argv"):
         box.run(argv)  # type: ignore[arg-type]

@@ -156,15 +156,24 @@ def test_unknown_command_is_a_usage_error() -> None:
     assert sandbox("frobnicate").returncode == 2
 
 
-def test_setup_failure_is_125() -> None:
-    """A pids limit of 1 leaves the run's init no room to fork the workload: the sandbox
-    cannot be set up, and says which step failed and why."""
-    done = sandbox("run", "--pids", "1", "--", "true")
+def test_setup_failure_is_125(tmp_path: Path) -> None:
+    """An input file larger than the policy's file_size cannot be written into /workspace:
+    the sandbox cannot be set up, and says which step failed and why."""
+    policy = tmp_path / "small.toml"
+    policy.write_text('[limits]\nfile_size = "1K"\n')
+    (tmp_path / "big").write_bytes(b"x" * 4096)
+    argv = ("--policy", str(policy), "--file", f"{tmp_path / 'big'}:big", "--", "true")
+    done = sandbox("run", *argv)
     assert done.returncode == 125
-    assert b"workload.spawn" in done.stderr and b"EAGAIN" in done.stderr
-    as_json = sandbox("run", "--json", "--pids", "1", "--", "true")
+    assert b"mounts.workspace_files" in done.stderr and b"EFBIG" in done.stderr
+    as_json = sandbox("run", "--json", *argv)
     assert as_json.returncode == 125
     assert json.loads(as_json.stdout)["status"] == "setup_failed"
+
+
+def test_a_pids_limit_must_leave_room_for_the_workload() -> None:
+    done = sandbox("run", "--pids", "1", "--", "true")  # the run's init is one of them
+    assert done.returncode == 2 and b"limits.pids" in done.stderr
 
 
 def test_a_second_run_of_a_policy_needs_no_pydantic(tmp_path: Path) -> None:

@@ -47,6 +47,16 @@ def test_builtin_policies_are_listed() -> None:
         ({"filesystem": {"readonly": ["usr/share"]}}, "filesystem.readonly.0"),
         ({"filesystem": {"readonly": ["/usr", "../../tmp/x"]}}, "filesystem.readonly.1"),
         ({"filesystem": {"readonly": ["//"]}}, "filesystem.readonly.0"),
+        # a run makes these itself: a host path there would collide with its own
+        ({"filesystem": {"readonly": ["/usr", "/etc"]}}, "filesystem.readonly.1"),
+        ({"filesystem": {"readonly": ["/tmp"]}}, "filesystem.readonly.0"),
+        ({"filesystem": {"readonly": ["/proc/self"]}}, "filesystem.readonly.0"),
+        ({"filesystem": {"readonly": ["/usr/../workspace"]}}, "filesystem.readonly.0"),
+        ({"filesystem": {"python": "yes"}}, "filesystem.python"),
+        ({"network": {"allow_host_loopback": 1}}, "network.allow_host_loopback"),
+        ({"limits": {"pids": 1}}, "limits.pids"),  # the run's init is one
+        ({"process": {"env": {"A B": "x"}}}, "process.env.A B.[key]"),
+        ({"process": {"env": {"A": "x\0"}}}, "process.env.A"),
     ],
 )
 def test_bad_policies_name_the_key(data: dict, field: str) -> None:
