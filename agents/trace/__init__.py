@@ -1,7 +1,8 @@
 """The execution trace: every event of a run, in memory and optionally as a JSON-lines file.
 
 `Trace(path)` appends each event to `path` as it happens (each line written and closed at once,
-so a crash keeps what ran and no file handle outlives the call);
+so a crash keeps what ran and no file handle outlives the call; a path that cannot be
+written is refused with `ConfigError` at once, not at the first event);
 `Trace.read(path)` loads a file back; `python -m agents.trace FILE` prints it as a timeline.
 Events also go to the `agents.trace` logger at DEBUG, so any logging setup can collect them.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pydantic
 
-from agents.errors import StateError
+from agents.errors import ConfigError, StateError
 from agents.trace.events import (
     BaseEvent,
     ErrorEvent,
@@ -56,6 +57,8 @@ class Trace:
     def __init__(self, path: str | Path | None = None) -> None:
         self.events: list[BaseEvent] = []
         self.path = Path(path) if path is not None else None
+        if self.path is not None:
+            _check_writable(self.path)
 
     def record(self, event: BaseEvent) -> BaseEvent:
         event.seq = len(self.events)
@@ -94,6 +97,19 @@ class Trace:
 
     def __len__(self) -> int:
         return len(self.events)
+
+
+def _check_writable(path: Path) -> None:
+    """Open `path` for appending once, so a bad path is refused now rather than mid-run."""
+    try:
+        # An open is the only honest test: os.access misses read-only mounts and lies to root.
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"trace={str(path)!r} cannot be written: {exc.strerror or exc}",
+            hint="pass a file path in an existing, writable directory",
+        ) from None
 
 
 def _parse_line(line: str, path: str | Path, number: int) -> BaseEvent:

@@ -75,6 +75,9 @@ RENDERERS: dict[type[BaseEvent], Callable[[Any], str]] = {
 }
 
 
+KINDS = [cls.model_fields["kind"].default for cls in RENDERERS]
+
+
 def timeline(trace: Trace, kinds: Sequence[str] = ()) -> list[str]:
     """One line per event: offset from the first event, kind, and a summary."""
     start = trace.events[0].ts if trace.events else 0.0
@@ -91,7 +94,14 @@ def timeline(trace: Trace, kinds: Sequence[str] = ()) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agents.trace", description=__doc__)
     parser.add_argument("file", help="a JSON-lines trace written by Trace(path) or Trace.write")
-    parser.add_argument("--kind", action="append", default=[], help="only this kind (repeatable)")
+    parser.add_argument(
+        "--kind",
+        action="append",
+        default=[],
+        choices=KINDS,  # a misspelt kind would otherwise filter out every event, silently
+        metavar="KIND",
+        help=f"only this kind (repeatable): {', '.join(KINDS)}",
+    )
     args = parser.parse_args(argv)
     try:
         trace = Trace.read(args.file)

@@ -14,6 +14,7 @@ from agents_testkit import Say
 
 from agents import (
     ChatAgent,
+    ConfigError,
     GroupChat,
     ModelResponse,
     Runtime,
@@ -104,6 +105,28 @@ def test_timeline_view(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert main([str(path), "--kind", "tool_call"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1
     assert main([str(tmp_path / "missing.jsonl")]) == 1
+
+
+@pytest.mark.parametrize("where", ["missing dir", "a directory"])
+def test_unwritable_trace_path_is_refused_up_front(tmp_path: Path, where: str) -> None:
+    path = tmp_path / "nodir" / "x.jsonl" if where == "missing dir" else tmp_path
+    with pytest.raises(ConfigError, match=r"trace=.*cannot be written") as refused:
+        traced_chat(path)  # refused when the chat is built, not at its first event
+    assert str(path) in str(refused.value)
+    with pytest.raises(ConfigError, match=r"trace="):
+        Runtime(trace=path)
+
+
+def test_unknown_kind_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "run.jsonl"
+    asyncio.run(traced_chat(path).run("what is 2 + 3?"))
+    with pytest.raises(SystemExit) as exited:
+        main([str(path), "--kind", "bogus"])
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "--kind" in captured.err and "'bogus'" in captured.err
+    assert "'model_call'" in captured.err and "'termination'" in captured.err
 
 
 def test_python_dash_m_entry_point(tmp_path: Path) -> None:
