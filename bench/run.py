@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import datetime
 import json
+import math
 import os
 import platform
 import shlex
@@ -488,6 +489,8 @@ def alternate(
 ) -> dict[str, list[float | None]]:
     """Round k runs every contender once, starting with the k-th: A B C, B C A, C A B, ..."""
     active = [c for c in contenders if c.supports(program)]
+    if not active:  # every contender asked for was skipped, or none runs this program
+        return {}
     samples: dict[str, list[float | None]] = {c.name: [] for c in active}
     errors: dict[str, str] = {}
     for round_ in range(warmup + runs):
@@ -751,21 +754,81 @@ def _list(text: str) -> list[str]:
     return [item for item in text.split(",") if item]
 
 
+# Argparse types: a bad value is refused before anything starts (argparse names the option
+# and exits 2), not met as a traceback minutes into a run.
+
+
+def _names(kind: str, choices: list[str]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        names = list(dict.fromkeys(_list(text)))  # a repeat would be timed twice, under one name
+        unknown = [name for name in names if name not in choices]
+        if unknown or not names:
+            bad = f"unknown {kind} {','.join(unknown)!r}" if unknown else f"no {kind} in {text!r}"
+            raise argparse.ArgumentTypeError(f"{bad} (choose from {', '.join(choices)})")
+        return names
+
+    return parse
+
+
+def _number(convert: type[int] | type[float], least: float) -> Callable[[str], Any]:
+    def parse(text: str) -> int | float:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value < least:
+            what = "an integer" if convert is int else "a finite number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what} >= {least}")
+        return value
+
+    return parse
+
+
+def _levels(text: str) -> list[int]:
+    levels = [_number(int, 1)(item) for item in _list(text)]
+    if not levels:
+        raise argparse.ArgumentTypeError(f"no level in {text!r} (want integers >= 1)")
+    return levels
+
+
+def _executable(text: str) -> str:
+    if not (os.path.isfile(text) and os.access(text, os.X_OK)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an executable file")
+    return text
+
+
+def _checkout(text: str) -> Path:
+    if not (Path(text) / "sandbox").is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a checkout (no sandbox/ in it)")
+    return Path(text)
+
+
+def _output(text: str) -> Path:
+    # Written at the end: a missing directory would throw the whole run away.
+    path = Path(text)
+    if path.is_dir() or not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file in an existing directory")
+    return path
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
-    add("--runs", type=int, default=100, help="timed rounds per program (default 100)")
-    add("--warmup", type=int, default=5, help="untimed rounds first (default 5)")
-    add("--only", type=_list, default=ALL, help="contenders, comma-separated")
-    add("--programs", type=_list, default=PROGRAMS, help="programs, comma-separated")
-    add("--concurrency", type=_list, default=["1", "2", "8"], help="throughput levels")
-    add("--throughput-seconds", type=float, default=3.0, help="per level (0: skip)")
-    add("--memory-runs", type=int, default=8, help="concurrent runs sampled (0: skip)")
-    add("--hold-seconds", type=float, default=2.0, help="how long each sampled run sleeps")
-    add("--python", default=sys.executable, help="the workload's interpreter (resolved)")
-    add("--stockade", type=Path, default=REPO, help="the checkout to measure (default: this)")
-    add("--json", type=Path, default=BENCH / "results.json", help="where the JSON goes")
-    add("--results-md", type=Path, help="rewrite the results block of this file (RESULTS.md)")
+    only = f"contenders, comma-separated, of: {', '.join(ALL)} (default: all)"
+    progs = f"programs, comma-separated, of: {', '.join(PROGRAMS)} (default: all)"
+    add("--runs", type=_number(int, 1), default=100, help="timed rounds per program (default 100)")
+    add("--warmup", type=_number(int, 0), default=5, help="untimed rounds first (default 5)")
+    add("--only", type=_names("contender", ALL), default=ALL, help=only)
+    add("--programs", type=_names("program", PROGRAMS), default=PROGRAMS, help=progs)
+    add("--concurrency", type=_levels, default=[1, 2, 8], help="throughput levels (default 1,2,8)")
+    add("--throughput-seconds", type=_number(float, 0), default=3.0, help="per level (0: skip)")
+    add("--memory-runs", type=_number(int, 0), default=8, help="concurrent runs sampled (0: skip)")
+    # Memory is sampled every 0.1 s, once the sandboxes are up: shorter holds see nothing.
+    add("--hold-seconds", type=_number(float, 0.5), default=2.0, help="a sampled run's sleep")
+    add("--python", type=_executable, default=sys.executable, help="workload's Python (resolved)")
+    add("--stockade", type=_checkout, default=REPO, help="the checkout to measure (default: this)")
+    add("--json", type=_output, default=BENCH / "results.json", help="where the JSON goes")
+    add("--results-md", type=_output, help="rewrite the results block of this file (RESULTS.md)")
     return parser.parse_args(argv)
 
 
@@ -840,10 +903,10 @@ def run_all(
             print(f"throughput of {contender.name} ...", file=sys.stderr)
             for level in args.concurrency:
                 runs, errors, seconds = contender.burst(
-                    progs["true"], int(level), args.throughput_seconds
+                    progs["true"], level, args.throughput_seconds
                 )
-                block["runs_per_s"][level] = round(runs / seconds, 1)
-                block["errors"][level] = errors
+                block["runs_per_s"][str(level)] = round(runs / seconds, 1)
+                block["errors"][str(level)] = errors
         if args.memory_runs > 0:
             memory = memory_per_run(contender, progs["sleep"], args.memory_runs)
             block["memory_mib_per_run"] = memory

@@ -2,7 +2,8 @@
 only, a few rounds.
 
 It checks the shape of the table and of the JSON, and that the numbers are positive; it
-asserts nothing about speed (that is what the benchmark itself is for).
+asserts nothing about speed (that is what the benchmark itself is for). Bad options are
+checked too: refused up front, on the command line, with what would have been valid.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -17,8 +19,6 @@ from types import ModuleType
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "run.py"
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (real sandboxes)")
 
 
 def _harness() -> ModuleType:
@@ -30,6 +30,7 @@ def _harness() -> ModuleType:
     return module
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (real sandboxes)")
 def test_a_few_rounds_give_a_table_and_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -78,3 +79,49 @@ def test_a_few_rounds_give_a_table_and_json(
     text = md.read_text()
     assert text.startswith("# Results\n\nanalysis above\n<!-- results -->\n```\n")
     assert text.endswith("```\n<!-- /results -->\nbelow\n") and "old" not in text
+
+
+def _command_line(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # Short settings and a JSON of its own: should a bad option get through, the run is
+    # short and bench/results.json is left alone.
+    quick = ["--runs", "1", "--warmup", "0", "--throughput-seconds", "0", "--memory-runs", "0"]
+    out = ["--json", str(tmp_path / "results.json")]
+    env = {**os.environ, "COLUMNS": "200"}  # --help unwrapped: names stay whole
+    return subprocess.run(
+        [sys.executable, str(BENCH), *quick, *out, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--programs", "/bin/true", "argument --programs: unknown program '/bin/true' "
+         "(choose from true, py-S-pass, py-print, py-work)"),
+        ("--only", "bogus", "argument --only: unknown contender 'bogus' (choose from bare, "),
+        ("--only", ",", "argument --only: no contender in ','"),
+        ("--concurrency", "1,x", "argument --concurrency: 'x' is not an integer >= 1"),
+        ("--runs", "0", "argument --runs: '0' is not an integer >= 1"),
+    ],
+)  # fmt: skip
+def test_a_bad_option_is_refused_before_anything_runs(
+    tmp_path: Path, option: str, value: str, message: str
+) -> None:
+    done = _command_line(tmp_path, option, value)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1].startswith(f"run.py: error: {message}"), done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_help_lists_the_programs_and_contenders(tmp_path: Path) -> None:
+    harness = _harness()
+    timed = [name for name in harness.programs(sys.executable, 1.0) if name != "sleep"]
+    assert timed == harness.PROGRAMS  # the choices are the programs the file defines
+    done = _command_line(tmp_path, "--help")
+    assert done.returncode == 0
+    assert ", ".join(harness.PROGRAMS) in done.stdout
+    assert ", ".join(harness.ALL) in done.stdout
