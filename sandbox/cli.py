@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 USAGE_ERROR = 2
 SETUP_FAILED = 125
@@ -136,11 +136,12 @@ def _run(args: argparse.Namespace) -> int:
     from .runner import Sandbox
 
     sandbox = Sandbox(_policy(args), prefork=False)  # one run: nothing to prepare
-    files = dict(_read_file(spec) for spec in args.file)
+    most = sandbox.policy.limits.file_size  # inputs count against it inside anyway
+    files = dict(_read_file(spec, most) for spec in args.file)
     env = dict(_parse_env(item) for item in args.env)
     stdin: bytes | int = 0
     if args.command == "code":
-        language, code = _read_source(args.source, args.language)
+        language, code = _read_source(args.source, args.language, most)
         from .runner import LANGUAGES
 
         filename, argv = LANGUAGES[language]
@@ -184,15 +185,24 @@ def _policy(args: argparse.Namespace) -> Any:
     return load_policy(args.policy, {k: v for k, v in flags.items() if v is not None})
 
 
-def _read_file(spec: str) -> tuple[str, bytes]:
+def _read_file(spec: str, most: int) -> tuple[str, bytes]:
     from .errors import PolicyError
 
     source, _, dest = spec.partition(":")
     try:
         with open(source, "rb") as file:
-            return dest or os.path.basename(source), file.read()
+            return dest or os.path.basename(source), _read_at_most(file, most, "--file", source)
     except OSError as exc:
         raise PolicyError("--file", f"cannot read {source!r}: {exc.strerror}") from None
+
+
+def _read_at_most(file: BinaryIO, most: int, field: str, name: str) -> bytes:
+    from .errors import PolicyError
+
+    data = file.read(most + 1)  # bounded: a device such as /dev/zero never ends
+    if len(data) > most:
+        raise PolicyError(field, f"{name!r} is larger than the policy's file_size ({most} bytes)")
+    return data
 
 
 def _parse_env(item: str) -> tuple[str, str]:
@@ -204,15 +214,15 @@ def _parse_env(item: str) -> tuple[str, str]:
     return name, value
 
 
-def _read_source(source: str, language: str | None) -> tuple[str, bytes]:
+def _read_source(source: str, language: str | None, most: int) -> tuple[str, bytes]:
     from .errors import PolicyError
 
     if language is None:
         language = "sh" if source.endswith(".sh") else "python"
     try:
         if source == "-":
-            return language, sys.stdin.buffer.read()
+            return language, _read_at_most(sys.stdin.buffer, most, "FILE", "-")
         with open(source, "rb") as file:
-            return language, file.read()
+            return language, _read_at_most(file, most, "FILE", source)
     except OSError as exc:
         raise PolicyError("FILE", f"cannot read {source!r}: {exc.strerror}") from None

@@ -15,6 +15,7 @@ from importlib.util import find_spec
 from .errors import PolicyError
 
 _BUILTIN_NAME = re.compile(r"[a-z0-9_-]+")
+_MOST = 1 << 20  # characters of a policy file: a real one is a few hundred
 
 
 def read_policy_text(name_or_path: str) -> tuple[str, str]:
@@ -22,9 +23,12 @@ def read_policy_text(name_or_path: str) -> tuple[str, str]:
     if "/" in name_or_path or name_or_path.endswith(".toml"):
         try:
             with open(name_or_path, encoding="utf-8") as file:
-                return file.read(), name_or_path
+                text = file.read(_MOST + 1)  # bounded: a device such as /dev/zero never ends
         except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL byte
             raise PolicyError("policy", f"cannot read {name_or_path!r}: {exc}") from None
+        if len(text) > _MOST:
+            raise PolicyError("policy", f"{name_or_path!r} is longer than {_MOST} characters")
+        return text, name_or_path
     path = os.path.join(_builtin_dir(), f"{name_or_path}.toml")
     if not _BUILTIN_NAME.fullmatch(name_or_path) or not os.path.isfile(path):
         known = ", ".join(builtin_policies())

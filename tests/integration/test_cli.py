@@ -157,18 +157,31 @@ def test_unknown_command_is_a_usage_error() -> None:
 
 
 def test_setup_failure_is_125(tmp_path: Path) -> None:
-    """An input file larger than the policy's file_size cannot be written into /workspace:
-    the sandbox cannot be set up, and says which step failed and why."""
+    """Input files that do not fit in the policy's /workspace cannot be written there: the
+    sandbox cannot be set up, and says which step failed and why."""
     policy = tmp_path / "small.toml"
-    policy.write_text('[limits]\nfile_size = "1K"\n')
-    (tmp_path / "big").write_bytes(b"x" * 4096)
+    policy.write_text('[filesystem]\nworkspace_size = "64K"\n')
+    (tmp_path / "big").write_bytes(b"x" * 100_000)
     argv = ("--policy", str(policy), "--file", f"{tmp_path / 'big'}:big", "--", "true")
     done = sandbox("run", *argv)
     assert done.returncode == 125
-    assert b"mounts.workspace_files" in done.stderr and b"EFBIG" in done.stderr
+    assert b"mounts.workspace_files" in done.stderr and b"ENOSPC" in done.stderr
     as_json = sandbox("run", "--json", *argv)
     assert as_json.returncode == 125
     assert json.loads(as_json.stdout)["status"] == "setup_failed"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("run", "--file", "/dev/zero", "--", "true"), b"--file: '/dev/zero' is larger than"),
+        (("run", "--policy", "/dev/zero", "--", "true"), b"policy: '/dev/zero' is longer than"),
+        (("code", "/dev/zero"), b"FILE: '/dev/zero' is larger than"),
+    ],
+)
+def test_an_endless_input_is_refused(args: tuple[str, ...], message: bytes) -> None:
+    done = sandbox(*args)
+    assert done.returncode == 2 and message in done.stderr
 
 
 def test_a_pids_limit_must_leave_room_for_the_workload() -> None:
