@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 
 USAGE_ERROR = 2
 SETUP_FAILED = 125
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 
 class _Parser(argparse.ArgumentParser):
@@ -113,6 +114,9 @@ def _main(argv: list[str]) -> int:
 
     try:
         return _run(args)
+    except KeyboardInterrupt:  # the run is killed and cleaned up on the way out
+        print("sandbox: interrupted", file=sys.stderr)
+        return INTERRUPTED
     except PolicyError as exc:
         print(f"sandbox: {exc}", file=sys.stderr)
         return USAGE_ERROR

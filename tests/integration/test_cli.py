@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -182,6 +184,22 @@ def test_setup_failure_is_125(tmp_path: Path) -> None:
 def test_an_endless_input_is_refused(args: tuple[str, ...], message: bytes) -> None:
     done = sandbox(*args)
     assert done.returncode == 2 and message in done.stderr
+
+
+def test_ctrl_c_ends_the_run_without_a_traceback() -> None:
+    command = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "run", "--", "sleep", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        time.sleep(1.5)  # the run has started
+        command.send_signal(signal.SIGINT)
+        _, err = command.communicate(timeout=30)
+    finally:
+        command.kill()
+    assert command.returncode == 130
+    assert err == b"sandbox: interrupted\n"
 
 
 def test_a_pids_limit_must_leave_room_for_the_workload() -> None:
