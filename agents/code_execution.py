@@ -158,7 +158,7 @@ class CodeExecutionAgent(ChatAgent):
         start = time.monotonic()
         try:
             if self.stateful and block.language == "python":
-                run = await self._run_in_session(block.code, conversation)
+                run = await self._run_in_session(block.code, conversation, self.last_files)
             elif self.persist_workspace:
                 run = await self._run_persisted(block, conversation)
             else:
@@ -173,13 +173,15 @@ class CodeExecutionAgent(ChatAgent):
     async def _run(self, code: str, language: str, files: Mapping[str, bytes | str]) -> Result:
         return await asyncio.to_thread(self.executor.run_code, code, language, files=files)
 
-    async def _run_in_session(self, code: str, conversation: str) -> BlockRun:
+    async def _run_in_session(
+        self, code: str, conversation: str, files: Mapping[str, str]
+    ) -> BlockRun:
         session = self._sessions.get(conversation)
         if session is None:
             session = await asyncio.to_thread(self.executor.session)  # type: ignore[attr-defined]
             self._sessions[conversation] = session
         try:
-            return _block_run(await session.arun(code, timeout=self.timeout))
+            return _block_run(await session.arun(code, timeout=self.timeout, files=files))
         except SessionError as exc:  # the call could not be stopped: its state is gone
             del self._sessions[conversation]
             await asyncio.to_thread(session.close)

@@ -22,6 +22,7 @@ A session serialises its calls: it may be shared between threads, and `arun` sui
 from __future__ import annotations
 
 import asyncio
+import marshal
 import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -31,6 +32,7 @@ from .capture import Sink, captured_result
 from .errors import PolicyError, SessionError
 from .interpreter import Outcome, StartFailed, Warm
 from .result import Result
+from .runner import _check_files  # the same checks as any run
 from .spawn import RunReport
 
 if TYPE_CHECKING:
@@ -75,11 +77,19 @@ class Session:
     def alive(self) -> bool:
         return self._warm is not None
 
-    def run(self, code: str, *, timeout: float | None = None) -> Result:
+    def run(
+        self,
+        code: str,
+        *,
+        timeout: float | None = None,
+        files: Mapping[str, bytes | str] | None = None,
+    ) -> Result:
         """Run `code` in the session. Its Result is that of the call: status, output, times.
+        `files` are written into /workspace first, replacing files of the same name.
         Raises `SessionError` when the session is gone (closed, or killed by this call)."""
         if not isinstance(code, str):
             raise PolicyError("code", "expected Python source as a str")
+        payload = marshal.dumps({"code": code, "files": _check_files(files or {})})
         limit = self.timeout if timeout is None else timeout
         if not limit > 0:
             raise PolicyError("timeout", "a call's timeout must be positive")
@@ -92,7 +102,7 @@ class Session:
             try:
                 outcome = warm.request(
                     {"op": "call", "timeout": limit, "cpu": cpu},
-                    code.encode("utf-8", "surrogateescape"),
+                    payload,
                     timeout=limit,
                     grace=self.grace,
                     cpu_time=cpu,
@@ -109,9 +119,15 @@ class Session:
                 raise SessionError(result.error or "the session ended", result)
             return _call_result(outcome, out, err, warm.warnings)
 
-    async def arun(self, code: str, *, timeout: float | None = None) -> Result:
+    async def arun(
+        self,
+        code: str,
+        *,
+        timeout: float | None = None,
+        files: Mapping[str, bytes | str] | None = None,
+    ) -> Result:
         """`run` for asyncio: the call happens in a worker thread, the loop stays free."""
-        return await asyncio.to_thread(self.run, code, timeout=timeout)
+        return await asyncio.to_thread(self.run, code, timeout=timeout, files=files)
 
     def close(self) -> None:
         """End the session (its sandbox, and everything in it) and wait until it has been

@@ -456,12 +456,14 @@ def _restore_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
-def _write_files(files: dict[str, bytes]) -> None:
+def _write_files(files: dict[str, bytes], *, replace: bool = False) -> None:
+    """Into /workspace, whatever the current directory (a session's code may change it);
+    `replace`: a session's /workspace keeps earlier calls' files, a pooled run's starts empty."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if replace else os.O_EXCL)
     for name, content in files.items():
-        parent = os.path.dirname(name)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        path = os.path.join("/workspace", name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, flags, 0o644)
         try:
             view = memoryview(content)
             while view:
@@ -632,14 +634,18 @@ def session(channel: Channel) -> None:
             os.close(fd)
         if request is None:
             return
-        source = payload.decode("utf-8", "surrogateescape")
+        job = marshal.loads(payload)
+        source = job["code"]
         count += 1
         filename = f"<cell-{count}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         before = None if measured else _usage()
         started = time.monotonic()
 
-        def body(source: str = source, filename: str = filename) -> None:
+        def body(
+            source: str = source, filename: str = filename, files: dict = job["files"]
+        ) -> None:
+            _write_files(files, replace=True)  # a failure is the call's, with its traceback
             tree = ast.parse(source, filename, "exec")
             last = None
             if tree.body and isinstance(tree.body[-1], ast.Expr):  # shown, as a notebook does

@@ -313,6 +313,16 @@ def test_stateful_agent_keeps_variables_within_a_conversation() -> None:
     assert other.stdout == "False\n"  # another conversation has an interpreter of its own
 
 
+def test_stateful_agent_writes_each_blocks_files() -> None:
+    runner = CodeExecutionAgent(stateful=True, timeout=10)
+    block = CodeBlock(code="print(open('in.txt').read())", files={"in.txt": "FILE"})
+    try:
+        result = asyncio.run(runner.execute(block, conversation="c"))
+    finally:
+        runner.close()
+    assert (result.status, result.stdout) == ("ok", "FILE\n")
+
+
 def test_stateful_agent_survives_a_timed_out_call() -> None:
     runner = CodeExecutionAgent(stateful=True, timeout=1)
     try:

@@ -73,6 +73,18 @@ def test_the_loop_converges_when_the_second_attempt_passes() -> None:
     assert "Round 2 of 3" in retry and "add(-2, -3) gave 5" in retry and "negatives fail" in retry
 
 
+def test_the_loop_works_with_a_stateful_runner() -> None:
+    # one interpreter for all rounds: each round's solution and tests are its block's files
+    runner = CodeExecutionAgent("code_runner", timeout=10, stateful=True)
+    specialist = ChatAgent("specialist", "You write Python.", model=ScriptedModel([WRONG, RIGHT]))
+    try:
+        result = asyncio.run(code_review_loop(specialist, runner, None, "add", TESTS, 3))
+    finally:
+        runner.close()
+    assert result.passed and result.passed_round == 2
+    assert "1 passed, 1 failed" in result.rounds[0].execution.stdout  # type: ignore[union-attr]
+
+
 def test_the_loop_stops_at_max_rounds_when_nothing_passes() -> None:
     specialist, runner, _ = agents([WRONG, WRONG, WRONG, RIGHT])
     result = asyncio.run(code_review_loop(specialist, runner, None, "add", TESTS, max_rounds=3))

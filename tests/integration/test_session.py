@@ -111,6 +111,24 @@ def test_a_call_interrupted_in_the_caller_ends_the_session(box: Sandbox) -> None
         signal.signal(signal.SIGALRM, previous)
 
 
+def test_a_call_brings_its_files(session) -> None:  # type: ignore[no-untyped-def]
+    files = {"data.txt": "one", "pkg/mod.py": "value = 3"}
+    first = session.run(
+        "import os; os.chdir('/tmp'); print(open('/workspace/data.txt').read())", files=files
+    )
+    assert first.stdout == "one\n"  # written into /workspace, whatever the directory is now
+    replaced = session.run("print(open('/workspace/data.txt').read())", files={"data.txt": b"two"})
+    assert replaced.stdout == "two\n"  # a later call's file replaces an earlier one's
+    assert (
+        session.run(
+            "import sys; sys.path.insert(0, '/workspace')\nfrom pkg.mod import value\nvalue"
+        ).stdout
+        == "3\n"
+    )
+    with pytest.raises(PolicyError, match="files"):
+        session.run("1", files={"../escape": "x"})
+
+
 def test_threads_and_asyncio(session) -> None:  # type: ignore[no-untyped-def]
     session.run("calls = []")
     with ThreadPoolExecutor(4) as threads:
