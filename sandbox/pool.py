@@ -89,6 +89,7 @@ class Pool:
         self._error: Result | None = None  # the last start failure, until a start succeeds
         self._retry_at, self._delay = 0.0, _FIRST_RETRY  # after failures, start less often
         self._closed = False
+        self._owner = os.getpid()
         self._starters: list[threading.Thread] = []
         self._keeper = threading.Thread(target=self._keep, name="stockade-pool", daemon=True)
         self._keeper.start()
@@ -262,9 +263,16 @@ class Pool:
 
     # ------------------------------------------------------------------ the end
 
+    def here(self) -> bool:
+        """False in a forked copy of the caller: the sandboxes, and the thread that keeps
+        them, are the parent's, neither to use nor to end."""
+        return self._owner == os.getpid()
+
     def close(self) -> None:
         """End every pooled sandbox and wait until each has cleaned up. Runs in progress end
         (killed, with an error saying so). Idempotent."""
+        if not self.here():
+            return
         with self._freed:
             self._closed = True
             doomed = set(self._all)

@@ -109,7 +109,7 @@ class Sandbox:
                 "language", f"unknown language {language!r}; known: {', '.join(LANGUAGES)}"
             )
         _check_stdin(stdin)
-        if self.pool is not None and language == "python":
+        if self.pool is not None and language == "python" and self.pool.here():
             return self.pool.run_code(code, stdin=stdin, files=files, env=env)
         filename, argv = LANGUAGES[language]
         return self.run(argv, stdin=stdin, files={**(files or {}), filename: code}, env=env)

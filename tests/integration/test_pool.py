@@ -269,6 +269,27 @@ def test_a_closed_pool_refuses_runs() -> None:
         box.run_code("print(1)")
 
 
+def test_a_forked_child_runs_fresh_and_leaves_the_pool_alone(single: Sandbox) -> None:
+    assert _ok(single.run_code("print(1)")) == "1\n"
+    child = os.fork()
+    if child == 0:  # the pool's sandboxes and its keeper thread are the parent's
+        code = 1
+        try:
+            result = single.run_code("print(2)")
+            single.close()  # must not end the parent's sandboxes
+            code = 0 if result.stdout == "2\n" else 3
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 60
+    while (done := os.waitpid(child, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(child, 9)
+        os.waitpid(child, 0)
+    assert done[0] == child and os.waitstatus_to_exitcode(done[1]) == 0
+    assert _ok(single.run_code("print(3)")) == "3\n"  # the parent's pool still works
+
+
 def test_close_during_a_run_ends_it() -> None:
     box = _pool(1)
     results: list[Result] = []
