@@ -147,6 +147,8 @@ class Meter:
                     os.close(fd)
         self._cpu = self._oom = self._peak = None
 
+    __del__ = close  # a session dropped unclosed: its run's fds go with the Running's
+
 
 class Outcome(NamedTuple):
     """One request, as the host saw it."""

@@ -38,6 +38,7 @@ class Running:
         output_limit: int,
     ) -> None:
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self._fds = tuple(fd for fd in (stdin, stdout, stderr) if fd is not None)  # to close
         self._reply: socket.socket | None = reply
         self._pid = pid  # the supervisor when it is our own child, to reap
         self._output_limit = output_limit
@@ -78,11 +79,21 @@ class Running:
         """Kill the run if it is still going, wait for it, and close every fd."""
         self.kill()
         self.report()
-        for fd in (self.stdin, self.stdout, self.stderr):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        self._close_fds()
         self.stdin = None
+
+    def __del__(self) -> None:
+        # Dropped unclosed, as a Popen may be: its fds go now. Its supervisor, whose channel
+        # closes with it, ends the run and exits; the next start() reaps it, never blocking here.
+        self._close_fds()
+        if self._pid is not None:
+            _DROPPED.append(self._pid)
+
+    def _close_fds(self) -> None:
+        fds, self._fds = self._fds, ()
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def __enter__(self) -> Running:
         return self
@@ -94,18 +105,20 @@ class Running:
         """The `Sandbox.run` path: feed stdin, keep capped output, collect the report. Hands
         every fd to `pump`, which closes them."""
         assert self._reply is not None and not self._pending
-        reply = pump(
-            stdin=feed,
-            stdin_fd=self.stdin,
-            stdout_fd=self.stdout,
-            stderr_fd=self.stderr,
-            reply_fd=self._reply.detach(),
-            stdout=out,
-            stderr=err,
-        )
-        self._reply = None
+        reply_fd, self._reply, self._fds = self._reply.detach(), None, ()
+        try:
+            reply = pump(
+                stdin=feed,
+                stdin_fd=self.stdin,
+                stdout_fd=self.stdout,
+                stderr_fd=self.stderr,
+                reply_fd=reply_fd,
+                stdout=out,
+                stderr=err,
+            )
+        finally:  # interrupted (Ctrl-C) too: the closed channel has the supervisor end the run
+            self._reap()
         self._take(reply)
-        self._reap()
         return report_result(self._report or _lost(), out, err)
 
     def _receive(self) -> None:
@@ -147,6 +160,7 @@ def start(
     """Start `plan` with fresh pipes for stdout and stderr. `stdin` is an fd to hand over, or
     None for a pipe whose write end becomes `Running.stdin`. `launch` starts its supervisor
     (a fresh one, or a prepared one: prepared.py)."""
+    _reap_dropped()
     made: list[int] = []
     try:
         stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
@@ -165,6 +179,18 @@ def start(
     for fd in (stdout_w, stderr_w) + ((stdin,) if stdin_w is not None else ()):
         os.close(fd)  # the supervisor has its own copies now
     return Running(launched.reply, launched.pid, stdin_w, stdout_r, stderr_r, output_limit)
+
+
+_DROPPED: list[int] = []  # supervisors of runs dropped unclosed, to reap
+
+
+def _reap_dropped() -> None:
+    for pid in list(_DROPPED):
+        with contextlib.suppress(ChildProcessError):  # reaped already
+            if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                continue  # still ending
+        with contextlib.suppress(ValueError):  # another thread took it off meanwhile
+            _DROPPED.remove(pid)
 
 
 def _lost() -> RunReport:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -127,3 +129,47 @@ def test_result_json_matches_the_contract(box: Sandbox) -> None:
 def test_stdin_not_read_does_not_block(box: Sandbox) -> None:
     result = box.run(["true"], stdin=b"x" * (8 << 20))
     assert result.status is Status.OK
+
+
+DROPPED = """
+import gc, os, signal, psutil
+from sandbox import Sandbox
+
+def fds():
+    return len(os.listdir("/proc/self/fd"))
+
+def ours():
+    return [c.status() for c in psutil.Process().children()]
+
+box = Sandbox(prefork=False)
+base = fds()
+running = box.start(["sleep", "30"])
+running.started()
+del running  # unclosed, as a Popen may be
+session = box.session()
+session.run("x = 1")
+del session
+gc.collect()
+assert fds() == base, ("fds", fds() - base)
+signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+signal.setitimer(signal.ITIMER_REAL, 0.5)
+try:
+    box.run(["sleep", "30"])
+except KeyboardInterrupt:
+    pass
+assert fds() == base, ("fds after the interrupt", fds() - base)
+for _ in range(100):  # the dropped runs' supervisors end by themselves; a start reaps them
+    box.run(["true"])
+    if not ours():
+        break
+assert not ours(), ours()
+print("clean")
+"""
+
+
+def test_dropped_and_interrupted_runs_free_their_fds_and_are_reaped() -> None:
+    # In a process of its own, single-threaded as a script is: supervisors are its children.
+    done = subprocess.run(
+        [sys.executable, "-c", DROPPED], capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout == "clean\n", done.stderr
