@@ -129,7 +129,8 @@ def checks() -> list[Check]:
         )
     )
     for controller, available in support.controllers.items():
-        detail = support.reasons.get(controller, "available") if not available else "available"
+        where = f"available: run cgroups go under {support.paths.get(controller)}"
+        detail = where if available else support.reasons.get(controller, "unavailable")
         found.append(Check(f"cgroup.{controller}", available, detail))
     found.append(Check("cgroup.create", *_cgroup_for_a_run()))
     return found

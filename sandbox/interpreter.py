@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from . import cgroup_layout, cgroups, running
 from .capture import Sink
-from .errors import SandboxError
+from .errors import PolicyError, SandboxError
 from .result import Result
 from .spawn import RunReport
 
@@ -61,6 +61,13 @@ class StartFailed(SandboxError):
 
 
 @functools.cache
+def check_preload(names: Sequence[str]) -> None:
+    """Up front, for pools and sessions alike: each name goes into an import statement."""
+    for name in names:
+        if not isinstance(name, str) or not all(p.isidentifier() for p in name.split(".")):
+            raise PolicyError("preload", f"{name!r} is not a module name")
+
+
 def pool_filter() -> bytes:
     """One more seccomp program for pooled sandboxes, stacked on the default one: refuse
     mq_open. POSIX message queues live in the IPC namespace, which serial runs on one pooled

@@ -72,9 +72,7 @@ class Pool:
                 "not available with a network allowlist: its connection and byte budgets "
                 "are per sandbox, so pooled runs would share them; use pool=0",
             )
-        for name in preload:
-            if not isinstance(name, str) or not all(p.isidentifier() for p in name.split(".")):
-                raise PolicyError("preload", f"{name!r} is not a module name")
+        interpreter.check_preload(preload)
         box.plan(["python3"], files={}, env={})  # a bad policy fails here, not in the thread
         self.box, self.size, self.preload = box, size, tuple(preload)
         self._environment = box._environment({})  # what a run without `env` gets

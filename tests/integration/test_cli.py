@@ -111,6 +111,10 @@ def test_doctor_reports_each_protection() -> None:
         "cgroup.pids",
     } <= names
     assert done.returncode == (0 if report["ok"] else 1)
+    for check in report["checks"]:  # says where a run's cgroups go, for delegating them
+        if check["name"] in ("cgroup.memory", "cgroup.pids") and check["available"]:
+            assert check["detail"].startswith("available: run cgroups go under /")
+            assert check["detail"].endswith("/stockade")
 
 
 def test_doctor_says_why_an_overlay_cannot_be_mounted() -> None:

@@ -157,6 +157,8 @@ def test_closing(box: Sandbox) -> None:
         session.run("1")
     with pytest.raises(PolicyError, match="language"):
         box.session(language="bash")
+    with pytest.raises(PolicyError, match="preload"):  # refused before anything starts
+        box.session(preload=["os; import shutil"])
 
 
 def test_close_from_another_thread_ends_a_running_call(box: Sandbox) -> None:
