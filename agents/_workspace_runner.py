@@ -31,16 +31,37 @@ COMMANDS = {"python": ("python3", "main.py"), "bash": ("bash", "main.sh"), "sh":
 def restore(path: str) -> None:
     if os.path.exists(path):
         with tarfile.open(path) as archive:
-            archive.extractall(".", filter="data")
+            archive.extractall(".", filter=lambda member, dest: _kept(member, dest, []))
         os.remove(path)
 
 
+def _kept(member: tarfile.TarInfo, dest: str, left_out: list) -> tarfile.TarInfo | None:
+    """The member as tarfile's "data" filter keeps it, or None for what it refuses (a link
+    out of /workspace, a fifo, a device): left out, rather than failing every later block."""
+    try:
+        return tarfile.data_filter(member, dest)
+    except tarfile.FilterError:
+        left_out.append(member.name)
+        return None
+
+
 def pack(limit: int) -> bytes:
-    buffer = io.BytesIO()
+    buffer, left_out = io.BytesIO(), []
+
+    def packable(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        wanted = os.R_OK | (os.X_OK if member.isdir() else 0)
+        if (member.isdir() or member.isfile()) and not os.access(member.name, wanted):
+            left_out.append(member.name)  # unreadable: its owner, the block, made it so
+            return None
+        # The member itself: data_filter's copy has no owner, which writing it needs.
+        return member if _kept(member, ".", left_out) else None
+
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         for name in sorted(os.listdir(".")):
             if name not in SKIP:
-                archive.add(name)
+                archive.add(name, filter=packable)
+    if left_out:
+        print(f"[workspace] not kept: {', '.join(left_out)}", file=sys.stderr)
     data = buffer.getvalue()
     if len(data) > limit:
         return f"TOO_LARGE {len(data)}".encode()

@@ -209,7 +209,10 @@ class CodeExecutionAgent(ChatAgent):
         result = await self._run(plan.code, "python", plan.files)
         raw = getattr(result, "stdout_bytes", None)
         parts = workspace.split(
-            raw if raw is not None else result.stdout.encode(), plan.marker, self.workspace_limit
+            raw if raw is not None else result.stdout.encode(),
+            plan.marker,
+            self.workspace_limit,
+            truncated=result.stdout_truncated,
         )
         if parts.archive is not None:
             spaces[conversation] = workspace.encode(parts.archive)

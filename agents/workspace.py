@@ -64,10 +64,15 @@ def prepare(
     return PersistedRun(RUNNER_SOURCE, run_files, marker)
 
 
-def split(stdout: bytes, marker: str, limit: int) -> Split:
-    """Separate the block's own output from the archive the runner printed after it."""
+def split(stdout: bytes, marker: str, limit: int, truncated: bool = False) -> Split:
+    """Separate the block's own output from the archive the runner printed after it.
+    `truncated`: the output passed its cap, which may have cut the archive off."""
     tag = b"\n" + marker.encode() + b"\n"
     cut = stdout.rfind(tag)
+    if cut < 0 and truncated:
+        return Split(
+            stdout, None, "the block's output passed its limit, so its workspace was not saved"
+        )
     if cut < 0:
         return Split(stdout, None, "the block did not finish, so its workspace was not saved")
     own, tail = stdout[:cut], stdout[cut + len(tag) :].strip()

@@ -269,6 +269,29 @@ def test_a_workspace_too_large_to_keep_is_reported() -> None:
     assert runner.state.get("workspaces", {}) == {}
 
 
+def test_what_a_workspace_cannot_keep_is_left_out_not_fatal() -> None:
+    runner = CodeExecutionAgent(timeout=10, persist_workspace=True)
+    odd = (
+        "import os\nos.symlink('/etc/passwd', 'out'); os.symlink('../..', 'up')\n"
+        "os.symlink('kept.txt', 'in'); os.mkfifo('fifo')\n"
+        "open('kept.txt', 'w').write('kept'); open('secret', 'w'); os.chmod('secret', 0)"
+    )
+    made = asyncio.run(runner.execute(CodeBlock(code=odd), conversation="c"))
+    assert made.ok, made
+    assert made.stderr == "[workspace] not kept: fifo, out, secret, up\n"
+    later = asyncio.run(
+        runner.execute(CodeBlock(code="ls -A; cat in", language="sh"), conversation="c")
+    )
+    assert (later.status, later.stdout) == ("ok", "in\nkept.txt\nmain.sh\nkept")
+
+
+def test_a_workspace_lost_to_the_output_limit_says_so() -> None:
+    runner = CodeExecutionAgent(timeout=10, persist_workspace=True, workspace_limit=1000)
+    loud = run(runner, "open('f', 'w').write('x')\nprint('x' * 100_000)")
+    assert loud.ok and loud.stdout_truncated
+    assert "output passed its limit" in (loud.error or "")
+
+
 def test_the_workspace_is_part_of_the_saved_state() -> None:
     runner = CodeExecutionAgent(timeout=10, persist_workspace=True)
     asyncio.run(runner.execute(CodeBlock(code="open('k', 'w').write('kept')"), conversation="c"))
