@@ -17,6 +17,7 @@ honouring `Retry-After`. The package's exceptions are translated to ours in one 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -131,14 +132,22 @@ class OpenAIModel:
             )
 
     async def _once(self, request: dict[str, Any]) -> ModelResponse:
-        if self.stream:
-            chunks = await self.client.chat.completions.create(
-                **request, stream=True, stream_options={"include_usage": True}
-            )
-            response = await _collect_stream(chunks)
-        else:
-            completion = await self.client.chat.completions.create(**request)
-            response = _from_completion(completion)
+        try:
+            if self.stream:
+                chunks = await self.client.chat.completions.create(
+                    **request, stream=True, stream_options={"include_usage": True}
+                )
+                response = await _collect_stream(chunks)
+            else:
+                completion = await self.client.chat.completions.create(**request)
+                response = _from_completion(completion)
+        # The server answered, but not in the API's shape: a body that is not JSON, a null
+        # message or function, a list where an object belongs.
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            why = f"{type(exc).__name__}: {exc}"
+            raise ModelResponseError(
+                f"{self._where()}: an answer that cannot be read: {why}"
+            ) from exc
         if response.finish_reason == "content_filter":
             raise ContentBlockedError("output", "the provider's content filter stopped the answer")
         return response
@@ -221,8 +230,8 @@ def _from_completion(completion: Any) -> ModelResponse:
         raise ModelResponseError(f"the server answered with no choices: {completion!r:.300}")
     choice = completion.choices[0]
     calls = tuple(
-        ToolCall(c.function.name, c.function.arguments or "{}", c.id)
-        for c in (choice.message.tool_calls or ())
+        _tool_call(c.function.name, c.function.arguments, c.id, i)
+        for i, c in enumerate(choice.message.tool_calls or ())
     )
     return ModelResponse(
         content=choice.message.content,
@@ -231,6 +240,15 @@ def _from_completion(completion: Any) -> ModelResponse:
         finish_reason=choice.finish_reason,
         model=completion.model or "",
     )
+
+
+def _tool_call(name: Any, arguments: Any, call_id: Any, index: int) -> ToolCall:
+    if not isinstance(name, str) or not name:
+        raise ModelResponseError(f"the server sent a tool call without a name: {name!r:.100}")
+    if not isinstance(arguments, str):  # some servers send the object itself
+        arguments = json.dumps(arguments) if arguments is not None else "{}"
+    call_id = call_id if isinstance(call_id, str) and call_id else f"call_{index}"
+    return ToolCall(name, arguments or "{}", call_id)
 
 
 def _usage(usage: Any) -> Usage:
@@ -255,7 +273,7 @@ async def _collect_stream(chunks: Any) -> ModelResponse:
             for delta in choice.delta.tool_calls or ():
                 _merge_call(calls.setdefault(delta.index, {}), delta)
     tool_calls = tuple(
-        ToolCall(c.get("name", ""), c.get("arguments") or "{}", c.get("id") or f"call_{i}")
+        _tool_call(c.get("name"), c.get("arguments"), c.get("id"), i)
         for i, c in sorted(calls.items())
     )
     content = "".join(text) if text else None

@@ -59,7 +59,7 @@ class Tool:
         """Parse and validate the model's JSON arguments; raises `ValueError` with the reason."""
         try:
             data = json.loads(raw_arguments or "{}")
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, TypeError) as exc:  # TypeError: not even a string
             raise ValueError(f"arguments are not valid JSON: {exc}") from None
         if not isinstance(data, dict):
             raise ValueError("arguments must be a JSON object")
@@ -82,7 +82,11 @@ class Tool:
         # A tool is user code: whatever it raises is news for the model, not for the chat.
         except Exception as exc:
             return ToolOutcome(f"Error: {self.name} raised {type(exc).__name__}: {exc}", ok=False)
-        return ToolOutcome(_as_text(result), ok=True)
+        try:
+            return ToolOutcome(_as_text(result), ok=True)
+        except Exception as exc:  # undecodable bytes, a circular structure, ...
+            why = f"{type(exc).__name__}: {exc}"
+            return ToolOutcome(f"Error: {self.name} returned what cannot be text: {why}", ok=False)
 
 
 def as_tool(item: Tool | ToolFunction) -> Tool:

@@ -88,6 +88,50 @@ def test_streaming_joins_text_and_tool_call_deltas(fake_server: FakeOpenAI) -> N
     assert body["stream_options"] == {"include_usage": True}
 
 
+def _answer(message: Any) -> dict[str, Any]:
+    return {
+        "id": "x",
+        "model": "m",
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+    }
+
+
+def _call(function: Any, call_id: Any = "c1") -> dict[str, Any]:
+    return {
+        "role": "assistant",
+        "tool_calls": [{"id": call_id, "type": "function", "function": function}],
+    }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _answer(None),  # no message at all
+        _answer(_call(None)),  # no function
+        _answer(_call({"name": None, "arguments": "{}"})),  # no name
+        {"choices": "nonsense"},
+    ],
+)
+def test_an_answer_that_cannot_be_read_is_a_model_response_error(
+    fake_server: FakeOpenAI, body: dict[str, Any]
+) -> None:
+    fake_server.add(Step(body=body))
+    with pytest.raises(ModelResponseError):
+        complete(local(fake_server), [WEATHER_TOOL])
+
+
+def test_tool_call_arguments_sent_as_an_object_and_no_id_are_taken(fake_server: FakeOpenAI) -> None:
+    fake_server.add(
+        Step(body=_answer(_call({"name": "weather", "arguments": {"city": "Oslo"}}, None)))
+    )
+    [call] = complete(local(fake_server), [WEATHER_TOOL]).tool_calls
+    assert (call.name, json.loads(call.arguments), call.id) == (
+        "weather",
+        {"city": "Oslo"},
+        "call_0",
+    )
+
+
 def test_rate_limit_is_retried_then_succeeds(fake_server: FakeOpenAI) -> None:
     fake_server.add(
         Step(**vars(error(429, "slow down")) | {"headers": {"Retry-After": "0"}}),

@@ -136,3 +136,19 @@ def test_tool_errors_go_back_to_the_model_and_the_chat_goes_on() -> None:
     events = agent.runtime.trace.of_kind("tool_call")  # type: ignore[union-attr]
     assert [e.ok for e in events] == [False, False, True]  # type: ignore[attr-defined]
     assert agent.runtime.counters.tool_errors == 2  # type: ignore[union-attr]
+
+
+def test_a_result_that_cannot_be_text_goes_back_as_an_error() -> None:
+    def raw() -> bytes:
+        return b"\xff"
+
+    def loop() -> list[object]:
+        items: list[object] = []
+        items.append(items)
+        return items
+
+    for function in (raw, loop):
+        outcome = asyncio.run(Tool(function).call("{}"))
+        assert not outcome.ok and "returned what cannot be text" in outcome.content
+    arguments_as_an_object = asyncio.run(Tool(raw).call({"x": 1}))  # type: ignore[arg-type]
+    assert not arguments_as_an_object.ok and "invalid arguments" in arguments_as_an_object.content
