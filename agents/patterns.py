@@ -17,6 +17,7 @@ the loop ends in the first round whose test run passes, or after `max_rounds`.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from pathlib import Path
 from agents.agent import ChatAgent
 from agents.code_blocks import CodeBlock, ExecutionResult, find_blocks
 from agents.code_execution import CodeExecutionAgent
-from agents.errors import ConfigError
+from agents.errors import ConfigError, ContentBlockedError, ModelError
 from agents.messages import Message, TextMessage, render
 from agents.runtime import Runtime
 from agents.trace import Trace
@@ -121,7 +122,10 @@ async def _round(
     review = None
     if reviewer is not None:
         request = _review_prompt(task, solution, reply, number)
-        review = _text(await _exchange(rt, reviewer, TextMessage(content=request)))
+        # The tests decide, not the reviewer: a reviewer whose model fails (or whose content
+        # is blocked) leaves the round without a review rather than ending the loop.
+        with contextlib.suppress(ModelError, ContentBlockedError):
+            review = _text(await _exchange(rt, reviewer, TextMessage(content=request)))
     return ReviewRound(number, solution, files, reply, review, reply.ok, answer)
 
 

@@ -14,6 +14,7 @@ from agents import (
     ExecutionResult,
     Message,
     ModelResponse,
+    ModelUnavailableError,
     ScriptedModel,
 )
 from agents.patterns import code_review_loop, split_answer
@@ -83,6 +84,14 @@ def test_the_loop_works_with_a_stateful_runner() -> None:
         runner.close()
     assert result.passed and result.passed_round == 2
     assert "1 passed, 1 failed" in result.rounds[0].execution.stdout  # type: ignore[union-attr]
+
+
+def test_a_failing_reviewer_does_not_end_the_loop() -> None:
+    specialist, runner, reviewer = agents([RIGHT], [ModelUnavailableError("503 from the reviewer")])
+    result = asyncio.run(code_review_loop(specialist, runner, reviewer, "add", TESTS, 3))
+    assert result.passed and result.passed_round == 1  # the tests decide, not the reviewer
+    assert result.rounds[0].review is None
+    assert result.trace.of_kind("error")  # the reviewer's failure is in the trace
 
 
 def test_the_loop_stops_at_max_rounds_when_nothing_passes() -> None:
