@@ -69,8 +69,9 @@ class CodeExecutionAgent(ChatAgent):
     `sandbox.Policy` or a built-in policy's name). With `persist_workspace=True` the blocks of
     one conversation (the messages that descend from one outside message) share /workspace.
     With `stateful=True` the Python blocks of one conversation run in one sandboxed
-    interpreter (a `sandbox` session), so variables and imports carry over. `close()` ends
-    the sessions and the sandbox's prepared run.
+    interpreter (a `sandbox` session), so variables and imports carry over; the
+    `max_sessions` most recently used are kept. `close()` ends the sessions and the
+    sandbox's prepared run.
     """
 
     def __init__(
@@ -84,6 +85,7 @@ class CodeExecutionAgent(ChatAgent):
         *,
         persist_workspace: bool = False,
         stateful: bool = False,
+        max_sessions: int = 8,
         workspace_limit: int = WORKSPACE_LIMIT,
         role: str | None = None,
         description: str = "Runs code in the sandbox and reports the result.",
@@ -91,8 +93,8 @@ class CodeExecutionAgent(ChatAgent):
         super().__init__(name, role=role, description=description)
         if language not in LANGUAGES:
             raise ConfigError(f"unknown language {language!r}", hint=f"one of {LANGUAGES}")
-        if max_output_size < 0 or workspace_limit < 1:
-            raise ConfigError("max_output_size and workspace_limit must be positive")
+        if max_output_size < 0 or workspace_limit < 1 or max_sessions < 1:
+            raise ConfigError("max_output_size, workspace_limit and max_sessions must be positive")
         self.language = language
         self.timeout = timeout
         self.max_output_size = max_output_size
@@ -107,7 +109,8 @@ class CodeExecutionAgent(ChatAgent):
         if stateful and not callable(getattr(self.executor, "session", None)):
             raise ConfigError("stateful=True needs the built-in sandbox (it keeps sessions)")
         self.stateful = stateful
-        self._sessions: dict[str, Any] = {}  # conversation -> sandbox session
+        self.max_sessions = max_sessions
+        self._sessions: dict[str, Any] = {}  # conversation -> sandbox session, by last use
 
     async def on_message(self, message: Message, ctx: Context) -> None:
         result = await self.execute(message, conversation=_thread_root(ctx))
@@ -176,10 +179,13 @@ class CodeExecutionAgent(ChatAgent):
     async def _run_in_session(
         self, code: str, conversation: str, files: Mapping[str, str]
     ) -> BlockRun:
-        session = self._sessions.get(conversation)
+        session = self._sessions.pop(conversation, None)
         if session is None:
             session = await asyncio.to_thread(self.executor.session)  # type: ignore[attr-defined]
-            self._sessions[conversation] = session
+        self._sessions[conversation] = session  # the most recently used last
+        while len(self._sessions) > self.max_sessions:  # the least recently used goes
+            oldest = next(iter(self._sessions))
+            await asyncio.to_thread(self._sessions.pop(oldest).close)
         try:
             return _block_run(await session.arun(code, timeout=self.timeout, files=files))
         except SessionError as exc:  # the call could not be stopped: its state is gone

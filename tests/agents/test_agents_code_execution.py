@@ -346,6 +346,25 @@ def test_stateful_agent_writes_each_blocks_files() -> None:
     assert (result.status, result.stdout) == ("ok", "FILE\n")
 
 
+def test_stateful_agent_keeps_only_its_most_recent_sessions() -> None:
+    runner = CodeExecutionAgent(stateful=True, timeout=10, max_sessions=2)
+
+    def call(conversation: str, code: str) -> ExecutionResult:
+        return asyncio.run(runner.execute(code, conversation=conversation))
+
+    try:
+        for conversation in "abc":  # each chat.run is a conversation of its own
+            call(conversation, f"x = {conversation!r}")
+        kept = call("c", "print(x)")
+        dropped = call("a", "print(x)")  # the least recently used session was ended
+    finally:
+        runner.close()
+    assert kept.stdout == "c\n"
+    assert dropped.status == "nonzero_exit" and "NameError" in dropped.stderr
+    with pytest.raises(ConfigError, match="max_sessions"):
+        CodeExecutionAgent(stateful=True, max_sessions=0)
+
+
 def test_stateful_agent_survives_a_timed_out_call() -> None:
     runner = CodeExecutionAgent(stateful=True, timeout=1)
     try:
