@@ -12,6 +12,7 @@ import argparse
 import gc
 import json
 import os
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
@@ -155,17 +156,28 @@ def _run(args: argparse.Namespace) -> int:
         argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
         if not argv:
             raise PolicyError("COMMAND", "missing: sandbox run [OPTIONS] -- COMMAND [ARG...]")
-    if args.json and stdin == 0 and os.isatty(0):
+    if stdin == 0 and os.isatty(0):
+        # Never the caller's terminal: without it as its controlling terminal, the workload
+        # would escape job control (reading keystrokes meant for the shell, in the background)
+        # and could change the terminal's modes or write past the output limit.
         stdin = b""
+    elif stdin == 0 and stat.S_ISFIFO(os.fstat(0).st_mode):
+        # The pipe through an open file of its own: O_NONBLOCK set on it inside would
+        # otherwise be set on ours too, and on the next command that reads this pipe.
+        stdin = os.open("/proc/self/fd/0", os.O_RDONLY | os.O_CLOEXEC)
     forward = () if args.json else (1, 2)
-    result = sandbox.run(
-        argv,
-        stdin=stdin,
-        files=files,
-        env=env,
-        stdout_fd=forward[0] if forward else None,
-        stderr_fd=forward[1] if forward else None,
-    )
+    try:
+        result = sandbox.run(
+            argv,
+            stdin=stdin,
+            files=files,
+            env=env,
+            stdout_fd=forward[0] if forward else None,
+            stderr_fd=forward[1] if forward else None,
+        )
+    finally:
+        if isinstance(stdin, int) and stdin != 0:
+            os.close(stdin)
     if args.json:
         print(result.to_json())
         return SETUP_FAILED if result.status == "setup_failed" else 0

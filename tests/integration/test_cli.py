@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -204,6 +205,34 @@ def test_ctrl_c_ends_the_run_without_a_traceback() -> None:
         command.kill()
     assert command.returncode == 130
     assert err == b"sandbox: interrupted\n"
+
+
+def test_the_callers_terminal_is_never_the_workloads_stdin() -> None:
+    # Not its controlling terminal, a terminal would let the workload read keystrokes meant
+    # for the shell (job control never stops it), change its modes, write past the cap.
+    ours, theirs = pty.openpty()
+    try:
+        probe = "import os, sys; print(os.isatty(0), repr(sys.stdin.read()))"
+        done = subprocess.run(
+            [sys.executable, "-m", "sandbox", "run", "--", "python3", "-c", probe],
+            stdin=theirs,
+            capture_output=True,
+            timeout=60,
+        )
+    finally:
+        os.close(ours)
+        os.close(theirs)
+    assert (done.returncode, done.stdout) == (0, b"False ''\n")
+
+
+def test_a_piped_stdin_reaches_the_workload_through_an_open_file_of_its_own() -> None:
+    set_nonblocking = "import fcntl, os; fcntl.fcntl(0, fcntl.F_SETFL, os.O_NONBLOCK)"
+    run = f"\"{sys.executable}\" -m sandbox run -- python3 -c '{set_nonblocking}'"
+    # cat reads the same pipe afterwards, before its writer has written: non-blocking, it
+    # would find it empty and fail
+    shell = f"(sleep 1; echo kept) | {{ {run} && cat; }}"
+    done = subprocess.run(["sh", "-c", shell], capture_output=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, b"kept\n"), done.stderr
 
 
 def test_a_pids_limit_must_leave_room_for_the_workload() -> None:
