@@ -57,6 +57,7 @@ def run_init(
         step = _Checklist(report_fd)
         # Steps 1-3 (supervisor, fork, new pid namespace) are done; this process is PID 1.
         step("session.setsid", os.setsid)
+        step("signals.default", _default_handlers)
         step("prctl.pdeathsig", sc.prctl, sc.PR_SET_PDEATHSIG, signal.SIGKILL)
         step("privileges.scrub_environ", privileges.scrub_inherited_environ)
         # The cgroup namespace takes the caller's cgroup as its root, so join first.
@@ -132,6 +133,15 @@ def _spawn_workload(plan: RunPlan, report_fd: int) -> int:
 
 # Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive execve.
 _SIGNALS_TO_RESET = tuple(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
+
+
+def _default_handlers() -> None:
+    # PID 1 receives a signal from its own namespace only if it has a handler for it: with
+    # none (Python's SIGINT, the supervisor's SIGTERM), the workload cannot end its init and
+    # make its own run look like a setup failure.
+    for number in signal.valid_signals():
+        if callable(signal.getsignal(number)):
+            signal.signal(number, signal.SIG_DFL)
 
 
 def _receive_call(plan: RunPlan, call_fd: int) -> tuple[RunPlan, tuple[int, int, int]]:
