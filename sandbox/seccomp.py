@@ -81,8 +81,7 @@ ALLOW: tuple[str, ...] = (
     "timer_getoverrun", "timerfd_create", "timerfd_settime", "timerfd_gettime",
     # polling, pipes, events, IPC
     "pipe2", "ppoll", "pselect6", "epoll_create1", "epoll_ctl", "epoll_pwait", "epoll_pwait2",
-    "eventfd2", "io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents",
-    "io_pgetevents", "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify",
+    "eventfd2", "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify",
     "mq_getsetattr", "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop", "semtimedop",
     "semctl", "shmget", "shmat", "shmdt", "shmctl",
     # sockets (socket and socketpair are in ALLOW_IF)
@@ -117,10 +116,14 @@ FORBIDDEN: tuple[str, ...] = (
     "clock_adjtime", "adjtimex", "acct", "quotactl", "quotactl_fd", "lookup_dcookie",
     "open_by_handle_at", "name_to_handle_at", "fanotify_init", "syslog", "iopl", "ioperm",
     "vhangup", "nfsservctl", "uselib", "modify_ldt", "sethostname", "setdomainname",
+    # Linux AIO: its contexts come out of one allowance for the whole machine (fs.aio-max-nr),
+    # which one run could take, leaving every host program's io_setup failing.
+    "io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents",
 )  # fmt: skip
 
 _LOW32 = 0xFFFF_FFFF  # int arguments: the kernel reads only the low 32 bits of the register
 _AF_UNIX, _AF_INET, _AF_INET6, _SOCK_STREAM, _SOCK_TYPE_MASK = 1, 2, 10, 1, 0xF
+_IPPROTO_TCP = 6  # or 0, its default: not MPTCP (262), a TCP stack of its own
 _S_IFMT, _S_IFIFO = 0o170000, 0o010000
 _CLONE_NEWTIME = 0x80  # clone3/unshare only; in clone(2) it lands in the exit-signal byte
 _CLONE_NAMESPACES = (
@@ -141,8 +144,11 @@ ALLOW_IF: tuple[tuple[str, tuple[Match, ...]], ...] = (
     ("clone", ((0, _CLONE_NAMESPACES, 0),)),  # threads and fork, never new namespaces
     ("socket", ((0, _LOW32, _AF_UNIX),)),
     # SOCK_NONBLOCK / SOCK_CLOEXEC are or-ed into the type, hence the 0xf mask
-    ("socket", ((0, _LOW32, _AF_INET), (1, _SOCK_TYPE_MASK, _SOCK_STREAM))),
-    ("socket", ((0, _LOW32, _AF_INET6), (1, _SOCK_TYPE_MASK, _SOCK_STREAM))),
+    *(
+        ("socket", ((0, _LOW32, family), (1, _SOCK_TYPE_MASK, _SOCK_STREAM), (2, _LOW32, proto)))
+        for family in (_AF_INET, _AF_INET6)
+        for proto in (0, _IPPROTO_TCP)
+    ),
     ("socketpair", ((0, _LOW32, _AF_UNIX),)),
     ("mknod", ((1, _S_IFMT, _S_IFIFO),)),  # mkfifo only; no device nodes
     ("mknodat", ((2, _S_IFMT, _S_IFIFO),)),
