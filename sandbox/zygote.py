@@ -129,6 +129,7 @@ def pool(channel: Channel) -> None:
     _warm_up()
     gc.collect()
     gc.freeze()  # the children share these pages instead of copying them on the first gc
+    settings = _settings()
     while True:
         prepared = _Prepared.fork(channel)
         started = prepared.wait_for_start(channel)
@@ -136,9 +137,27 @@ def pool(channel: Channel) -> None:
             _serve(channel, prepared, started, early)
         try:
             _clean(mode)
+            if _settings() != settings:
+                raise RuntimeError("a run changed the zygote's limits or scheduling")
         except Exception as exc:  # anything we cannot make clean retires this sandbox
             channel.send(op="dirty", why=f"{type(exc).__name__}: {exc}")
             return
+
+
+_RLIMITS = tuple(getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_"))
+
+
+def _settings() -> tuple:
+    """What a run, of our uid, can change in us from outside (prlimit, setpriority,
+    sched_setaffinity, sched_setscheduler: being not dumpable stops none of them), and every
+    later child would inherit. Lowered hard limits cannot be raised back: we retire."""
+    return (
+        [resource.getrlimit(number) for number in _RLIMITS],
+        os.getpriority(os.PRIO_PROCESS, 0),
+        os.sched_getaffinity(0),
+        os.sched_getscheduler(0),
+        os.sched_getparam(0).sched_priority,
+    )
 
 
 def _warm_up() -> None:

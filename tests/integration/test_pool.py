@@ -117,6 +117,26 @@ def test_nothing_carries_over_to_the_next_run(single: Sandbox) -> None:
     assert lines[11] == "others []"
 
 
+def test_a_run_cannot_change_what_the_next_run_inherits(single: Sandbox) -> None:
+    # The zygote shares the runs' uid: prlimit and setpriority reach it from a run, and every
+    # later run is forked from it.
+    tamper = (
+        "import os, resource\nzygote = os.getppid()\n"
+        "resource.prlimit(zygote, resource.RLIMIT_NOFILE, (64, 64))\n"
+        "resource.prlimit(zygote, resource.RLIMIT_FSIZE, (100, 100))\n"
+        "os.setpriority(os.PRIO_PROCESS, zygote, 19)\n"
+        "os.sched_setaffinity(zygote, {min(os.sched_getaffinity(zygote))})"
+    )
+    probe = (
+        "import os\nfrom resource import RLIMIT_FSIZE, RLIMIT_NOFILE, getrlimit\n"
+        "print(os.getpriority(os.PRIO_PROCESS, 0), len(os.sched_getaffinity(0)),\n"
+        "      getrlimit(RLIMIT_NOFILE), getrlimit(RLIMIT_FSIZE))"
+    )
+    before = _ok(single.run_code(probe))
+    _ok(single.run_code(tamper))
+    assert _ok(single.run_code(probe)) == before
+
+
 def test_posix_message_queues_are_refused(single: Sandbox) -> None:
     # They outlive a run in the shared IPC namespace and cannot be listed to be removed.
     code = (
