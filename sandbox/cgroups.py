@@ -211,6 +211,10 @@ class CgroupV1:
                 _write(f"{memory}/memory.memsw.limit_in_bytes", str(limits.memory))
             with contextlib.suppress(OSError):
                 _write(f"{memory}/memory.swappiness", "0")
+            # v1 leaves TCP buffers out of the memory limit unless given a limit of their own
+            # (v2 counts them): one run could queue gigabytes in the machine-wide tcp_mem pool.
+            with contextlib.suppress(FileNotFoundError):
+                _write(f"{memory}/memory.kmem.tcp.limit_in_bytes", str(limits.memory))
         if limits.pids is not None:
             _write(f"{self.dirs['pids']}/pids.max", str(limits.pids))
 
