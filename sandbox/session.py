@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 LIFETIME = 3_600.0  # seconds a session may live, by default
 GRACE = 1.0  # seconds between the interrupt at a call's deadline and the hard kill
 _SIGINT, _SIGKILL = 2, 9
+IDLE_CPU_EXIT = 86  # the interpreter's exit when threads used up CPU between calls (zygote.py)
 
 
 class Session:
@@ -160,6 +161,8 @@ class Session:
             why = "the interpreter was killed for memory (the session's limit)"
         elif self._closing:
             why = "the session was closed during the call"
+        elif death.exit_code == IDLE_CPU_EXIT:
+            why = "threads left running used up the CPU time between calls"
         else:
             why = f"the interpreter ended ({_how(death)})"
         self._end(warm, why)

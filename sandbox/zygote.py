@@ -43,6 +43,7 @@ PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 4
 IPC_RMID = 0
 SCRATCH = ("/workspace", "/tmp", "/dev/shm")  # the writable places, wiped after each run
 MESSAGE = 1 << 16
+IDLE_CPU_EXIT = 86  # a session's threads used up its CPU time between calls (session.py)
 _LATE = 10.0  # seconds "run" may come after the request it goes with
 # The zygote's own dispositions: a run shares its uid and may signal it; SIGKILL and SIGSTOP
 # cannot be ignored, and the pool replaces a zygote that dies or stops answering.
@@ -613,6 +614,14 @@ class _Interrupter:
         if not self.timers:
             signal.setitimer(signal.ITIMER_REAL, 0)
 
+    def idle(self, cpu: float | None) -> None:
+        """Between calls: past `cpu` more seconds of this process's CPU time (threads a call
+        left running: the main thread only waits), end the session."""
+        if self.timers and cpu is not None:
+            signal.signal(signal.SIGINT, lambda signum, frame: os._exit(IDLE_CPU_EXIT))
+            for timer, seconds in zip(self.timers, (0.0, cpu), strict=True):
+                self._set(timer, seconds)
+
     def _interrupt(self, signum: int, frame: object) -> None:
         self.fired = True
         raise KeyboardInterrupt
@@ -676,12 +685,14 @@ def session(channel: Channel) -> None:
         cpu = request.get("cpu")
         code, interrupted = _call(interrupter, body, float(request["timeout"]), cpu)
         _flush()
+        _kill_all()  # processes a call started end with it: nothing outlives its limits
         wall = time.monotonic() - started
         usage = {}
         if before is not None:
             after = _usage()
             usage = {"cpu": after[0] - before[0], "maxrss": after[1]}
         channel.send(op="done", exit=code, interrupted=interrupted, wall=wall, **usage)
+        interrupter.idle(cpu)  # and threads it left get at most its CPU time until the next
 
 
 def _usage() -> tuple[float, int]:

@@ -129,6 +129,22 @@ def test_a_call_brings_its_files(session) -> None:  # type: ignore[no-untyped-de
         session.run("1", files={"../escape": "x"})
 
 
+def test_nothing_a_call_leaves_running_escapes_its_limits() -> None:
+    policy = Policy.load("default").override(cpu_time=1, timeout=5)
+    with Sandbox(policy) as box, box.session() as session:
+        daemon = "import os\nif os.fork() == 0:\n    os.setsid()\n    if os.fork():\n"
+        daemon += "        os._exit(0)\n    while True:\n        pass"
+        assert session.run(daemon).status is Status.OK
+        # a process the call started (a double-forked daemon too) ended with the call
+        pids = "import os; print(sum(p.isdigit() for p in os.listdir('/proc')))"
+        assert session.run(pids).stdout == "2\n"  # the init and the interpreter
+        spin = "import threading\ndef spin():\n    while True:\n        pass\n"
+        session.run(spin + "threading.Thread(target=spin, daemon=True).start()")
+        time.sleep(2.5)  # a thread it left used up the CPU time meanwhile
+        with pytest.raises(SessionError, match="CPU time between calls"):
+            session.run("1")
+
+
 def test_threads_and_asyncio(session) -> None:  # type: ignore[no-untyped-def]
     session.run("calls = []")
     with ThreadPoolExecutor(4) as threads:
