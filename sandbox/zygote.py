@@ -618,11 +618,14 @@ class _Interrupter:
         """Between calls: past `cpu` more seconds of this process's CPU time (threads a call
         left running: the main thread only waits), end the session."""
         if self.timers and cpu is not None:
-            signal.signal(signal.SIGINT, lambda signum, frame: os._exit(IDLE_CPU_EXIT))
             for timer, seconds in zip(self.timers, (0.0, cpu), strict=True):
-                self._set(timer, seconds)
+                self._set(timer, seconds)  # first: the call's own timers must not reach it
+            signal.signal(signal.SIGINT, lambda signum, frame: os._exit(IDLE_CPU_EXIT))
 
     def _interrupt(self, signum: int, frame: object) -> None:
+        # Once: the other clock may run out too, and a second KeyboardInterrupt would land
+        # in the handling of the first, outside the call.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.fired = True
         raise KeyboardInterrupt
 

@@ -1,6 +1,6 @@
 # summary: end the run's init (PID 1) with every signal a process may send it from inside, so
 #    the run reports a setup failure and its output is lost; then print the verdict
-# via: both
+# via: api, cli
 import os
 import signal
 import time
