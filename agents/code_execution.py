@@ -174,6 +174,9 @@ class CodeExecutionAgent(ChatAgent):
         return run
 
     async def _run(self, code: str, language: str, files: Mapping[str, bytes | str]) -> Result:
+        arun_code = getattr(self.executor, "arun_code", None)
+        if arun_code is not None:  # sandbox.Sandbox's: a cancelled chat kills the run
+            return await arun_code(code, language, files=files)  # type: ignore[no-any-return]
         return await asyncio.to_thread(self.executor.run_code, code, language, files=files)
 
     async def _run_in_session(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import posixpath
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import forkserver, limits, mounts, net, running, seccomp
 from .capture import Sink
@@ -115,15 +116,13 @@ class Sandbox:
         return self.run(argv, stdin=stdin, files={**(files or {}), filename: code}, env=env)
 
     async def arun(self, argv: Sequence[str], **options: object) -> Result:
-        """`run` for asyncio: the run happens in a worker thread, the loop stays free."""
-        import asyncio  # lazily: the command line never needs it
-
-        return await asyncio.to_thread(self.run, argv, **options)  # type: ignore[arg-type]
+        """`run` for asyncio: the run happens in a worker thread, the loop stays free.
+        Cancelling the task kills the run."""
+        return await _cancellable(self.run, argv, **options)
 
     async def arun_code(self, code: str, language: str = "python", **options: object) -> Result:
-        import asyncio
-
-        return await asyncio.to_thread(self.run_code, code, language, **options)  # type: ignore[arg-type]
+        """`run_code` for asyncio, as `arun`."""
+        return await _cancellable(self.run_code, code, language, **options)
 
     def start(
         self,
@@ -296,4 +295,26 @@ def _execute(plan: RunPlan, stdin: Stdin, out: Sink, err: Sink, launch: running.
     # One path for every run: start it (running.py), then capture its output to the end.
     handed = stdin if isinstance(stdin, int) else None
     run = running.start(plan, handed, out.limit, launch)
+    if (started := STARTED.get()) is not None:
+        started.append(run)
     return run.capture(b"" if handed is not None else stdin or b"", out, err)
+
+
+# What an `arun` of this context has started, to kill if its task is cancelled (the thread
+# it runs in inherits the context): a run or a pooled sandbox, anything with kill().
+STARTED: ContextVar[list[Any] | None] = ContextVar("stockade_started", default=None)
+
+
+async def _cancellable(call: Callable[..., Result], *args: object, **options: object) -> Result:
+    import asyncio  # lazily: the command line never needs it
+
+    started: list[Any] = []
+    token = STARTED.set(started)
+    try:
+        return await asyncio.to_thread(call, *args, **options)
+    except asyncio.CancelledError:
+        for run in started:  # its thread then sees the run end, and returns into nothing
+            run.kill()
+        raise
+    finally:
+        STARTED.reset(token)

@@ -105,7 +105,8 @@ class Running:
         """The `Sandbox.run` path: feed stdin, keep capped output, collect the report. Hands
         every fd to `pump`, which closes them."""
         assert self._reply is not None and not self._pending
-        reply_fd, self._reply, self._fds = self._reply.detach(), None, ()
+        # pump reads a copy: the socket stays ours meanwhile, for kill() from another thread
+        reply_fd, self._fds = os.dup(self._reply.fileno()), ()
         try:
             reply = pump(
                 stdin=feed,
@@ -117,7 +118,7 @@ class Running:
                 stderr=err,
             )
         finally:  # interrupted (Ctrl-C) too: the closed channel has the supervisor end the run
-            self._reap()
+            self._finish_reply()
         self._take(reply)
         return report_result(self._report or _lost(), out, err)
 

@@ -375,3 +375,23 @@ def test_stateful_agent_survives_a_timed_out_call() -> None:
         runner.close()
     assert slow.status == "timeout"
     assert after.stdout == "yes\n"
+
+
+def test_a_cancelled_chat_kills_the_run_of_its_block() -> None:
+    def sleepers() -> list[int]:
+        found = psutil.process_iter(["cmdline"])
+        return [p.pid for p in found if p.info["cmdline"] == ["sleep", "38"]]
+
+    async def cancel_after_a_second() -> None:
+        runner = CodeExecutionAgent(timeout=60)
+        task = asyncio.create_task(runner.execute("import os; os.execvp('sleep', ['sleep', '38'])"))
+        await asyncio.sleep(1.0)
+        assert sleepers(), "the block did not start"
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        runner.close()
+
+    began = time.monotonic()
+    asyncio.run(cancel_after_a_second())
+    assert time.monotonic() - began < 20 and not sleepers()

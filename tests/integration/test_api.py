@@ -6,8 +6,10 @@ import asyncio
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
+import psutil
 import pytest
 
 from sandbox import Policy, PolicyError, Sandbox, Status
@@ -173,3 +175,28 @@ def test_dropped_and_interrupted_runs_free_their_fds_and_are_reaped() -> None:
         [sys.executable, "-c", DROPPED], capture_output=True, text=True, timeout=120
     )
     assert done.stdout == "clean\n", done.stderr
+
+
+def _sleepers(seconds: str) -> list[int]:
+    return [p.pid for p in psutil.process_iter(["cmdline"]) if seconds in (p.info["cmdline"] or [])]
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_cancelling_an_arun_kills_its_run(pooled: bool) -> None:
+    async def cancel_after_a_second(box: Sandbox) -> None:
+        if pooled:
+            call = box.arun_code("import subprocess; subprocess.run(['sleep', '37'])")
+        else:
+            call = box.arun(["sleep", "37"])
+        task = asyncio.create_task(call)
+        await asyncio.sleep(1.0)
+        assert _sleepers("37"), "the run did not start"
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with Sandbox(Policy.load("default").override(timeout=60), pool=int(pooled)) as box:
+        began = time.monotonic()
+        asyncio.run(cancel_after_a_second(box))  # returns once the run's thread has ended
+        assert time.monotonic() - began < 20
+        assert not _sleepers("37")
