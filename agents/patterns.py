@@ -126,7 +126,17 @@ async def _round(
         # is blocked) leaves the round without a review rather than ending the loop.
         with contextlib.suppress(ModelError, ContentBlockedError):
             review = _text(await _exchange(rt, reviewer, TextMessage(content=request)))
-    return ReviewRound(number, solution, files, reply, review, reply.ok, answer)
+    return ReviewRound(number, solution, files, reply, review, _passed(reply), answer)
+
+
+_SUMMARY = re.compile(r"(\d+) passed, 0 failed\n?\Z")
+
+
+def _passed(result: ExecutionResult) -> bool:
+    """Exit 0 *and* the harness's own last line: a solution that ends the process early with
+    os._exit(0) (at import, or in a test) has not passed anything."""
+    summary = _SUMMARY.search(result.stdout)
+    return result.ok and summary is not None and int(summary.group(1)) > 0
 
 
 def split_answer(answer: str) -> tuple[str | None, dict[str, str]]:

@@ -94,6 +94,15 @@ def test_a_failing_reviewer_does_not_end_the_loop() -> None:
     assert result.trace.of_kind("error")  # the reviewer's failure is in the trace
 
 
+def test_a_solution_that_exits_early_has_not_passed() -> None:
+    cheat = "```python\nimport os\nos._exit(0)\n```"  # exit 0 before a test has run
+    specialist, runner, _ = agents([cheat, RIGHT])
+    result = asyncio.run(code_review_loop(specialist, runner, None, "add", TESTS, 3))
+    first = result.rounds[0]
+    assert not first.passed and first.execution is not None and first.execution.ok
+    assert result.passed and result.passed_round == 2
+
+
 def test_the_loop_stops_at_max_rounds_when_nothing_passes() -> None:
     specialist, runner, _ = agents([WRONG, WRONG, WRONG, RIGHT])
     result = asyncio.run(code_review_loop(specialist, runner, None, "add", TESTS, max_rounds=3))
