@@ -169,6 +169,21 @@ def to_dict(message: Message) -> dict[str, Any]:
     return {"type": type(message).message_type, **data}
 
 
+def serialisable(message: Message) -> dict[str, Any]:
+    """`to_dict`, refusing what JSON text cannot hold (bytes that are not UTF-8, text with a
+    lone surrogate) with a `MessageValidationError` naming each such field."""
+    bad = {}
+    for each in dataclasses.fields(message):
+        try:
+            value = pydantic_core.to_jsonable_python(getattr(message, each.name))
+            json.dumps(value, ensure_ascii=False).encode()
+        except (ValueError, pydantic_core.PydanticSerializationError) as exc:
+            bad[each.name] = f"cannot be serialised: {exc}"
+    if bad:
+        raise MessageValidationError(type(message).message_type, bad)
+    return to_dict(message)
+
+
 def from_dict(data: dict[str, Any]) -> Message:
     """Rebuild a message from `to_dict` output, validating it (JSON values are coerced)."""
     if not isinstance(data, dict) or "type" not in data:

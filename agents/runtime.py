@@ -17,7 +17,7 @@ from typing import Any
 from agents.agent import ChatAgent, Context
 from agents.errors import ConfigError, StateError, UnknownAgentError
 from agents.memory import Memory
-from agents.messages import Message, from_dict, stamp, to_dict
+from agents.messages import Message, from_dict, serialisable, stamp, to_dict
 from agents.models import ContentFilter, ModelClient
 from agents.tools import as_tool
 from agents.trace import (
@@ -131,9 +131,11 @@ class Runtime:
         for name in recipients:
             self.check_name(name)
         sent = stamp(message, sender=sender, recipients=tuple(recipients), parent_id=parent_id)
+        # Recorded in the trace first: a message that cannot be serialised is refused before
+        # it joins the conversation, whose every later save_state() it would break.
+        self.trace.record(MessageEvent(message=serialisable(sent)))
         self.conversation.append(sent)
         self.counters.messages += 1
-        self.trace.record(MessageEvent(message=to_dict(sent)))
         if sender in self.agents:
             self.memory.record(sender, "sent", sent)
         return sent

@@ -62,8 +62,10 @@ class Trace:
 
     def record(self, event: BaseEvent) -> BaseEvent:
         event.seq = len(self.events)
-        self.events.append(event)
+        # Serialised first: an event that cannot be (a lone surrogate in a model's text)
+        # raises here and is not kept, rather than breaking every later to_jsonl() and write().
         line = event.model_dump_json()
+        self.events.append(event)
         if self.path is not None:
             with self.path.open("a", encoding="utf-8") as sink:
                 sink.write(line + "\n")

@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,6 +17,8 @@ from agents import (
     ChatAgent,
     ConfigError,
     GroupChat,
+    Message,
+    MessageValidationError,
     ModelResponse,
     Runtime,
     ScriptedModel,
@@ -143,3 +146,22 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert "termination" in done.stdout
+
+
+def test_what_json_cannot_hold_is_refused_without_breaking_the_trace(tmp_path: Path) -> None:
+    model = ScriptedModel(["half an emoji: \ud83d"])  # a lone surrogate, as a server may send
+    chat = GroupChat([ChatAgent("a", model=model)], routing="role_based", trace=tmp_path / "t")
+    result = asyncio.run(chat.run("hi"))
+    assert result.termination == "error"
+    assert Trace.read(tmp_path / "t").events  # the file and the trace agree, and still serialise
+    assert result.trace.to_jsonl().count("\n") == len(result.trace.events)
+
+    @dataclass
+    class Blob(Message):
+        data: bytes
+
+    other = GroupChat([ChatAgent("b", model=ScriptedModel(["x"]))], routing="role_based")
+    with pytest.raises(MessageValidationError) as refused:
+        asyncio.run(other.run(Blob(b"\xff"), to="b"))
+    assert refused.value.field == "data"
+    assert other.runtime.save_state()["conversation"] == []  # refused before it joined
