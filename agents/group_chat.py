@@ -3,7 +3,8 @@
 One *turn* routes one message and runs the chosen agents' handlers on it, in order. The chat
 ends, with a `ChatResult.termination` saying why, when:
 
-    completed      an agent called `ctx.stop()`, or a message went to the user and no agent
+    completed      an agent called `ctx.stop()`, or a message went to the user and no agent,
+                   with nothing else queued for an agent
     max_turns      `max_turns` turns were taken in this `run` (or `resume`) call
     loop_detected  the same sender→recipients→content cycle came round `loop_repeats` times
     stalled        no agent is willing to speak (and the admin, if any, had nothing either)
@@ -183,6 +184,8 @@ class GroupChat:
                 return self._end("error", f"routing failed: {type(exc).__name__}: {exc}", exc)
             if not targets:
                 if message.recipients and not set(message.recipients) & set(self.runtime.agents):
+                    if self.state.pending:  # a word to the user, and work still queued for agents
+                        continue
                     return self._end("completed", f"answer sent to {', '.join(message.recipients)}")
                 if self._stall_to_admin(message):
                     continue

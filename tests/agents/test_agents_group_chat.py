@@ -74,6 +74,19 @@ def test_role_based_answer_to_the_user_completes() -> None:
     assert "user" in result.detail
 
 
+def test_a_word_to_the_user_does_not_drop_work_queued_for_an_agent() -> None:
+    class Delegate(ChatAgent):
+        async def on_message(self, message: Message, ctx: Context) -> None:
+            if message.sender == "user":
+                await ctx.reply("working on it")  # to the user
+                await ctx.send_to("worker", "do X")
+
+    worker = Say("worker", ["done"], verb="send_to", to="user")
+    result = run(GroupChat([Delegate("boss"), worker], routing="role_based"), "help")
+    assert [type(m).__name__ for m in worker.seen] == ["TextMessage"]  # it was not dropped
+    assert result.termination == "completed" and texts(result.messages)[-1] == "done"
+
+
 def test_broadcast_delivers_to_everyone_but_the_sender() -> None:
     a, b, c = Say("a", ["from a"], verb="broadcast"), Say("b", []), Say("c", ["PASS", "STOP"])
     result = run(GroupChat([a, b, c], routing="broadcast"), "hi all")
