@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agents.agent import ChatAgent
-from agents.errors import ConfigError, UnknownAgentError
+from agents.errors import ConfigError, StateError, UnknownAgentError
 from agents.memory import Memory
 from agents.messages import Message, TextMessage, digest
 from agents.models import ContentFilter, ModelClient
@@ -167,8 +167,15 @@ class GroupChat:
         return {"runtime": self.runtime.save_state(), "chat": self.state.to_dict()}
 
     def load_state(self, data: dict[str, Any]) -> None:
+        """Restore `save_state()` output; a bad state raises `StateError` and changes nothing."""
+        if not isinstance(data, dict) or not {"runtime", "chat"} <= set(data):
+            raise StateError("not a chat state: expected the 'runtime' and 'chat' of save_state()")
+        try:
+            chat = ChatState.from_dict(data["chat"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"bad chat state: {type(exc).__name__}: {exc}") from None
         self.runtime.load_state(data["runtime"])
-        self.state = ChatState.from_dict(data["chat"])
+        self.state = chat
 
     async def _drive(self) -> ChatResult:
         budget = self.max_turns

@@ -211,16 +211,21 @@ class Runtime:
         data = json.loads(state) if isinstance(state, str) else state
         if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
             raise StateError(f"not a runtime state of version {STATE_VERSION}")
-        unknown = sorted(set(data.get("agents", {})) - set(self.agents))
+        agents = data.get("agents", {})
+        if not isinstance(agents, dict) or not all(isinstance(a, dict) for a in agents.values()):
+            raise StateError("the state's 'agents' must map each name to its state")
+        unknown = sorted(set(agents) - set(self.agents))
         if unknown:
             raise StateError(f"the state has agents this runtime lacks: {', '.join(unknown)}")
-        for name, agent_state in data["agents"].items():
-            self.agents[name].load_state(agent_state)
-        self.external |= set(data.get("external", []))
-        self.conversation = [from_dict(m) for m in data.get("conversation", [])]
-        self.pending = [from_dict(m) for m in data.get("pending", [])]
+        # Everything is read before anything changes: a bad state leaves the runtime as it was.
+        conversation = [from_dict(m) for m in data.get("conversation", [])]
+        pending = [from_dict(m) for m in data.get("pending", [])]
         try:
-            self.counters = Counters(**data.get("counters", {}))
+            counters = Counters(**data.get("counters", {}))
         except TypeError as exc:
             raise StateError(f"bad counters in the state: {exc}") from None
-        self.memory.restore(data.get("memory", {}))
+        self.memory.restore(data.get("memory", {}))  # one transaction: all or nothing
+        for name, agent_state in agents.items():
+            self.agents[name].load_state(agent_state)
+        self.external |= set(data.get("external", []))
+        self.conversation, self.pending, self.counters = conversation, pending, counters

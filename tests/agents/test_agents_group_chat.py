@@ -19,6 +19,7 @@ from agents import (
     Message,
     MessageValidationError,
     RoutingMode,
+    StateError,
     TextMessage,
 )
 from agents.group_chat import RouteFunction
@@ -283,3 +284,19 @@ def test_resume_without_handoff_is_refused() -> None:
 def test_run_sync_wraps_the_coroutine() -> None:
     result = GroupChat([Say("a", ["STOP"])]).run_sync("hi")
     assert result.termination == "completed"
+
+
+def test_a_bad_state_is_refused_and_changes_nothing() -> None:
+    talker = Chatty("talker")
+    chat = GroupChat([talker], routing="role_based", max_turns=1)
+    run(chat, "one")
+    saved = chat.save_state()
+    before = (json.dumps(saved, sort_keys=True), dict(talker.state))
+    broken = json.loads(json.dumps(saved))
+    broken["runtime"]["agents"]["talker"]["state"] = {"count": 99}
+    broken["runtime"]["conversation"].append({"type": "NoSuchMessage"})
+    for bad in ({}, "text", {"runtime": broken["runtime"], "chat": saved["chat"]},
+                {"runtime": saved["runtime"], "chat": {"mode": "role_based"}}):  # fmt: skip
+        with pytest.raises(StateError):
+            chat.load_state(bad)  # type: ignore[arg-type]
+        assert (json.dumps(chat.save_state(), sort_keys=True), dict(talker.state)) == before
