@@ -12,7 +12,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from agents.errors import ConfigError, ContentBlockedError, ModelResponseError
+from agents.errors import (
+    ConfigError,
+    ContentBlockedError,
+    ModelResponseError,
+    ToolDefinitionError,
+)
 from agents.memory import AgentMemory, Role
 from agents.messages import Message, TextMessage, render
 from agents.models import (
@@ -124,6 +129,9 @@ class ChatAgent:
         self.name = name
         self.system_prompt = system_prompt
         self.tools: list[Tool | ToolFunction] = list(tools)
+        names = [as_tool(t).name for t in self.tools]  # each checked here, not at its first call
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise ToolDefinitionError(twice[0], f"agent {name!r} has two tools of that name")
         self.model = model
         self.role = role or name
         self.description = description

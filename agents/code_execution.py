@@ -102,7 +102,10 @@ class CodeExecutionAgent(ChatAgent):
         self.workspace_limit = workspace_limit
         self.last_files: dict[str, str] = {}
         room = workspace.output_room(workspace_limit) if persist_workspace else 0
-        self.executor = _executor(sandbox, policy, timeout, max_output_size + room)
+        try:
+            self.executor = _executor(sandbox, policy, timeout, max_output_size + room)
+        except PolicyError as exc:  # timeout=0, an unknown policy name, ...
+            raise ConfigError(f"the sandbox refused this agent's settings: {exc}") from exc
         # A sandbox made here is this agent's to close; an executor passed in is the caller's.
         made = isinstance(sandbox, str)
         self._close_executor = getattr(self.executor, "close", None) if made else None

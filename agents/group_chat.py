@@ -81,7 +81,7 @@ class GroupChat:
         max_loop_cycle: int = 4,
         user: str = "user",
     ) -> None:
-        self._check(agents, routing, max_turns, loop_repeats)
+        self._check(agents, routing, max_turns, loop_repeats, max_loop_cycle)
         self.router: RouteFunction = ROUTERS[routing] if isinstance(routing, str) else routing
         self.max_turns = max_turns
         self.loop_repeats = loop_repeats
@@ -108,7 +108,15 @@ class GroupChat:
         )
 
     @staticmethod
-    def _check(agents: Sequence[ChatAgent], routing: Any, max_turns: int, repeats: int) -> None:
+    def _check(
+        agents: Sequence[ChatAgent], routing: Any, max_turns: int, repeats: int, cycle: int
+    ) -> None:
+        counts = {"max_turns": max_turns, "loop_repeats": repeats, "max_loop_cycle": cycle}
+        for name, value in counts.items():
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name} must be a whole number, not {value!r}")
+        if cycle < 1:  # 0 would turn loop detection off, silently
+            raise ConfigError("max_loop_cycle must be at least 1")
         if not agents:
             raise ConfigError("a group chat needs at least one agent")
         if isinstance(routing, str) and routing not in ROUTERS:
@@ -130,6 +138,8 @@ class GroupChat:
         message = (
             TextMessage(content=first_message) if isinstance(first_message, str) else first_message
         )
+        if not isinstance(message, Message):
+            raise ConfigError(f"a chat starts from a Message or a str, not {message!r:.100}")
         names = (to,) if isinstance(to, str) else tuple(to)
         sent = self.runtime.post(message, self.user, names, parent_id=message.parent_id)
         self.state.messages.append(sent)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,12 +34,19 @@ class ToolOutcome:
     ok: bool
 
 
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 class Tool:
     """A function with its name, description and argument model."""
 
     def __init__(self, function: ToolFunction, *, name: str | None = None) -> None:
+        if not callable(function):
+            raise ToolDefinitionError(repr(function)[:100], "a tool is a function or a Tool")
         self.function = function
         self.name = name or function.__name__
+        if not _TOOL_NAME.fullmatch(self.name):  # what the OpenAI API accepts
+            raise ToolDefinitionError(self.name, "a tool's name is 1-64 of [A-Za-z0-9_-]")
         self.description = _description(function)
         self.arguments = _argument_model(function, self.name)
 

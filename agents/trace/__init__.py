@@ -88,10 +88,13 @@ class Trace:
     def read(cls, path: str | Path) -> Trace:
         """Load a JSON-lines trace; a malformed line raises `StateError` naming its number."""
         trace = cls()
-        with Path(path).open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
-                if line.strip():
-                    trace.events.append(_parse_line(line, path, number))
+        try:
+            with Path(path).open(encoding="utf-8") as lines:
+                for number, line in enumerate(lines, start=1):
+                    if line.strip():
+                        trace.events.append(_parse_line(line, path, number))
+        except UnicodeDecodeError as exc:
+            raise StateError(f"{path}: not a trace (not UTF-8 text: {exc.reason})") from None
         return trace
 
     def __iter__(self) -> Iterator[BaseEvent]:

@@ -395,3 +395,9 @@ def test_a_cancelled_chat_kills_the_run_of_its_block() -> None:
     began = time.monotonic()
     asyncio.run(cancel_after_a_second())
     assert time.monotonic() - began < 20 and not sleepers()
+
+
+def test_settings_the_sandbox_refuses_are_a_config_error() -> None:
+    for settings in ({"timeout": 0}, {"policy": "no-such-policy"}):
+        with pytest.raises(ConfigError, match="the sandbox refused"):
+            CodeExecutionAgent(**settings)  # type: ignore[arg-type]

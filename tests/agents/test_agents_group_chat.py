@@ -222,6 +222,8 @@ def test_custom_router_naming_an_unknown_agent_is_an_error() -> None:
         ([], "round_robin", 5, "at least one agent"),
         (["a"], "random", 5, "unknown routing"),
         (["a"], "round_robin", 0, "max_turns"),
+        (["a"], "round_robin", "3", "max_turns must be a whole number"),
+        (["a"], "round_robin", 2.5, "max_turns must be a whole number"),
     ],
 )
 def test_bad_chat_setup(
@@ -300,3 +302,10 @@ def test_a_bad_state_is_refused_and_changes_nothing() -> None:
         with pytest.raises(StateError):
             chat.load_state(bad)  # type: ignore[arg-type]
         assert (json.dumps(chat.save_state(), sort_keys=True), dict(talker.state)) == before
+
+
+def test_what_a_chat_is_given_is_checked_up_front() -> None:
+    with pytest.raises(ConfigError, match="max_loop_cycle"):  # 0 turned loop detection off
+        GroupChat([Say("a")], max_loop_cycle=0)
+    with pytest.raises(ConfigError, match="a Message or a str"):
+        run(GroupChat([Say("a")]), 42)  # type: ignore[arg-type]

@@ -152,3 +152,17 @@ def test_a_result_that_cannot_be_text_goes_back_as_an_error() -> None:
         assert not outcome.ok and "returned what cannot be text" in outcome.content
     arguments_as_an_object = asyncio.run(Tool(raw).call({"x": 1}))  # type: ignore[arg-type]
     assert not arguments_as_an_object.ok and "invalid arguments" in arguments_as_an_object.content
+
+
+def test_tools_are_checked_when_the_agent_is_made() -> None:
+    def lookup(key: str) -> str:
+        return key
+
+    for tools, match in (
+        ([42], "a function or a Tool"),
+        ([lookup, Tool(lookup)], "two tools of that name"),
+    ):
+        with pytest.raises(ToolDefinitionError, match=match):
+            ChatAgent("a", tools=tools)  # type: ignore[arg-type]
+    with pytest.raises(ToolDefinitionError, match="1-64 of"):  # what OpenAI refuses
+        Tool(lookup, name="bad name!")

@@ -165,3 +165,10 @@ def test_what_json_cannot_hold_is_refused_without_breaking_the_trace(tmp_path: P
         asyncio.run(other.run(Blob(b"\xff"), to="b"))
     assert refused.value.field == "data"
     assert other.runtime.save_state()["conversation"] == []  # refused before it joined
+
+
+def test_a_file_that_is_not_text_is_not_a_trace(tmp_path: Path) -> None:
+    (tmp_path / "binary").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(StateError, match="not UTF-8"):
+        Trace.read(tmp_path / "binary")
+    assert main([str(tmp_path / "binary")]) == 1
