@@ -15,6 +15,7 @@ name (```` ```python solution.py ````) is kept as the block's `filename`.
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -27,7 +28,13 @@ ExecutionStatus = Literal[
     "ok", "nonzero_exit", "timeout", "memory_limit", "signaled", "setup_failed", "error"
 ]
 
-_FENCE = re.compile(r"^```[ \t]*([^\n`]*)\n(.*?)^```[ \t]*$", re.M | re.S)
+# As Markdown has them: ``` or ~~~ (or longer), possibly indented (in a list item); the
+# closing fence repeats the opening one.
+_FENCE = re.compile(
+    r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)\n"
+    r"(?P<code>.*?)^[ \t]*(?P=fence)[`~]*[ \t]*$",
+    re.M | re.S,
+)
 _FILENAME = re.compile(r"^[\w.-]+\.\w+$")
 
 
@@ -109,8 +116,9 @@ def extract_blocks(message: Message, default_language: str) -> list[CodeBlock]:
 def find_blocks(text: str, default_language: str) -> list[CodeBlock]:
     """Every fenced code block in `text`, in order."""
     blocks = []
-    for info, code in _FENCE.findall(text):
-        words = info.split()
+    for fence in _FENCE.finditer(text.replace("\r\n", "\n")):
+        words = fence["info"].split()
+        code = textwrap.dedent(fence["code"]) if fence["indent"] else fence["code"]
         language = language_name(words[0] if words else "", default_language)
         filename = next((w for w in words[1:] if _FILENAME.match(w)), None)
         blocks.append(CodeBlock(code=code, language=language, filename=filename))

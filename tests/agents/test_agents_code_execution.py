@@ -401,3 +401,17 @@ def test_settings_the_sandbox_refuses_are_a_config_error() -> None:
     for settings in ({"timeout": 0}, {"policy": "no-such-policy"}):
         with pytest.raises(ConfigError, match="the sandbox refused"):
             CodeExecutionAgent(**settings)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "```python\r\nprint(1)\r\n```\r\n",  # CRLF
+        "1. Run this:\n   ```python\n   print(1)\n   ```\n",  # indented, in a list item
+        "~~~python\nprint(1)\n~~~\n",  # tildes
+        "````python\nprint(1)\n```\nnot the end\n````\n",  # a longer fence holds a shorter one
+    ],
+)
+def test_fences_as_markdown_writes_them(text: str) -> None:
+    [block] = find_blocks(text, "python")
+    assert block.language == "python" and block.code.startswith("print(1)\n")
