@@ -166,13 +166,15 @@ class Session:
         else:
             why = f"the interpreter ended ({_how(death)})"
         self._end(warm, why)
+        # Killed (by us, the kernel or a signal), or an exit of its own (os._exit in the call)
+        killed = outcome.hard_killed or outcome.oom_kills > 0 or death.signal is not None
         return captured_result(
             out,
             err,
             timed_out=outcome.hard_killed,
             oom_killed=outcome.oom_kills > 0,
-            signal=death.signal or _SIGKILL,
-            exit_code=None,
+            signal=(death.signal or _SIGKILL) if killed else None,
+            exit_code=None if killed else death.exit_code,
             wall_time=outcome.wall,
             cpu_time=0.0,
             peak_memory=outcome.peak or 0,

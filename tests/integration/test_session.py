@@ -83,8 +83,10 @@ def test_a_call_that_will_not_stop_is_killed_with_a_clear_error(box: Sandbox) ->
 
 
 def test_the_interpreter_dying_ends_the_session(box: Sandbox) -> None:
-    with box.session() as session, pytest.raises(SessionError, match="exit 3"):
+    with box.session() as session, pytest.raises(SessionError, match="exit 3") as ended:
         session.run("import os; os._exit(3)")
+    exited = ended.value.result  # an exit of its own, not a kill
+    assert exited is not None and (exited.status, exited.exit_code) == ("nonzero_exit", 3)
     with box.session() as session:
         with pytest.raises(SessionError, match="memory") as raised:
             session.run("hog = bytearray(300 << 20)")
