@@ -36,7 +36,7 @@ from .capture import Sink, captured_result
 from .errors import PolicyError, SandboxError
 from .interpreter import Outcome, StartFailed, Warm
 from .result import Result
-from .runner import STARTED, _check_files  # the same checks as any run
+from .runner import _check_files, track  # the same checks as any run
 from .spawn import RunReport
 
 if TYPE_CHECKING:
@@ -111,8 +111,7 @@ class Pool:
             warm = self._acquire()
             if isinstance(warm, Result):
                 return warm
-            if (started := STARTED.get()) is not None:
-                started.append(warm)  # an arun_code cancelled kills it; the pool replaces it
+            track(warm)  # an arun_code cancelled kills it; the pool replaces it
             healthy = False
             try:
                 if not warm.ready(_READY):

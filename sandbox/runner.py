@@ -295,14 +295,23 @@ def _execute(plan: RunPlan, stdin: Stdin, out: Sink, err: Sink, launch: running.
     # One path for every run: start it (running.py), then capture its output to the end.
     handed = stdin if isinstance(stdin, int) else None
     run = running.start(plan, handed, out.limit, launch)
-    if (started := STARTED.get()) is not None:
-        started.append(run)
+    track(run)
     return run.capture(b"" if handed is not None else stdin or b"", out, err)
 
 
 # What an `arun` of this context has started, to kill if its task is cancelled (the thread
 # it runs in inherits the context): a run or a pooled sandbox, anything with kill().
 STARTED: ContextVar[list[Any] | None] = ContextVar("stockade_started", default=None)
+_CANCELLED = object()
+
+
+def track(started: Any) -> None:
+    """Make a run (or a pooled sandbox) this context started killable by its `arun`."""
+    tracked = STARTED.get()
+    if tracked is not None:
+        tracked.append(started)
+        if _CANCELLED in tracked:  # cancelled while it was starting: the loop below missed it
+            started.kill()
 
 
 async def _cancellable(call: Callable[..., Result], *args: object, **options: object) -> Result:
@@ -313,8 +322,9 @@ async def _cancellable(call: Callable[..., Result], *args: object, **options: ob
     try:
         return await asyncio.to_thread(call, *args, **options)
     except asyncio.CancelledError:
-        for run in started:  # its thread then sees the run end, and returns into nothing
-            run.kill()
+        started.append(_CANCELLED)  # first: a run its thread starts from now on kills itself
+        for run in [r for r in started if r is not _CANCELLED]:
+            run.kill()  # its thread then sees the run end, and returns into nothing
         raise
     finally:
         STARTED.reset(token)
