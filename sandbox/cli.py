@@ -156,12 +156,14 @@ def _run(args: argparse.Namespace) -> int:
         argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
         if not argv:
             raise PolicyError("COMMAND", "missing: sandbox run [OPTIONS] -- COMMAND [ARG...]")
-    if stdin == 0 and os.isatty(0):
+    kind = _kind_of_stdin() if stdin == 0 else None
+    if kind in ("terminal", "closed"):
         # Never the caller's terminal: without it as its controlling terminal, the workload
         # would escape job control (reading keystrokes meant for the shell, in the background)
-        # and could change the terminal's modes or write past the output limit.
+        # and could change the terminal's modes or write past the output limit. A closed fd 0
+        # would be whatever the run's own setup opened first.
         stdin = b""
-    elif stdin == 0 and stat.S_ISFIFO(os.fstat(0).st_mode):
+    elif kind == "pipe":
         # The pipe through an open file of its own: O_NONBLOCK set on it inside would
         # otherwise be set on ours too, and on the next command that reads this pipe.
         stdin = os.open("/proc/self/fd/0", os.O_RDONLY | os.O_CLOEXEC)
@@ -184,6 +186,16 @@ def _run(args: argparse.Namespace) -> int:
     if result.error:
         print(f"sandbox: {result.error}", file=sys.stderr)
     return result.exit_status()
+
+
+def _kind_of_stdin() -> str:
+    try:
+        mode = os.fstat(0).st_mode
+    except OSError:  # closed (`<&-`)
+        return "closed"
+    if os.isatty(0):
+        return "terminal"
+    return "pipe" if stat.S_ISFIFO(mode) else "file"
 
 
 def _policy(args: argparse.Namespace) -> Any:

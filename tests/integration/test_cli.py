@@ -225,6 +225,13 @@ def test_the_callers_terminal_is_never_the_workloads_stdin() -> None:
     assert (done.returncode, done.stdout) == (0, b"False ''\n")
 
 
+def test_a_closed_stdin_gives_the_workload_nothing() -> None:
+    # With fd 0 closed, the first fd the run's own setup opened (a pipe of its) would be 0
+    command = f"\"{sys.executable}\" -m sandbox run -- cat <&-"
+    done = subprocess.run(["sh", "-c", command], capture_output=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+
+
 def test_a_piped_stdin_reaches_the_workload_through_an_open_file_of_its_own() -> None:
     set_nonblocking = "import fcntl, os; fcntl.fcntl(0, fcntl.F_SETFL, os.O_NONBLOCK)"
     run = f"\"{sys.executable}\" -m sandbox run -- python3 -c '{set_nonblocking}'"
