@@ -453,7 +453,10 @@ class Warm:
         is what the call wrote before answering (session: bounded, a background thread may
         still be writing)."""
         for fd, sink in ((self.run.stdout, out), (self.run.stderr, err)):
-            for _ in range(2 * _PIPE // _CHUNK + 1):
+            # A read takes one buffer of the pipe, however small (O_DIRECT writes packets):
+            # at most one a page of its size, which a run may have changed.
+            buffers = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) // 4096 + 1
+            for _ in range(2 * buffers):
                 if not self._read_output(fd, sink):
                     break
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import array
 import ctypes
+import fcntl
 import gc
 import io
 import json
@@ -41,6 +42,7 @@ import types
 
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 4, 36, 22, 2
 IPC_RMID = 0
+F_GETPIPE_SZ, F_SETSIG = 1032, 10
 SCRATCH = ("/workspace", "/tmp", "/dev/shm")  # the writable places, wiped after each run
 MESSAGE = 1 << 16
 IDLE_CPU_EXIT = 86  # a session's threads used up its CPU time between calls (session.py)
@@ -49,7 +51,7 @@ _LATE = 10.0  # seconds "run" may come after the request it goes with
 # cannot be ignored, and the pool replaces a zygote that dies or stops answering.
 IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
            signal.SIGUSR2, signal.SIGALRM, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
-           signal.SIGVTALRM, signal.SIGPROF, signal.SIGXCPU)  # fmt: skip
+           signal.SIGVTALRM, signal.SIGPROF, signal.SIGXCPU, signal.SIGIO)  # fmt: skip
 
 OWN_FILENAME = sys._getframe().f_code.co_filename  # "<string>" under -c: our frames
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -130,7 +132,7 @@ def pool(channel: Channel) -> None:
     _warm_up()
     gc.collect()
     gc.freeze()  # the children share these pages instead of copying them on the first gc
-    settings = _settings()
+    settings, outputs = _settings(), _output_flags()
     while True:
         prepared = _Prepared.fork(channel)
         started = prepared.wait_for_start(channel)
@@ -138,6 +140,7 @@ def pool(channel: Channel) -> None:
             _serve(channel, prepared, started, early)
         try:
             _clean(mode)
+            _restore_output_flags(outputs)
             if _settings() != settings:
                 raise RuntimeError("a run changed the zygote's limits or scheduling")
         except Exception as exc:  # anything we cannot make clean retires this sandbox
@@ -150,15 +153,31 @@ _RLIMITS = tuple(getattr(resource, name) for name in dir(resource) if name.start
 
 def _settings() -> tuple:
     """What a run, of our uid, can change in us from outside (prlimit, setpriority,
-    sched_setaffinity, sched_setscheduler: being not dumpable stops none of them), and every
-    later child would inherit. Lowered hard limits cannot be raised back: we retire."""
+    sched_setaffinity, sched_setscheduler: being not dumpable stops none of them), or in the
+    output pipes every later run shares (their size). Lowered hard limits cannot be raised
+    back: we retire."""
     return (
         [resource.getrlimit(number) for number in _RLIMITS],
+        [fcntl.fcntl(fd, F_GETPIPE_SZ) for fd in (1, 2)],  # the pipes themselves are shared
         os.getpriority(os.PRIO_PROCESS, 0),
         os.sched_getaffinity(0),
         os.sched_getscheduler(0),
         os.sched_getparam(0).sched_priority,
     )
+
+
+def _output_flags() -> list[int]:
+    return [fcntl.fcntl(fd, fcntl.F_GETFL) for fd in (1, 2)]
+
+
+def _restore_output_flags(flags: list[int]) -> None:
+    """The runs write into our own open stdout and stderr (pipes cannot be opened anew by
+    their uid): undo what one set on them (O_NONBLOCK, O_DIRECT's packets, O_ASYNC and its
+    owner), which would otherwise hold for every later run."""
+    for fd, original in zip((1, 2), flags, strict=True):
+        fcntl.fcntl(fd, fcntl.F_SETFL, original)
+        fcntl.fcntl(fd, fcntl.F_SETOWN, 0)
+        fcntl.fcntl(fd, F_SETSIG, 0)
 
 
 def _warm_up() -> None:
@@ -415,6 +434,7 @@ def _child(requests: socket.socket, reports: socket.socket) -> None:
         os.closerange(keep[0] + 1, keep[1])
         os.closerange(keep[1] + 1, 1 << 16)
         _prctl(PR_SET_DUMPABLE, 1)  # an ordinary workload now; it holds nothing of ours
+        _own_stdin()
         with open("/proc/self/oom_score_adj", "w") as adj:  # the run dies first, not us
             adj.write("1000")
         os.chdir("/workspace")
@@ -467,6 +487,13 @@ def _receive_request(sock: socket.socket) -> tuple[dict | None, bytes, list[int]
         payload = _read_all(fds[0])
         os.close(fds.pop(0))
     return request, payload, fds
+
+
+def _own_stdin() -> None:
+    """A /dev/null of this run's own: a flock on the zygote's would outlast the run."""
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
 
 
 def _restore_signals() -> None:

@@ -120,12 +120,15 @@ def test_nothing_carries_over_to_the_next_run(single: Sandbox) -> None:
 def test_a_run_cannot_change_what_the_next_run_inherits(single: Sandbox) -> None:
     # The zygote shares the runs' uid: prlimit and setpriority reach it from a run, and every
     # later run is forked from it.
-    tamper = (
+    tamper = (  # each may be refused (seccomp allows prlimit on oneself only); try them all
         "import os, resource\nzygote = os.getppid()\n"
-        "resource.prlimit(zygote, resource.RLIMIT_NOFILE, (64, 64))\n"
-        "resource.prlimit(zygote, resource.RLIMIT_FSIZE, (100, 100))\n"
-        "os.setpriority(os.PRIO_PROCESS, zygote, 19)\n"
-        "os.sched_setaffinity(zygote, {min(os.sched_getaffinity(zygote))})"
+        "for change in (\n"
+        "    lambda: resource.prlimit(zygote, resource.RLIMIT_NOFILE, (64, 64)),\n"
+        "    lambda: resource.prlimit(zygote, resource.RLIMIT_FSIZE, (100, 100)),\n"
+        "    lambda: os.setpriority(os.PRIO_PROCESS, zygote, 19),\n"
+        "    lambda: os.sched_setaffinity(zygote, {min(os.sched_getaffinity(zygote))}),\n"
+        "):\n"
+        "    try:\n        change()\n    except OSError:\n        pass"
     )
     probe = (
         "import os\nfrom resource import RLIMIT_FSIZE, RLIMIT_NOFILE, getrlimit\n"
@@ -135,6 +138,23 @@ def test_a_run_cannot_change_what_the_next_run_inherits(single: Sandbox) -> None
     before = _ok(single.run_code(probe))
     _ok(single.run_code(tamper))
     assert _ok(single.run_code(probe)) == before
+
+
+def test_what_a_run_sets_on_its_output_and_stdin_stays_with_it(single: Sandbox) -> None:
+    # stdout and stderr are the zygote's own open pipes, which every run writes into
+    tamper = (
+        "import fcntl, os\nflags = fcntl.fcntl(1, fcntl.F_GETFL)\n"
+        "fcntl.fcntl(1, fcntl.F_SETFL, flags | os.O_DIRECT | os.O_NONBLOCK)\n"  # packets
+        "try:\n    while True:\n        os.write(1, b'forged\\n')\nexcept BlockingIOError:\n"
+        "    pass\nfcntl.fcntl(2, fcntl.F_SETFL, fcntl.fcntl(2, fcntl.F_GETFL) | os.O_NONBLOCK)\n"
+        "fcntl.fcntl(2, fcntl.F_SETPIPE_SZ, 4096)\n"
+        "fcntl.flock(0, fcntl.LOCK_EX)"  # the zygote's /dev/null
+    )
+    assert single.run_code(tamper).status is Status.OK
+    later = "import fcntl; fcntl.flock(0, fcntl.LOCK_EX | fcntl.LOCK_NB)\nprint('x' * 100_000)"
+    for _ in range(2):
+        result = single.run_code(later)
+        assert result.status is Status.OK and result.stdout == "x" * 100_000 + "\n", result
 
 
 def test_posix_message_queues_are_refused(single: Sandbox) -> None:

@@ -1,6 +1,5 @@
 # summary: lower the rlimits of the run's init (PID 1, the workload's uid): RLIMIT_CPU to one
 #    second would get it killed while it reaps, making the run look like a setup failure
-import os
 import resource
 
 escaped = []
