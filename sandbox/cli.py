@@ -157,16 +157,15 @@ def _run(args: argparse.Namespace) -> int:
         if not argv:
             raise PolicyError("COMMAND", "missing: sandbox run [OPTIONS] -- COMMAND [ARG...]")
     kind = _kind_of_stdin() if stdin == 0 else None
-    if kind in ("terminal", "closed"):
+    if kind in ("terminal", "closed", "socket"):
         # Never the caller's terminal: without it as its controlling terminal, the workload
         # would escape job control (reading keystrokes meant for the shell, in the background)
-        # and could change the terminal's modes or write past the output limit. A closed fd 0
-        # would be whatever the run's own setup opened first.
+        # and could change the terminal's modes or write past the output limit. Nor a socket
+        # (libuv's stdio): the workload could write to our peer or shut it down. A closed
+        # fd 0 would be whatever the run's own setup opened first.
         stdin = b""
-    elif kind == "pipe":
-        # The pipe through an open file of its own: O_NONBLOCK set on it inside would
-        # otherwise be set on ours too, and on the next command that reads this pipe.
-        stdin = os.open("/proc/self/fd/0", os.O_RDONLY | os.O_CLOEXEC)
+    elif kind is not None:
+        stdin = _reopen_stdin()
     forward = () if args.json else (1, 2)
     try:
         result = sandbox.run(
@@ -195,7 +194,22 @@ def _kind_of_stdin() -> str:
         return "closed"
     if os.isatty(0):
         return "terminal"
-    return "pipe" if stat.S_ISFIFO(mode) else "file"
+    return "socket" if stat.S_ISSOCK(mode) else "file"
+
+
+def _reopen_stdin() -> int:
+    """Our stdin (a pipe, a file, /dev/null) through an open file of the run's own: what the
+    workload sets on it (O_NONBLOCK, a flock) would otherwise stay on ours, and on the next
+    command's that shares it. A file's reading goes on from where ours is."""
+    from .errors import PolicyError
+
+    try:
+        fd = os.open("/proc/self/fd/0", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise PolicyError("stdin", f"cannot be opened for the run: {exc.strerror}") from None
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        os.lseek(fd, os.lseek(0, 0, os.SEEK_CUR), os.SEEK_SET)
+    return fd
 
 
 def _policy(args: argparse.Namespace) -> Any:

@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -225,9 +226,38 @@ def test_the_callers_terminal_is_never_the_workloads_stdin() -> None:
     assert (done.returncode, done.stdout) == (0, b"False ''\n")
 
 
+def test_a_file_stdin_is_read_on_from_where_the_caller_is_through_its_own_open_file(
+    tmp_path: Path,
+) -> None:
+    lines = tmp_path / "lines"
+    lines.write_text("first\nsecond\n")
+    lock = "import fcntl; fcntl.flock(0, fcntl.LOCK_EX); print(open(0).read(), end='')"
+    run = f'"{sys.executable}" -m sandbox run -- python3 -c "{lock}"'
+    # the shell reads a line first; the run goes on from there; its flock ends with it
+    shell = f"{{ read -r line; {run}; flock -n {lines} echo unlocked; }} < {lines}"
+    done = subprocess.run(["sh", "-c", shell], capture_output=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, b"second\nunlocked\n"), done.stderr
+
+
+def test_a_socket_stdin_is_not_handed_to_the_workload() -> None:
+    ours, theirs = socket.socketpair()  # what libuv (Node) gives a child for its stdio
+    with ours, theirs:
+        write_back = "import os; os.write(0, b'into the caller')"
+        done = subprocess.run(
+            [sys.executable, "-m", "sandbox", "run", "--", "python3", "-c", write_back],
+            stdin=theirs,
+            capture_output=True,
+            timeout=60,
+        )
+        ours.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nothing came through to the caller's peer
+            ours.recv(100)
+    assert done.returncode == 1 and b"Bad file descriptor" in done.stderr
+
+
 def test_a_closed_stdin_gives_the_workload_nothing() -> None:
     # With fd 0 closed, the first fd the run's own setup opened (a pipe of its) would be 0
-    command = f"\"{sys.executable}\" -m sandbox run -- cat <&-"
+    command = f'"{sys.executable}" -m sandbox run -- cat <&-'
     done = subprocess.run(["sh", "-c", command], capture_output=True, timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
 
