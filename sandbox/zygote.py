@@ -693,7 +693,11 @@ def session(channel: Channel) -> None:
     interrupter = _Interrupter()
     channel.send(op="ready", soft_cpu=bool(interrupter.timers))
     count = 0
+    waiting = select.poll()
+    waiting.register(channel.sock, select.POLLIN)
     while True:
+        while not waiting.poll(1000):  # between calls, a thread a call left may fork: no
+            _kill_all()  # process of it lives longer than this
         request, payload, fds = _receive_request(channel.sock)
         for fd in fds:
             os.close(fd)

@@ -140,6 +140,11 @@ def test_nothing_a_call_leaves_running_escapes_its_limits() -> None:
         # a process the call started (a double-forked daemon too) ended with the call
         pids = "import os; print(sum(p.isdigit() for p in os.listdir('/proc')))"
         assert session.run(pids).stdout == "2\n"  # the init and the interpreter
+        later = "import os, threading, time\ndef fork_later():\n    time.sleep(0.3)\n"
+        later += "    if os.fork() == 0:\n        while True:\n            pass\n"
+        session.run(later + "threading.Thread(target=fork_later, daemon=True).start()")
+        time.sleep(2)  # the thread forked after its call had returned
+        assert session.run(pids).stdout == "2\n"
         spin = "import threading\ndef spin():\n    while True:\n        pass\n"
         session.run(spin + "threading.Thread(target=spin, daemon=True).start()")
         time.sleep(2.5)  # a thread it left used up the CPU time meanwhile
