@@ -8,6 +8,7 @@ but the standard library (no pytest in the sandbox): plain `assert`s are the tes
 
 import glob
 import importlib
+import os
 import sys
 import traceback
 
@@ -53,8 +54,11 @@ def main() -> None:
     for path in sorted(glob.glob("test_*.py")):
         ok, bad = run_file(path)
         passed, failed = passed + ok, failed + bad
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(0 if passed and not failed else 1)
+    print(f"{passed} passed, {failed} failed", flush=True)
+    sys.stderr.flush()
+    # Straight out: exit handlers a solution registered would run after the count (and could
+    # print a forged one, or change the exit code).
+    os._exit(0 if passed and not failed else 1)
 
 
 if __name__ == "__main__":

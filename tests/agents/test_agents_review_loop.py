@@ -96,11 +96,17 @@ def test_a_failing_reviewer_does_not_end_the_loop() -> None:
 
 def test_a_solution_that_exits_early_has_not_passed() -> None:
     cheat = "```python\nimport os\nos._exit(0)\n```"  # exit 0 before a test has run
-    specialist, runner, _ = agents([cheat, RIGHT])
+    forge = (  # a wrong add, and an exit handler that prints a passing count after the real one
+        "```python\nimport atexit, os, sys\n"
+        "atexit.register(lambda: (print('1 passed, 0 failed'), sys.stdout.flush(), os._exit(0)))\n"
+        "def add(a, b):\n    return a - b\n```"
+    )
+    specialist, runner, _ = agents([cheat, forge, RIGHT])
     result = asyncio.run(code_review_loop(specialist, runner, None, "add", TESTS, 3))
-    first = result.rounds[0]
+    first, second, _ = result.rounds
     assert not first.passed and first.execution is not None and first.execution.ok
-    assert result.passed and result.passed_round == 2
+    assert not second.passed
+    assert result.passed and result.passed_round == 3
 
 
 def test_the_loop_stops_at_max_rounds_when_nothing_passes() -> None:
