@@ -60,7 +60,6 @@ class StartFailed(SandboxError):
         super().__init__(result.error or "the warm interpreter could not be started")
 
 
-@functools.cache
 def check_preload(names: Sequence[str]) -> None:
     """Up front, for pools and sessions alike: each name goes into an import statement."""
     for name in names:
@@ -68,6 +67,7 @@ def check_preload(names: Sequence[str]) -> None:
             raise PolicyError("preload", f"{name!r} is not a module name")
 
 
+@functools.cache
 def pool_filter() -> bytes:
     """One more seccomp program for pooled sandboxes, stacked on the default one: refuse
     mq_open. POSIX message queues live in the IPC namespace, which serial runs on one pooled

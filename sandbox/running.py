@@ -38,7 +38,7 @@ class Running:
         output_limit: int,
     ) -> None:
         self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
-        self._fds = tuple(fd for fd in (stdin, stdout, stderr) if fd is not None)  # to close
+        self._fds_ours = True  # until closed, or given to pump
         self._reply: socket.socket | None = reply
         self._pid = pid  # the supervisor when it is our own child, to reap
         self._output_limit = output_limit
@@ -90,10 +90,14 @@ class Running:
             _DROPPED.append(self._pid)
 
     def _close_fds(self) -> None:
-        fds, self._fds = self._fds, ()
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        # The attributes, not the fds we began with: a caller who closed stdin (its only way
+        # to send EOF) sets it to None, and its number may belong to another file by now.
+        if self._fds_ours:
+            self._fds_ours = False
+            for fd in (self.stdin, self.stdout, self.stderr):
+                if fd is not None:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
 
     def __enter__(self) -> Running:
         return self
@@ -106,7 +110,7 @@ class Running:
         every fd to `pump`, which closes them."""
         assert self._reply is not None and not self._pending
         # pump reads a copy: the socket stays ours meanwhile, for kill() from another thread
-        reply_fd, self._fds = os.dup(self._reply.fileno()), ()
+        reply_fd, self._fds_ours = os.dup(self._reply.fileno()), False
         try:
             reply = pump(
                 stdin=feed,

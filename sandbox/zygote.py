@@ -587,7 +587,8 @@ def _show(exc: BaseException) -> None:
         if tb.tb_frame.f_code.co_filename != OWN_FILENAME:
             frames.append(tb)
         tb = tb.tb_next
-    for frame, following in zip(frames, [*frames[1:], None], strict=True):
+    # all frames may be ours (a SyntaxError, a file that cannot be written): no pairs then
+    for frame, following in zip(frames, [*frames[1:], None], strict=False):
         frame.tb_next = following
     tb = frames[0] if frames else None
     sys.excepthook(type(exc), exc.with_traceback(tb), tb)

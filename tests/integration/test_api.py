@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import threading
@@ -200,3 +201,18 @@ def test_cancelling_an_arun_kills_its_run(pooled: bool) -> None:
         asyncio.run(cancel_after_a_second(box))  # returns once the run's thread has ended
         assert time.monotonic() - began < 20
         assert not _sleepers("37")
+
+
+def test_close_leaves_alone_an_fd_the_caller_closed_and_gave_up(box: Sandbox) -> None:
+    running = box.start(["cat"])
+    os.close(running.stdin)  # EOF for cat: the only way to send it
+    number, running.stdin = running.stdin, None
+    reused = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(reused, number)  # the number now belongs to another file, as the next open's would
+    try:
+        assert running.wait().ok
+        running.close()
+        os.fstat(number)  # still open: close() did not take it
+    finally:
+        os.close(number)
+        os.close(reused)

@@ -129,6 +129,10 @@ def test_a_call_brings_its_files(session) -> None:  # type: ignore[no-untyped-de
     )
     with pytest.raises(PolicyError, match="files"):
         session.run("1", files={"../escape": "x"})
+    blocked = session.run("1", files={"pkg": "a file where a directory is"})
+    assert blocked.status is Status.NONZERO_EXIT and "IsADirectoryError" in blocked.stderr
+    assert session.run("return 5").status is Status.NONZERO_EXIT  # no frame of the call's own
+    assert session.run("print('still here')").stdout == "still here\n"
 
 
 def test_nothing_a_call_leaves_running_escapes_its_limits() -> None:
