@@ -200,13 +200,13 @@ def _kind_of_stdin() -> str:
 def _reopen_stdin() -> int:
     """Our stdin (a pipe, a file, /dev/null) through an open file of the run's own: what the
     workload sets on it (O_NONBLOCK, a flock) would otherwise stay on ours, and on the next
-    command's that shares it. A file's reading goes on from where ours is."""
-    from .errors import PolicyError
-
-    try:
-        fd = os.open("/proc/self/fd/0", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise PolicyError("stdin", f"cannot be opened for the run: {exc.strerror}") from None
+    command's that shares it. A file's reading goes on from where ours is. Where it cannot be
+    opened again (a pipe another user made), ours is handed over, as it used to be."""
+    try:  # O_NONBLOCK: a named FIFO whose writer is gone would wait for another one
+        fd = os.open("/proc/self/fd/0", os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return 0
+    os.set_blocking(fd, True)
     if stat.S_ISREG(os.fstat(fd).st_mode):
         os.lseek(fd, os.lseek(0, 0, os.SEEK_CUR), os.SEEK_SET)
     return fd

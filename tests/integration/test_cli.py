@@ -255,6 +255,14 @@ def test_a_socket_stdin_is_not_handed_to_the_workload() -> None:
     assert done.returncode == 1 and b"Bad file descriptor" in done.stderr
 
 
+def test_a_named_fifo_whose_writer_has_gone_is_still_read(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    command = f'(echo hi > {fifo}) & sleep 0.3; "{sys.executable}" -m sandbox run -- cat < {fifo}'
+    done = subprocess.run(["sh", "-c", command], capture_output=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, b"hi\n"), done.stderr
+
+
 def test_a_closed_stdin_gives_the_workload_nothing() -> None:
     # With fd 0 closed, the first fd the run's own setup opened (a pipe of its) would be 0
     command = f'"{sys.executable}" -m sandbox run -- cat <&-'
