@@ -28,13 +28,10 @@ ExecutionStatus = Literal[
     "ok", "nonzero_exit", "timeout", "memory_limit", "signaled", "setup_failed", "error"
 ]
 
-# As Markdown has them: ``` or ~~~ (or longer), possibly indented (in a list item); the
-# closing fence repeats the opening one.
-_FENCE = re.compile(
-    r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)\n"
-    r"(?P<code>.*?)^[ \t]*(?P=fence)[`~]*[ \t]*$",
-    re.M | re.S,
-)
+# As Markdown has them: ``` or ~~~ (or longer), possibly indented (in a list item), closed by
+# a line of at least as many of the same character. Matched line by line (possessively): a
+# text of many fences that never close costs no more than one pass.
+_OPENING = re.compile(r"(?P<indent>[ \t]*)(?P<fence>`{3,}+|~{3,}+)[ \t]*(?P<info>[^`]*)")
 _FILENAME = re.compile(r"^[\w.-]+\.\w+$")
 
 
@@ -116,10 +113,29 @@ def extract_blocks(message: Message, default_language: str) -> list[CodeBlock]:
 def find_blocks(text: str, default_language: str) -> list[CodeBlock]:
     """Every fenced code block in `text`, in order."""
     blocks = []
-    for fence in _FENCE.finditer(text.replace("\r\n", "\n")):
-        words = fence["info"].split()
-        code = textwrap.dedent(fence["code"]) if fence["indent"] else fence["code"]
-        language = language_name(words[0] if words else "", default_language)
-        filename = next((w for w in words[1:] if _FILENAME.match(w)), None)
-        blocks.append(CodeBlock(code=code, language=language, filename=filename))
-    return blocks
+    opening, body = None, []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if opening is None:
+            opening = _OPENING.fullmatch(line)
+            body = []
+        elif _closes(line, opening["fence"]):
+            code = "".join(f"{kept}\n" for kept in body)
+            blocks.append(_block(opening, code, default_language))
+            opening = None
+        else:
+            body.append(line)
+    return blocks  # a fence never closed holds no block: the answer was cut off
+
+
+def _closes(line: str, fence: str) -> bool:
+    stripped = line.strip()
+    return len(stripped) >= len(fence) and stripped == fence[0] * len(stripped)
+
+
+def _block(opening: re.Match[str], code: str, default_language: str) -> CodeBlock:
+    words = opening["info"].split()
+    if opening["indent"]:
+        code = textwrap.dedent(code)
+    language = language_name(words[0] if words else "", default_language)
+    filename = next((w for w in words[1:] if _FILENAME.match(w)), None)
+    return CodeBlock(code=code, language=language, filename=filename)

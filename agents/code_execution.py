@@ -195,7 +195,7 @@ class CodeExecutionAgent(ChatAgent):
         try:
             return _block_run(await session.arun(code, timeout=self.timeout, files=files))
         except SessionError as exc:  # the call could not be stopped: its state is gone
-            del self._sessions[conversation]
+            self._sessions.pop(conversation, None)  # unless a newer conversation evicted it
             await asyncio.to_thread(session.close)
             return (
                 _with(_block_run(exc.result), error=str(exc))

@@ -36,7 +36,7 @@ from .capture import Sink, captured_result
 from .errors import PolicyError, SandboxError
 from .interpreter import Outcome, StartFailed, Warm
 from .result import Result
-from .runner import _check_files, track  # the same checks as any run
+from .runner import _check_files, cancelled, tracked  # the same checks as any run
 from .spawn import RunReport
 
 if TYPE_CHECKING:
@@ -111,12 +111,15 @@ class Pool:
             warm = self._acquire()
             if isinstance(warm, Result):
                 return warm
-            track(warm)  # an arun_code cancelled kills it; the pool replaces it
             healthy = False
             try:
+                if cancelled():  # its arun_code gave up while it waited: run nothing
+                    healthy = True
+                    return _setup_failed("the run was cancelled before it started")
                 if not warm.ready(_READY):
                     continue
-                outcome = self._request(warm, payload, stdin, out, err)
+                with tracked(warm):  # a cancelled arun_code kills it; the pool replaces it
+                    outcome = self._request(warm, payload, stdin, out, err)
                 healthy = outcome.done is not None
                 return self._result(warm, outcome, out, err)
             finally:

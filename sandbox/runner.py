@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -295,8 +296,8 @@ def _execute(plan: RunPlan, stdin: Stdin, out: Sink, err: Sink, launch: running.
     # One path for every run: start it (running.py), then capture its output to the end.
     handed = stdin if isinstance(stdin, int) else None
     run = running.start(plan, handed, out.limit, launch)
-    track(run)
-    return run.capture(b"" if handed is not None else stdin or b"", out, err)
+    with tracked(run):
+        return run.capture(b"" if handed is not None else stdin or b"", out, err)
 
 
 # What an `arun` of this context has started, to kill if its task is cancelled (the thread
@@ -305,13 +306,28 @@ STARTED: ContextVar[list[Any] | None] = ContextVar("stockade_started", default=N
 _CANCELLED = object()
 
 
-def track(started: Any) -> None:
-    """Make a run (or a pooled sandbox) this context started killable by its `arun`."""
-    tracked = STARTED.get()
-    if tracked is not None:
-        tracked.append(started)
-        if _CANCELLED in tracked:  # cancelled while it was starting: the loop below missed it
-            started.kill()
+def cancelled() -> bool:
+    """Was the `arun` this thread works for cancelled? Then start nothing more."""
+    started = STARTED.get()
+    return started is not None and _CANCELLED in started
+
+
+@contextlib.contextmanager
+def tracked(run: Any) -> Iterator[None]:
+    """While in it, a run (or a pooled sandbox at work for us) is killed if the `arun` of
+    this context is cancelled; not after: a pooled sandbox goes on to serve others."""
+    started = STARTED.get()
+    if started is None:
+        yield
+        return
+    started.append(run)
+    if _CANCELLED in started:  # cancelled while it was starting: the loop below missed it
+        run.kill()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            started.remove(run)
 
 
 async def _cancellable(call: Callable[..., Result], *args: object, **options: object) -> Result:
