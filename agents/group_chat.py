@@ -189,8 +189,12 @@ class GroupChat:
 
     async def _drive(self) -> ChatResult:
         budget = self.max_turns
+        answered: Message | None = None  # an answer to the user, while work went on
         while True:
             if not self.state.pending:
+                if answered is not None:  # the work it waited for is done: the answer stands
+                    to = ", ".join(answered.recipients)
+                    return self._end("completed", f"answer sent to {to}")
                 if self._stall_to_admin(self.state.messages[-1]):
                     continue
                 return self._end("stalled", "no agent is willing to speak")
@@ -202,6 +206,7 @@ class GroupChat:
             if not targets:
                 if message.recipients and not set(message.recipients) & set(self.runtime.agents):
                     if self.state.pending:  # a word to the user, and work still queued for agents
+                        answered = message
                         continue
                     return self._end("completed", f"answer sent to {', '.join(message.recipients)}")
                 if self._stall_to_admin(message):

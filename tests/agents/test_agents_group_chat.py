@@ -88,6 +88,17 @@ def test_a_word_to_the_user_does_not_drop_work_queued_for_an_agent() -> None:
     assert result.termination == "completed" and texts(result.messages)[-1] == "done"
 
 
+def test_an_answer_stands_when_the_work_sent_alongside_ends_in_silence() -> None:
+    class Front(ChatAgent):
+        async def on_message(self, message: Message, ctx: Context) -> None:
+            await ctx.reply("done, and logged")
+            await ctx.send_to("logger", "log it")
+
+    logger = Say("logger", ["PASS"])  # does its job and says nothing
+    result = run(GroupChat([Front("front"), logger], routing="role_based"), "help")
+    assert result.termination == "completed" and len(logger.seen) == 1
+
+
 def test_broadcast_delivers_to_everyone_but_the_sender() -> None:
     a, b, c = Say("a", ["from a"], verb="broadcast"), Say("b", []), Say("c", ["PASS", "STOP"])
     result = run(GroupChat([a, b, c], routing="broadcast"), "hi all")

@@ -109,6 +109,17 @@ def test_a_solution_that_exits_early_has_not_passed() -> None:
     assert result.passed and result.passed_round == 3
 
 
+def test_a_passing_solution_that_prints_a_lot_passes() -> None:
+    chatty = "```python\nfor i in range(300):\n    print('debug line', i)\n\ndef add(a, b):\n"
+    chatty += "    return a + b\n```"
+    specialist = ChatAgent("specialist", "You write Python.", model=ScriptedModel([chatty]))
+    runner = CodeExecutionAgent("code_runner", timeout=10, max_output_size=1000)
+    result = asyncio.run(code_review_loop(specialist, runner, None, "add", TESTS, 2))
+    first = result.rounds[0].execution
+    assert first is not None and first.stdout_truncated  # the count itself was cut off
+    assert result.passed and result.passed_round == 1
+
+
 def test_the_loop_stops_at_max_rounds_when_nothing_passes() -> None:
     specialist, runner, _ = agents([WRONG, WRONG, WRONG, RIGHT])
     result = asyncio.run(code_review_loop(specialist, runner, None, "add", TESTS, max_rounds=3))
