@@ -234,7 +234,7 @@ def _from_completion(completion: Any) -> ModelResponse:
         for i, c in enumerate(choice.message.tool_calls or ())
     )
     return ModelResponse(
-        content=choice.message.content,
+        content=_text(choice.message.content),
         tool_calls=calls,
         usage=_usage(completion.usage),
         finish_reason=choice.finish_reason,
@@ -254,7 +254,17 @@ def _tool_call(name: Any, arguments: Any, call_id: Any, index: int) -> ToolCall:
 def _usage(usage: Any) -> Usage:
     if usage is None:
         return Usage()
-    return Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0)
+    return Usage(int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0))
+
+
+def _text(content: Any) -> str | None:
+    """The answer's text; a lone surrogate (JSON allows "\\ud83d") becomes U+FFFD, or the
+    trace and the conversation could not be written."""
+    if content is None:
+        return None
+    if not isinstance(content, str):
+        raise ModelResponseError(f"the answer's content is not text: {content!r:.100}")
+    return content.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 async def _collect_stream(chunks: Any) -> ModelResponse:
@@ -276,7 +286,7 @@ async def _collect_stream(chunks: Any) -> ModelResponse:
         _tool_call(c.get("name"), c.get("arguments"), c.get("id"), i)
         for i, c in sorted(calls.items())
     )
-    content = "".join(text) if text else None
+    content = _text("".join(text)) if text else None
     return ModelResponse(content, tool_calls, usage, finish, model)
 
 

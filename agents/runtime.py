@@ -212,8 +212,23 @@ class Runtime:
         if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
             raise StateError(f"not a runtime state of version {STATE_VERSION}")
         agents = data.get("agents", {})
-        if not isinstance(agents, dict) or not all(isinstance(a, dict) for a in agents.values()):
-            raise StateError("the state's 'agents' must map each name to its state")
+        if not isinstance(agents, dict) or not all(
+            isinstance(a, dict) and isinstance(a.get("state", {}), dict) for a in agents.values()
+        ):
+            raise StateError("the state's 'agents' must map each name to {'state': {...}}")
+        external = data.get("external", [])
+        shapes = (
+            (external, list, "external"),
+            (data.get("conversation", []), list, "conversation"),
+            (data.get("pending", []), list, "pending"),
+            (data.get("memory", {}), dict, "memory"),
+            (data.get("counters", {}), dict, "counters"),
+        )
+        for value, kind, key in shapes:
+            if not isinstance(value, kind):
+                raise StateError(f"the state's {key!r} must be a {kind.__name__}")
+        if not all(isinstance(name, str) for name in external):
+            raise StateError("the state's 'external' must list names")
         unknown = sorted(set(agents) - set(self.agents))
         if unknown:
             raise StateError(f"the state has agents this runtime lacks: {', '.join(unknown)}")
@@ -227,5 +242,5 @@ class Runtime:
         self.memory.restore(data.get("memory", {}))  # one transaction: all or nothing
         for name, agent_state in agents.items():
             self.agents[name].load_state(agent_state)
-        self.external |= set(data.get("external", []))
+        self.external |= set(external)
         self.conversation, self.pending, self.counters = conversation, pending, counters

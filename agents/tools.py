@@ -145,6 +145,8 @@ def _explain(exc: pydantic.ValidationError) -> str:
 
 
 def _as_text(result: Any) -> str:
-    if isinstance(result, str):
-        return result
-    return json.dumps(pydantic_core.to_jsonable_python(result, fallback=repr), ensure_ascii=False)
+    if not isinstance(result, str):
+        result = pydantic_core.to_jsonable_python(result, fallback=repr)
+        result = json.dumps(result, ensure_ascii=False)
+    # os.listdir's undecodable names carry lone surrogates, which no trace could hold: U+FFFD
+    return result.encode("utf-16", "surrogatepass").decode("utf-16", "replace")

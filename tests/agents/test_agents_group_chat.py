@@ -308,8 +308,13 @@ def test_a_bad_state_is_refused_and_changes_nothing() -> None:
     broken = json.loads(json.dumps(saved))
     broken["runtime"]["agents"]["talker"]["state"] = {"count": 99}
     broken["runtime"]["conversation"].append({"type": "NoSuchMessage"})
-    for bad in ({}, "text", {"runtime": broken["runtime"], "chat": saved["chat"]},
-                {"runtime": saved["runtime"], "chat": {"mode": "role_based"}}):  # fmt: skip
+    shapes = [json.loads(json.dumps(saved)) for _ in range(3)]
+    shapes[0]["runtime"]["agents"]["talker"]["state"] = ["not", "a", "dict"]
+    shapes[1]["runtime"]["external"] = 5
+    shapes[2]["runtime"]["memory"] = []
+    bad_chat = {"runtime": saved["runtime"], "chat": {"mode": "role_based"}}
+    for bad in ({}, "text", {"runtime": broken["runtime"], "chat": saved["chat"]}, bad_chat,
+                *shapes):  # fmt: skip
         with pytest.raises(StateError):
             chat.load_state(bad)  # type: ignore[arg-type]
         assert (json.dumps(chat.save_state(), sort_keys=True), dict(talker.state)) == before

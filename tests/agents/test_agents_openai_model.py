@@ -110,6 +110,8 @@ def _call(function: Any, call_id: Any = "c1") -> dict[str, Any]:
         _answer(_call(None)),  # no function
         _answer(_call({"name": None, "arguments": "{}"})),  # no name
         {"choices": "nonsense"},
+        _answer({"role": "assistant", "content": 5}),  # content that is not text
+        {**_answer({"role": "assistant", "content": "x"}), "usage": {"prompt_tokens": "many"}},
     ],
 )
 def test_an_answer_that_cannot_be_read_is_a_model_response_error(
@@ -242,3 +244,10 @@ def test_agent_runs_a_tool_through_the_local_server(fake_server: FakeOpenAI) -> 
     second = fake_server.requests[1].body["messages"]
     assert second[-1] == {"role": "tool", "tool_call_id": "call_0", "content": "sunny in Oslo"}
     assert fake_server.requests[0].body["tools"][0]["function"]["name"] == "weather"
+
+
+def test_a_lone_surrogate_in_an_answer_becomes_a_replacement_character(
+    fake_server: FakeOpenAI,
+) -> None:
+    fake_server.add(Step(body=_answer({"role": "assistant", "content": "half \ud83d!"})))
+    assert complete(local(fake_server)).content == "half \ufffd!"
