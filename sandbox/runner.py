@@ -266,9 +266,13 @@ def _check_stdin(stdin: object, *, data: bool = True) -> None:
     if stdin is not None and (isinstance(stdin, bool) or not isinstance(stdin, kinds)):
         wanted = "bytes to feed, an fd to hand over" if data else "an fd to hand over"
         raise PolicyError("stdin", f"expected {wanted} or None, not {type(stdin).__name__}")
+    if isinstance(stdin, int) and stdin < 0:
+        raise PolicyError("stdin", f"{stdin} is not a file descriptor")
 
 
 def _check_files(files: Mapping[str, bytes | str]) -> dict[str, bytes]:
+    if not isinstance(files, Mapping):
+        raise PolicyError("files", f"expected a mapping of names to contents, not {files!r:.50}")
     checked = {}
     for name, content in files.items():
         normal = posixpath.normpath(name) if isinstance(name, str) else ""

@@ -61,6 +61,8 @@ def test_a_file_cannot_also_be_a_directory(box: Sandbox) -> None:
 def test_file_contents_are_str_or_bytes(box: Sandbox, content: object) -> None:
     with pytest.raises(PolicyError, match="files"):
         box.run(["true"], files={"a": content})  # type: ignore[dict-item]
+    with pytest.raises(PolicyError, match="files"):
+        box.run(["true"], files=["a"])  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("env", [{"A": 1}, {"A": None}, {1: "x"}])
@@ -69,7 +71,7 @@ def test_env_names_and_values_are_strings(box: Sandbox, env: object) -> None:
         box.run(["true"], env=env)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("stdin", [False, True, "text", 1.5])
+@pytest.mark.parametrize("stdin", [False, True, "text", 1.5, -1])
 def test_stdin_is_bytes_an_fd_or_none(box: Sandbox, stdin: object) -> None:
     # False is 0 to Python: taken as an fd, it would hand the caller's own stdin over
     with pytest.raises(PolicyError, match="stdin"):
