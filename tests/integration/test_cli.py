@@ -21,6 +21,23 @@ def sandbox(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes
     )
 
 
+def shell(command: str) -> subprocess.CompletedProcess[bytes]:
+    """`sh -c command`; if it overruns, its whole process group is killed: a hung command's
+    children must not outlive the test."""
+    with subprocess.Popen(
+        ["sh", "-c", command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    ) as running:
+        try:
+            out, err = running.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(running.pid, signal.SIGKILL)
+            raise
+    return subprocess.CompletedProcess(running.args, running.returncode, out, err)
+
+
 def test_run_passes_output_and_exit_code_through() -> None:
     done = sandbox("run", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
     assert (done.returncode, done.stdout, done.stderr) == (3, b"out\n", b"err\n")
@@ -234,8 +251,8 @@ def test_a_file_stdin_is_read_on_from_where_the_caller_is_through_its_own_open_f
     lock = "import fcntl; fcntl.flock(0, fcntl.LOCK_EX); print(open(0).read(), end='')"
     run = f'"{sys.executable}" -m sandbox run -- python3 -c "{lock}"'
     # the shell reads a line first; the run goes on from there; its flock ends with it
-    shell = f"{{ read -r line; {run}; flock -n {lines} echo unlocked; }} < {lines}"
-    done = subprocess.run(["sh", "-c", shell], capture_output=True, timeout=60)
+    script = f"{{ read -r line; {run}; flock -n {lines} echo unlocked; }} < {lines}"
+    done = shell(script)
     assert (done.returncode, done.stdout) == (0, b"second\nunlocked\n"), done.stderr
 
 
@@ -259,14 +276,14 @@ def test_a_named_fifo_whose_writer_has_gone_is_still_read(tmp_path: Path) -> Non
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     command = f'(echo hi > {fifo}) & sleep 0.3; "{sys.executable}" -m sandbox run -- cat < {fifo}'
-    done = subprocess.run(["sh", "-c", command], capture_output=True, timeout=60)
+    done = shell(command)
     assert (done.returncode, done.stdout) == (0, b"hi\n"), done.stderr
 
 
 def test_a_closed_stdin_gives_the_workload_nothing() -> None:
     # With fd 0 closed, the first fd the run's own setup opened (a pipe of its) would be 0
     command = f'"{sys.executable}" -m sandbox run -- cat <&-'
-    done = subprocess.run(["sh", "-c", command], capture_output=True, timeout=60)
+    done = shell(command)
     assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
 
 
@@ -275,8 +292,8 @@ def test_a_piped_stdin_reaches_the_workload_through_an_open_file_of_its_own() ->
     run = f"\"{sys.executable}\" -m sandbox run -- python3 -c '{set_nonblocking}'"
     # cat reads the same pipe afterwards, before its writer has written: non-blocking, it
     # would find it empty and fail
-    shell = f"(sleep 1; echo kept) | {{ {run} && cat; }}"
-    done = subprocess.run(["sh", "-c", shell], capture_output=True, timeout=60)
+    script = f"(sleep 1; echo kept) | {{ {run} && cat; }}"
+    done = shell(script)
     assert (done.returncode, done.stdout) == (0, b"kept\n"), done.stderr
 
 
