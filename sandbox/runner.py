@@ -306,13 +306,13 @@ def _execute(plan: RunPlan, stdin: Stdin, out: Sink, err: Sink, launch: running.
 
 # What an `arun` of this context has started, to kill if its task is cancelled (the thread
 # it runs in inherits the context): a run or a pooled sandbox, anything with kill().
-STARTED: ContextVar[list[Any] | None] = ContextVar("stockade_started", default=None)
+_STARTED: ContextVar[list[Any] | None] = ContextVar("stockade_started", default=None)
 _CANCELLED = object()
 
 
 def cancelled() -> bool:
     """Was the `arun` this thread works for cancelled? Then start nothing more."""
-    started = STARTED.get()
+    started = _STARTED.get()
     return started is not None and _CANCELLED in started
 
 
@@ -320,7 +320,7 @@ def cancelled() -> bool:
 def tracked(run: Any) -> Iterator[None]:
     """While in it, a run (or a pooled sandbox at work for us) is killed if the `arun` of
     this context is cancelled; not after: a pooled sandbox goes on to serve others."""
-    started = STARTED.get()
+    started = _STARTED.get()
     if started is None:
         yield
         return
@@ -338,7 +338,7 @@ async def _cancellable(call: Callable[..., Result], *args: object, **options: ob
     import asyncio  # lazily: the command line never needs it
 
     started: list[Any] = []
-    token = STARTED.set(started)
+    token = _STARTED.set(started)
     try:
         return await asyncio.to_thread(call, *args, **options)
     except asyncio.CancelledError:
@@ -347,4 +347,4 @@ async def _cancellable(call: Callable[..., Result], *args: object, **options: ob
             run.kill()  # its thread then sees the run end, and returns into nothing
         raise
     finally:
-        STARTED.reset(token)
+        _STARTED.reset(token)
