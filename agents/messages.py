@@ -172,16 +172,22 @@ def to_dict(message: Message) -> dict[str, Any]:
 def serialisable(message: Message) -> dict[str, Any]:
     """`to_dict`, refusing what JSON text cannot hold (bytes that are not UTF-8, text with a
     lone surrogate) with a `MessageValidationError` naming each such field."""
-    bad = {}
-    for each in dataclasses.fields(message):
+    values, bad = {}, {}
+    for each in dataclasses.fields(message):  # field by field, to name the one at fault
         try:
-            value = pydantic_core.to_jsonable_python(getattr(message, each.name))
-            json.dumps(value, ensure_ascii=False).encode()
+            values[each.name] = pydantic_core.to_jsonable_python(getattr(message, each.name))
+            json.dumps(values[each.name], ensure_ascii=False).encode()
         except (ValueError, pydantic_core.PydanticSerializationError) as exc:
             bad[each.name] = f"cannot be serialised: {exc}"
     if bad:
         raise MessageValidationError(type(message).message_type, bad)
-    return to_dict(message)
+    return {"type": type(message).message_type, **values}  # as to_dict gives it
+
+
+def without_lone_surrogates(text: str) -> str:
+    """`text` with each lone surrogate as U+FFFD: JSON allows "\\ud83d" and os.listdir makes
+    them of undecodable names, but no UTF-8 trace or state could hold one."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def from_dict(data: dict[str, Any]) -> Message:

@@ -32,6 +32,7 @@ from agents.errors import (
     ModelResponseError,
     ModelUnavailableError,
 )
+from agents.messages import without_lone_surrogates
 from agents.models import ChatMessages, ModelResponse, ToolCall, Usage
 
 TokenProvider = Callable[[], "str | Awaitable[str]"]
@@ -258,13 +259,12 @@ def _usage(usage: Any) -> Usage:
 
 
 def _text(content: Any) -> str | None:
-    """The answer's text; a lone surrogate (JSON allows "\\ud83d") becomes U+FFFD, or the
-    trace and the conversation could not be written."""
+    """The answer's text, fit for the trace and the conversation."""
     if content is None:
         return None
     if not isinstance(content, str):
         raise ModelResponseError(f"the answer's content is not text: {content!r:.100}")
-    return content.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return without_lone_surrogates(content)
 
 
 async def _collect_stream(chunks: Any) -> ModelResponse:

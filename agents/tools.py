@@ -22,6 +22,7 @@ import pydantic
 import pydantic_core
 
 from agents.errors import ToolDefinitionError
+from agents.messages import without_lone_surrogates
 
 ToolFunction = Callable[..., Any]
 
@@ -148,5 +149,4 @@ def _as_text(result: Any) -> str:
     if not isinstance(result, str):
         result = pydantic_core.to_jsonable_python(result, fallback=repr)
         result = json.dumps(result, ensure_ascii=False)
-    # os.listdir's undecodable names carry lone surrogates, which no trace could hold: U+FFFD
-    return result.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return without_lone_surrogates(result)
