@@ -21,6 +21,9 @@ def sandbox(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes
     )
 
 
+SANDBOX = f'"{sys.executable}" -m sandbox'  # the command, as a shell line spells it
+
+
 def shell(command: str) -> subprocess.CompletedProcess[bytes]:
     """`sh -c command`; if it overruns, its whole process group is killed: a hung command's
     children must not outlive the test."""
@@ -249,7 +252,7 @@ def test_a_file_stdin_is_read_on_from_where_the_caller_is_through_its_own_open_f
     lines = tmp_path / "lines"
     lines.write_text("first\nsecond\n")
     lock = "import fcntl; fcntl.flock(0, fcntl.LOCK_EX); print(open(0).read(), end='')"
-    run = f'"{sys.executable}" -m sandbox run -- python3 -c "{lock}"'
+    run = f'{SANDBOX} run -- python3 -c "{lock}"'
     # the shell reads a line first; the run goes on from there; its flock ends with it
     script = f"{{ read -r line; {run}; flock -n {lines} echo unlocked; }} < {lines}"
     done = shell(script)
@@ -275,21 +278,21 @@ def test_a_socket_stdin_is_not_handed_to_the_workload() -> None:
 def test_a_named_fifo_whose_writer_has_gone_is_still_read(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    command = f'(echo hi > {fifo}) & sleep 0.3; "{sys.executable}" -m sandbox run -- cat < {fifo}'
+    command = f"(echo hi > {fifo}) & sleep 0.3; {SANDBOX} run -- cat < {fifo}"
     done = shell(command)
     assert (done.returncode, done.stdout) == (0, b"hi\n"), done.stderr
 
 
 def test_a_closed_stdin_gives_the_workload_nothing() -> None:
     # With fd 0 closed, the first fd the run's own setup opened (a pipe of its) would be 0
-    command = f'"{sys.executable}" -m sandbox run -- cat <&-'
+    command = f"{SANDBOX} run -- cat <&-"
     done = shell(command)
     assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
 
 
 def test_a_piped_stdin_reaches_the_workload_through_an_open_file_of_its_own() -> None:
     set_nonblocking = "import fcntl, os; fcntl.fcntl(0, fcntl.F_SETFL, os.O_NONBLOCK)"
-    run = f"\"{sys.executable}\" -m sandbox run -- python3 -c '{set_nonblocking}'"
+    run = f"{SANDBOX} run -- python3 -c '{set_nonblocking}'"
     # cat reads the same pipe afterwards, before its writer has written: non-blocking, it
     # would find it empty and fail
     script = f"(sleep 1; echo kept) | {{ {run} && cat; }}"
