@@ -6,10 +6,10 @@ A consumer of the sandbox that imports only names from `sandbox.__all__`. Start 
 from agents live in `agents.patterns` (`code_review_loop`); `python -m agents.demo` shows it.
 """
 
-from agents.agent import ChatAgent, Context
-from agents.code_blocks import CodeBlock, ExecutionResult
-from agents.code_execution import CodeExecutionAgent, Executor
-from agents.errors import (
+from stockade.agents.agent import ChatAgent, Context
+from stockade.agents.code_blocks import CodeBlock, ExecutionResult
+from stockade.agents.code_execution import CodeExecutionAgent, Executor
+from stockade.agents.errors import (
     AgentError,
     ConfigError,
     ContentBlockedError,
@@ -23,15 +23,22 @@ from agents.errors import (
     ToolDefinitionError,
     UnknownAgentError,
 )
-from agents.group_chat import ChatResult, GroupChat, PendingHandoff, TerminationReason
-from agents.memory import AgentMemory, Memory
-from agents.messages import Message, TextMessage
-from agents.models import ContentFilter, ModelClient, ModelResponse, ScriptedModel, ToolCall, Usage
-from agents.openai_model import OpenAIModel
-from agents.routing import ChatState, RoutingMode
-from agents.runtime import Counters, Runtime
-from agents.tools import Tool, tool
-from agents.trace import Trace
+from stockade.agents.group_chat import ChatResult, GroupChat, PendingHandoff, TerminationReason
+from stockade.agents.memory import AgentMemory, Memory
+from stockade.agents.messages import Message, TextMessage
+from stockade.agents.models import (
+    ContentFilter,
+    ModelClient,
+    ModelResponse,
+    ScriptedModel,
+    ToolCall,
+    Usage,
+)
+from stockade.agents.openai_model import OpenAIModel
+from stockade.agents.routing import ChatState, RoutingMode
+from stockade.agents.runtime import Counters, Runtime
+from stockade.agents.tools import Tool, tool
+from stockade.agents.trace import Trace
 
 __all__ = [
     "AgentError",

@@ -16,22 +16,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
-from agents import workspace
-from agents.agent import ChatAgent, Context
-from agents.code_blocks import (
+from stockade import Policy, PolicyError, SessionError
+from stockade.agents import workspace
+from stockade.agents.agent import ChatAgent, Context
+from stockade.agents.code_blocks import (
     LANGUAGES,
     CodeBlock,
     ExecutionResult,
     ExecutionStatus,
     extract_blocks,
 )
-from agents.errors import ConfigError
-from agents.messages import Message
-from agents.tools import Tool
-from sandbox import Policy, PolicyError, SessionError
+from stockade.agents.errors import ConfigError
+from stockade.agents.messages import Message
+from stockade.agents.tools import Tool
 
 if TYPE_CHECKING:
-    from sandbox import Result
+    from stockade import Result
 
 SandboxKind = Literal["built-in", "docker"]
 WORKSPACE_LIMIT = 4 << 20
@@ -266,11 +266,11 @@ def _executor(
     if timeout is not None:
         limits |= {"timeout": timeout, "cpu_time": timeout}
     if kind == "built-in":
-        from sandbox import Sandbox  # imported on first use: `import agents` stays light
+        from stockade import Sandbox  # imported on first use: `import agents` stays light
 
         return Sandbox(base.override(**limits))
     if kind == "docker":
-        from agents.docker_executor import DockerExecutor
+        from stockade.agents.docker_executor import DockerExecutor
 
         return DockerExecutor.connect(base.override(**limits))
     raise ConfigError(f"unknown sandbox {kind!r}", hint="'built-in' (the default) or 'docker'")

@@ -24,15 +24,15 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-from agents.agent import ChatAgent
-from agents.code_execution import CodeExecutionAgent
-from agents.errors import AgentError
-from agents.models import ModelClient, ModelResponse, ScriptedModel
-from agents.openai_model import OpenAIModel
-from agents.patterns import ReviewRound, code_review_loop
-from agents.runtime import Runtime
-from agents.trace import ToolCallEvent
-from sandbox import SandboxError
+from stockade import SandboxError
+from stockade.agents.agent import ChatAgent
+from stockade.agents.code_execution import CodeExecutionAgent
+from stockade.agents.errors import AgentError
+from stockade.agents.models import ModelClient, ModelResponse, ScriptedModel
+from stockade.agents.openai_model import OpenAIModel
+from stockade.agents.patterns import ReviewRound, code_review_loop
+from stockade.agents.runtime import Runtime
+from stockade.agents.trace import ToolCallEvent
 
 TASK = (
     "Write median(values): the median of a non-empty list of numbers; for an even count, "

@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from agents.agent import ChatAgent
-from agents.errors import ConfigError, StateError, UnknownAgentError
-from agents.memory import Memory
-from agents.messages import Message, TextMessage, digest
-from agents.models import ContentFilter, ModelClient
-from agents.routing import ROUTERS, ChatState, RouteFunction, RoutingMode, normalise, route
-from agents.runtime import Delivery, Runtime
-from agents.trace import HandoffEvent, RoutingEvent, TerminationEvent, Trace
+from stockade.agents.agent import ChatAgent
+from stockade.agents.errors import ConfigError, StateError, UnknownAgentError
+from stockade.agents.memory import Memory
+from stockade.agents.messages import Message, TextMessage, digest
+from stockade.agents.models import ContentFilter, ModelClient
+from stockade.agents.routing import ROUTERS, ChatState, RouteFunction, RoutingMode, normalise, route
+from stockade.agents.runtime import Delivery, Runtime
+from stockade.agents.trace import HandoffEvent, RoutingEvent, TerminationEvent, Trace
 
 TerminationReason = Literal[
     "completed", "max_turns", "loop_detected", "stalled", "handoff", "error"

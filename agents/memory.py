@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from agents.errors import StateError
-from agents.messages import Message, from_dict, new_id, to_dict
+from stockade.agents.errors import StateError
+from stockade.agents.messages import Message, from_dict, new_id, to_dict
 
 Role = Literal["received", "sent"]
 

@@ -28,8 +28,7 @@ from typing import Any, ClassVar
 
 import pydantic
 import pydantic_core
-
-from agents.errors import ConfigError, MessageValidationError, StateError
+from stockade.agents.errors import ConfigError, MessageValidationError, StateError
 
 ENVELOPE_FIELDS = ("sender", "recipients", "id", "parent_id", "timestamp")
 

@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from agents.errors import ContentBlockedError, ScriptExhaustedError
-from agents.messages import new_id
+from stockade.agents.errors import ContentBlockedError, ScriptExhaustedError
+from stockade.agents.messages import new_id
 
 Direction = Literal["input", "output"]
 ContentFilter = Callable[[str, Direction], "str | None"]

@@ -23,8 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import openai
-
-from agents.errors import (
+from stockade.agents.errors import (
     AgentError,
     ConfigError,
     ContentBlockedError,
@@ -32,8 +31,8 @@ from agents.errors import (
     ModelResponseError,
     ModelUnavailableError,
 )
-from agents.messages import without_lone_surrogates
-from agents.models import ChatMessages, ModelResponse, ToolCall, Usage
+from stockade.agents.messages import without_lone_surrogates
+from stockade.agents.models import ChatMessages, ModelResponse, ToolCall, Usage
 
 TokenProvider = Callable[[], "str | Awaitable[str]"]
 

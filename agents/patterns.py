@@ -23,13 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agents.agent import ChatAgent
-from agents.code_blocks import CodeBlock, ExecutionResult, find_blocks
-from agents.code_execution import CodeExecutionAgent
-from agents.errors import ConfigError, ContentBlockedError, ModelError
-from agents.messages import Message, TextMessage, render
-from agents.runtime import Runtime
-from agents.trace import Trace
+from stockade.agents.agent import ChatAgent
+from stockade.agents.code_blocks import CodeBlock, ExecutionResult, find_blocks
+from stockade.agents.code_execution import CodeExecutionAgent
+from stockade.agents.errors import ConfigError, ContentBlockedError, ModelError
+from stockade.agents.messages import Message, TextMessage, render
+from stockade.agents.runtime import Runtime
+from stockade.agents.trace import Trace
 
 HARNESS = Path(__file__).with_name("_test_harness.py").read_text(encoding="utf-8")
 LOOP = "review_loop"

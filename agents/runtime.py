@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.agent import ChatAgent, Context
-from agents.errors import ConfigError, StateError, UnknownAgentError
-from agents.memory import Memory
-from agents.messages import Message, from_dict, serialisable, stamp, to_dict
-from agents.models import ContentFilter, ModelClient
-from agents.tools import as_tool
-from agents.trace import (
+from stockade.agents.agent import ChatAgent, Context
+from stockade.agents.errors import ConfigError, StateError, UnknownAgentError
+from stockade.agents.memory import Memory
+from stockade.agents.messages import Message, from_dict, serialisable, stamp, to_dict
+from stockade.agents.models import ContentFilter, ModelClient
+from stockade.agents.tools import as_tool
+from stockade.agents.trace import (
     ErrorEvent,
     HandoffEvent,
     MessageEvent,

@@ -20,9 +20,8 @@ from typing import Any
 
 import pydantic
 import pydantic_core
-
-from agents.errors import ToolDefinitionError
-from agents.messages import without_lone_surrogates
+from stockade.agents.errors import ToolDefinitionError
+from stockade.agents.messages import without_lone_surrogates
 
 ToolFunction = Callable[..., Any]
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sandbox import Policy, Sandbox, Status
+from stockade import Policy, Sandbox, Status
 
 
 def real_python() -> str:

@@ -322,17 +322,16 @@ class Isolation:
     note: str
 
 
-def our_isolation(python_prefix: str, stockade: Path) -> Isolation:
-    sys.path.insert(0, str(stockade))
+def our_isolation(python_prefix: str) -> Isolation:
     try:
-        from sandbox import seccomp
-        from sandbox.policy import Policy
+        from stockade.kernel import seccomp
+        from stockade.policy.model import Policy
 
         readonly = Policy.load("default").filesystem.readonly
         programs, note = seccomp.compile_filters(), "our seccomp programs loaded by bwrap"
     except Exception as exc:  # the harness still runs, with a plainer bwrap
         readonly = ("/usr", "/bin", "/lib", "/lib64", "/etc/ssl", "/etc/ld.so.cache")
-        programs, note = (), f"bwrap without seccomp: cannot import sandbox ({exc})"
+        programs, note = (), f"bwrap without seccomp: cannot import stockade ({exc})"
     binds: list[tuple[str, str | None]] = []
     for path in sorted({*readonly, python_prefix}):
         if os.path.islink(path):
@@ -410,8 +409,8 @@ def cli_argv(cli_python: str) -> list[str]:
     script = Path(cli_python).parent / "sandbox"
     if script.exists():
         return [str(script)]
-    # What the installed `sandbox` script does, for a checkout that is not installed.
-    return [cli_python, "-c", "import sys; from sandbox.cli import main; sys.exit(main())"]
+    # What the installed `sandbox` script does, for a Python with stockade but no script.
+    return [cli_python, "-c", "import sys; from stockade.cli import main; sys.exit(main())"]
 
 
 def _cli_wrap(cli_python: str) -> Callable[[tuple[str, ...], list[int]], list[str]]:
@@ -424,16 +423,15 @@ def make_contenders(
     programs_: dict[str, Program],
     facts: dict[str, Any],
     scratch: str,
-    stockade: Path = REPO,
 ) -> list[Contender]:
     python, cli_python = facts["workload_python"], facts["cli_python"]
-    project_env = {"PATH": CLEAN_PATH, "LANG": "C.UTF-8", "PYTHONPATH": str(stockade)}
+    project_env = {"PATH": CLEAN_PATH, "LANG": "C.UTF-8"}  # stockade is installed there
     config = {
         "programs": {name: program.wire() for name, program in programs_.items()},
         "python": python,
         "python_prefix": facts["prefix"],
     }
-    isolation = our_isolation(facts["prefix"], stockade)
+    isolation = our_isolation(facts["prefix"])
     tools = {"unshare": "unshare", "bwrap": "bwrap", "firejail": "firejail"}
     made: list[Contender] = []
     for name in names:
@@ -797,12 +795,6 @@ def _executable(text: str) -> str:
     return text
 
 
-def _checkout(text: str) -> Path:
-    if not (Path(text) / "sandbox").is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a checkout (no sandbox/ in it)")
-    return Path(text)
-
-
 def _output(text: str) -> Path:
     # Written at the end: a missing directory would throw the whole run away.
     path = Path(text)
@@ -826,7 +818,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     # Memory is sampled every 0.1 s, once the sandboxes are up: shorter holds see nothing.
     add("--hold-seconds", type=_number(float, 0.5), default=2.0, help="a sampled run's sleep")
     add("--python", type=_executable, default=sys.executable, help="workload's Python (resolved)")
-    add("--stockade", type=_checkout, default=REPO, help="the checkout to measure (default: this)")
     add("--json", type=_output, default=BENCH / "results.json", help="where the JSON goes")
     add("--results-md", type=_output, help="rewrite the results block of this file (RESULTS.md)")
     return parser.parse_args(argv)
@@ -838,7 +829,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     facts = interpreter_facts(python, sys.executable)
     progs = programs(python, args.hold_seconds)
     with _scratch() as scratch:
-        contenders = make_contenders(args.only, progs, facts, scratch, args.stockade.resolve())
+        contenders = make_contenders(args.only, progs, facts, scratch)
         try:
             report = run_all(args, progs, contenders, facts)
         finally:

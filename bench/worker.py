@@ -38,11 +38,11 @@ class Stockade:
     """This project, through its Python API: `Sandbox(policy).run(argv)`."""
 
     def __init__(self, config: dict[str, Any], pool: int = 0) -> None:
-        import sandbox
-        from sandbox import Policy, Sandbox
+        import stockade
+        from stockade import Policy, Sandbox
 
         self.box = Sandbox(Policy.load(config.get("policy", "default")), pool=pool)
-        self.version = f"checkout {os.path.dirname(os.path.dirname(sandbox.__file__))}"
+        self.version = f"stockade {stockade.__version__} from {os.path.dirname(stockade.__file__)}"
 
     def supports(self, program: Program) -> bool:
         return True

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from agents import ChatAgent, Context, GroupChat, Message, ScriptedModel, TextMessage
+from stockade.agents import ChatAgent, Context, GroupChat, Message, ScriptedModel, TextMessage
 
 
 class RefundDesk(ChatAgent):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from agents import (
+from stockade.agents import (
     ChatAgent,
     ChatResult,
     ChatState,
@@ -33,7 +33,7 @@ from agents import (
     ModelResponse,
     ScriptedModel,
 )
-from agents.messages import render
+from stockade.agents.messages import render
 
 
 @dataclass

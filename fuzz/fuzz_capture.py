@@ -2,7 +2,7 @@
 chunking, against any output limit) must be kept exactly up to the limit, flagged as
 truncated beyond it, fed stdin intact, and survive the trip into the Result's JSON.
 
-Real pipes, no sandbox: `sandbox.capture.pump` is the code that reads a run's output.
+Real pipes, no sandbox: `stockade.spawn.capture.pump` is the code that reads a run's output.
 
     python fuzz/fuzz_capture.py -max_total_time=60 fuzz/corpus-capture fuzz/seeds/capture
 """
@@ -26,8 +26,8 @@ def _pipe_with(data: bytes) -> int:
 
 
 def TestOneInput(data: bytes) -> None:
-    from sandbox import Result, Status
-    from sandbox.capture import Sink, pump
+    from stockade import Result, Status
+    from stockade.spawn.capture import Sink, pump
 
     if len(data) < 4:
         return
@@ -74,8 +74,8 @@ def main() -> None:
     import atheris
 
     with atheris.instrument_imports():
-        import sandbox.capture
-        import sandbox.result  # noqa: F401
+        import stockade.result
+        import stockade.spawn.capture  # noqa: F401
     atheris.Setup(sys.argv, TestOneInput)
     atheris.Fuzz()
 

@@ -19,14 +19,14 @@ EXCLUDED = {"doctor", "-h", "--help"}  # doctor probes the machine; help is argp
 
 
 def _stub(self: object, argv: object, **options: object) -> object:
-    from sandbox import Result, Status
+    from stockade import Result, Status
 
     assert argv and all(isinstance(a, str) and "\0" not in a for a in argv)  # type: ignore[attr-defined]
     return Result(Status.OK, 0, None, b"", b"", False, False, 0.0, 0.0, 0)
 
 
 def TestOneInput(data: bytes) -> None:
-    from sandbox import Sandbox, cli
+    from stockade import Sandbox, cli
 
     argv = [part.decode("utf-8", "surrogateescape") for part in data.split(b"\0")]
     if argv and argv[0] == "code":
@@ -53,8 +53,8 @@ def main() -> None:
     import atheris
 
     with atheris.instrument_imports():
-        import sandbox.cli
-        import sandbox.policy  # noqa: F401
+        import stockade.cli
+        import stockade.policy.model  # noqa: F401
     atheris.Setup(sys.argv, TestOneInput)
     atheris.Fuzz()
 

@@ -29,7 +29,7 @@ def _scratch() -> str:
 
 
 def _check(policy: object) -> None:
-    from sandbox import Policy
+    from stockade import Policy
 
     assert isinstance(policy, Policy)
     assert 0 < policy.limits.timeout <= 86_400
@@ -39,7 +39,7 @@ def _check(policy: object) -> None:
 
 
 def TestOneInput(data: bytes) -> None:
-    from sandbox import Policy, PolicyError
+    from stockade import Policy, PolicyError
 
     # The document is the input up to a NUL; after it, "flag=value" lines to override.
     document, _, overrides = data.partition(b"\0")
@@ -64,7 +64,7 @@ def main() -> None:
     import atheris
 
     with atheris.instrument_imports():
-        import sandbox.policy  # noqa: F401
+        import stockade.policy.model  # noqa: F401
     atheris.Setup(sys.argv, TestOneInput)
     atheris.Fuzz()
 

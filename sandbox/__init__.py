@@ -1,10 +1,10 @@
 """Stockade: a hardened process sandbox for untrusted code.
 
-    from sandbox import Sandbox, Policy
+    from stockade import Sandbox, Policy
     box = Sandbox(Policy.load("default").override(timeout=5, memory="256M"))
     result = box.run(["python3", "-c", "print(1)"])
 
-Names are imported on first use, so `import sandbox` (and the `sandbox` command) stays cheap.
+Names are imported on first use, so `import stockade` (and the `sandbox` command) stays cheap.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 _HOMES = {
-    "Policy": "policy",
+    "Policy": "policy.model",
     "PolicyError": "errors",
     "Result": "result",
     "Sandbox": "runner",
@@ -39,15 +39,21 @@ _HOMES = {
 }
 
 if TYPE_CHECKING:
-    from .errors import PolicyError, SandboxError, SessionError, SetupError, UnsupportedError
-    from .policy import Policy
-    from .result import Result, Status
-    from .runner import Sandbox
+    from stockade.errors import (
+        PolicyError,
+        SandboxError,
+        SessionError,
+        SetupError,
+        UnsupportedError,
+    )
+    from stockade.policy.model import Policy
+    from stockade.result import Result, Status
+    from stockade.runner import Sandbox
 
 
 def __getattr__(name: str) -> Any:
     if name not in _HOMES:
-        raise AttributeError(f"module 'sandbox' has no attribute {name!r}")
+        raise AttributeError(f"module 'stockade' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
     globals()[name] = value
     return value

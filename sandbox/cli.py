@@ -108,10 +108,10 @@ def _main(argv: list[str]) -> int:
     if args.command == "policies":
         return _policies()
     if args.command == "doctor":
-        from .doctor import main as doctor_main
+        from stockade.doctor import main as doctor_main
 
         return doctor_main(json_output=args.json)
-    from .errors import PolicyError, SandboxError
+    from stockade.errors import PolicyError, SandboxError
 
     try:
         return _run(args)
@@ -129,7 +129,7 @@ def _main(argv: list[str]) -> int:
 
 
 def _policies() -> int:
-    from .policy_source import builtin_policies
+    from stockade.policy.source import builtin_policies
 
     for name, description in builtin_policies().items():
         print(f"{name:<12} {description}")
@@ -137,8 +137,8 @@ def _policies() -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .errors import PolicyError
-    from .runner import Sandbox
+    from stockade.errors import PolicyError
+    from stockade.runner import Sandbox
 
     sandbox = Sandbox(_policy(args), prefork=False)  # one run: nothing to prepare
     most = sandbox.policy.limits.file_size  # inputs count against it inside anyway
@@ -147,7 +147,7 @@ def _run(args: argparse.Namespace) -> int:
     stdin: bytes | int = 0
     if args.command == "code":
         language, code = _read_source(args.source, args.language, most)
-        from .runner import LANGUAGES
+        from stockade.runner import LANGUAGES
 
         filename, argv = LANGUAGES[language]
         files[filename] = code
@@ -214,7 +214,7 @@ def _reopen_stdin() -> int:
 
 def _policy(args: argparse.Namespace) -> Any:
     # Through the cache of validated policies: a policy run before needs no pydantic.
-    from .policy_cache import load_policy
+    from stockade.policy.view import load_policy
 
     flags = {
         "timeout": args.timeout,
@@ -228,7 +228,7 @@ def _policy(args: argparse.Namespace) -> Any:
 
 
 def _read_file(spec: str, most: int) -> tuple[str, bytes]:
-    from .errors import PolicyError
+    from stockade.errors import PolicyError
 
     source, _, dest = spec.partition(":")
     try:
@@ -239,7 +239,7 @@ def _read_file(spec: str, most: int) -> tuple[str, bytes]:
 
 
 def _read_at_most(file: BinaryIO, most: int, field: str, name: str) -> bytes:
-    from .errors import PolicyError
+    from stockade.errors import PolicyError
 
     data = file.read(most + 1)  # bounded: a device such as /dev/zero never ends
     if len(data) > most:
@@ -248,7 +248,7 @@ def _read_at_most(file: BinaryIO, most: int, field: str, name: str) -> bytes:
 
 
 def _parse_env(item: str) -> tuple[str, str]:
-    from .errors import PolicyError
+    from stockade.errors import PolicyError
 
     name, sep, value = item.partition("=")
     if not sep or not name or not name.replace("_", "a").isalnum() or name[0].isdigit():
@@ -257,7 +257,7 @@ def _parse_env(item: str) -> tuple[str, str]:
 
 
 def _read_source(source: str, language: str | None, most: int) -> tuple[str, bytes]:
-    from .errors import PolicyError
+    from stockade.errors import PolicyError
 
     if language is None:
         language = "sh" if source.endswith(".sh") else "python"

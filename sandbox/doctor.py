@@ -13,9 +13,11 @@ import tempfile
 from collections.abc import Callable
 from typing import NamedTuple
 
-from . import _syscalls as sc
-from . import cgroups, mounts, namespaces, net, seccomp
-from .errors import SandboxError
+from stockade.errors import SandboxError
+from stockade.kernel import mounts, namespaces, seccomp
+from stockade.kernel import syscalls as sc
+from stockade.kernel.cgroups import control as cgroups
+from stockade.net import namespace as net
 
 
 class Check(NamedTuple):

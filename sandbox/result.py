@@ -1,6 +1,6 @@
 """`Result`, what a run did, and `Status`, its outcome in one word."""
 
-# Not `from __future__ import annotations`: it would cost every command (see plan.py).
+# Not `from __future__ import annotations`: it would cost every command (see spawn/plan.py).
 import json
 import signal as signal_module
 from enum import StrEnum

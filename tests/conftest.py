@@ -13,8 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from sandbox import Policy, Sandbox
+from stockade import Policy, Sandbox
 
 RUN_DIRS = os.path.join(tempfile.gettempdir(), "stockade-*")
 
@@ -81,7 +80,7 @@ def _settled_snapshot() -> dict[str, object]:
 @pytest.fixture(scope="session", autouse=True)
 def spawn_server() -> None:
     """Start the spawn server up front: its socket and process are meant to stay."""
-    from sandbox import forkserver
+    from stockade.spawn import server as forkserver
 
     forkserver.start_server()
 

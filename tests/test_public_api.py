@@ -1,10 +1,10 @@
 """The public surface is pinned: changing it is a decision, not an accident."""
 
-import sandbox
+import stockade
 
 
 def test_sandbox_all() -> None:
-    assert sandbox.__all__ == [
+    assert stockade.__all__ == [
         "Policy",
         "PolicyError",
         "Result",
@@ -15,10 +15,10 @@ def test_sandbox_all() -> None:
         "Status",
         "UnsupportedError",
     ]
-    for name in sandbox.__all__:
-        assert getattr(sandbox, name).__name__ == name
+    for name in stockade.__all__:
+        assert getattr(stockade, name).__name__ == name
 
 
 def test_error_tree() -> None:
     for name in ("PolicyError", "SessionError", "SetupError", "UnsupportedError"):
-        assert issubclass(getattr(sandbox, name), sandbox.SandboxError)
+        assert issubclass(getattr(stockade, name), stockade.SandboxError)

@@ -15,9 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pydantic
-
-from agents.errors import ConfigError, StateError
-from agents.trace.events import (
+from stockade.agents.errors import ConfigError, StateError
+from stockade.agents.trace.events import (
     BaseEvent,
     ErrorEvent,
     Event,

@@ -8,10 +8,10 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agents.errors import StateError
-from agents.messages import ENVELOPE_FIELDS
-from agents.trace import Trace
-from agents.trace.events import (
+from stockade.agents.errors import StateError
+from stockade.agents.messages import ENVELOPE_FIELDS
+from stockade.agents.trace import Trace
+from stockade.agents.trace.events import (
     BaseEvent,
     ErrorEvent,
     FilterEvent,

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from agents import ChatAgent, Context, Message, TextMessage
-from agents.messages import _registry
+from stockade.agents import ChatAgent, Context, Message, TextMessage
+from stockade.agents.messages import _registry
 
 
 @dataclass

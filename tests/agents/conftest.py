@@ -8,8 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from fake_openai import FakeOpenAI
-
-from sandbox import Policy, Sandbox, SandboxError
+from stockade import Policy, Sandbox, SandboxError
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ import asyncio
 import re
 
 import pytest
-
-from agents import (
+from stockade.agents import (
     ChatAgent,
     ConfigError,
     ContentBlockedError,
@@ -19,8 +18,8 @@ from agents import (
     ScriptExhaustedError,
     TextMessage,
 )
-from agents.models import Direction
-from agents.trace import FilterEvent, ModelCallEvent
+from stockade.agents.models import Direction
+from stockade.agents.trace import FilterEvent, ModelCallEvent
 
 
 def no_secrets(text: str, direction: Direction) -> str | None:

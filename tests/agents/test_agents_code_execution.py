@@ -10,8 +10,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from agents import (
+from stockade import Result, Status
+from stockade.agents import (
     ChatAgent,
     CodeBlock,
     CodeExecutionAgent,
@@ -22,8 +22,8 @@ from agents import (
     Message,
     TextMessage,
 )
-from agents.code_blocks import find_blocks
-from sandbox import Result, Status
+from stockade.agents.code_blocks import find_blocks
+
 from tests.conftest import RUN_DIRS
 
 pytestmark = pytest.mark.usefixtures("real_sandbox")

@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from agents import OpenAIModel, Trace
-from agents.demo import model_from_env
+from stockade.agents import OpenAIModel, Trace
+from stockade.agents.demo import model_from_env
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_VARIABLES = (

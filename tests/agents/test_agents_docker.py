@@ -12,10 +12,9 @@ import os
 from pathlib import Path
 
 import pytest
-
-from agents import CodeBlock, CodeExecutionAgent, ConfigError
-from agents.docker_executor import DockerExecutor, engine_problem
-from sandbox import Policy
+from stockade import Policy
+from stockade.agents import CodeBlock, CodeExecutionAgent, ConfigError
+from stockade.agents.docker_executor import DockerExecutor, engine_problem
 
 DOWN = """#!/bin/sh
 echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock." >&2

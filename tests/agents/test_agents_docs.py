@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 from agents_testkit import example_module
-
-from agents import Memory, StateError
+from stockade.agents import Memory, StateError
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SECTION = README.read_text().split("\n## The agent layer\n", 1)[1].split("\n## ", 1)[0]

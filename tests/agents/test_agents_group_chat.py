@@ -8,8 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 from agents_testkit import Chatty, Echo, Say, Ticket, texts
-
-from agents import (
+from stockade.agents import (
     ChatAgent,
     ChatResult,
     ChatState,
@@ -22,8 +21,8 @@ from agents import (
     StateError,
     TextMessage,
 )
-from agents.group_chat import RouteFunction
-from agents.trace import RoutingEvent, TerminationEvent
+from stockade.agents.group_chat import RouteFunction
+from stockade.agents.trace import RoutingEvent, TerminationEvent
 
 
 def run(chat: GroupChat, first: Message | str, **kw: object) -> ChatResult:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from agents import ChatAgent, Context, GroupChat, Memory, Message, ScriptedModel
+from stockade.agents import ChatAgent, Context, GroupChat, Memory, Message, ScriptedModel
 
 
 class Notetaker(ChatAgent):

@@ -11,8 +11,7 @@ import pytest
 from agents_testkit import Say, Ticket
 from hypothesis import given
 from hypothesis import strategies as st
-
-from agents import (
+from stockade.agents import (
     ConfigError,
     Context,
     Message,
@@ -22,7 +21,7 @@ from agents import (
     TextMessage,
     UnknownAgentError,
 )
-from agents.messages import from_dict, render, stamp, to_dict, validate
+from stockade.agents.messages import from_dict, render, stamp, to_dict, validate
 
 
 @dataclass

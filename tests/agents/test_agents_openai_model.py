@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 from fake_openai import FakeOpenAI, Step, chunk, completion, error, usage_chunk
-
-from agents import (
+from stockade.agents import (
     ChatAgent,
     ConfigError,
     ContentBlockedError,

@@ -10,11 +10,11 @@ import ast
 import inspect
 from pathlib import Path
 
-import agents
-import agents.errors
+import stockade
+import stockade.agents.errors
+from stockade import agents
 
 AGENTS_DIR = Path(agents.__file__).parent
-SANDBOX_INIT = AGENTS_DIR.parent / "sandbox" / "__init__.py"
 
 EXPECTED = [
     "AgentError",
@@ -78,7 +78,7 @@ def test_every_error_has_one_root_and_is_in_the_documented_tree() -> None:
         if (
             inspect.isclass(obj)
             and issubclass(obj, Exception)
-            and obj.__module__ == "agents.errors"
+            and obj.__module__ == "stockade.agents.errors"
         ):
             assert issubclass(obj, agents.AgentError), name
             assert name in doc, f"{name} is missing from the tree in agents/errors.py"
@@ -86,14 +86,12 @@ def test_every_error_has_one_root_and_is_in_the_documented_tree() -> None:
 
 
 def _sandbox_all() -> set[str]:
-    if not SANDBOX_INIT.exists():
-        return set()
-    for node in ast.walk(ast.parse(SANDBOX_INIT.read_text())):
-        if isinstance(node, ast.Assign | ast.AnnAssign):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
-                return set(ast.literal_eval(node.value))  # type: ignore[arg-type]
-    return set()
+    return set(stockade.__all__)
+
+
+def _core(module: str) -> bool:
+    # The core is `stockade` and its subpackages, but not the agent layer itself.
+    return module.partition(".")[0] == "stockade" and not module.startswith("stockade.agents")
 
 
 def _sandbox_imports(path: Path) -> list[tuple[int, str, list[str]]]:
@@ -101,11 +99,11 @@ def _sandbox_imports(path: Path) -> list[tuple[int, str, list[str]]]:
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name == "sandbox" or alias.name.startswith("sandbox."):
+                if _core(alias.name):
                     found.append((node.lineno, alias.name, []))
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             module = node.module or ""
-            if module == "sandbox" or module.startswith("sandbox."):
+            if _core(module):
                 found.append((node.lineno, module, [a.name for a in node.names]))
     return found
 
@@ -116,18 +114,21 @@ def test_agents_import_only_sandbox_public_names() -> None:
     for path in sorted(AGENTS_DIR.rglob("*.py")):
         for line, module, names in _sandbox_imports(path):
             where = f"{path.relative_to(AGENTS_DIR.parent)}:{line}"
-            if module != "sandbox" or not names:
-                problems.append(f"{where}: use `from sandbox import <name>`, not {module!r}")
+            if module != "stockade" or not names:
+                problems.append(f"{where}: use `from stockade import <name>`, not {module!r}")
             hidden = [n for n in names if n not in allowed]
-            problems += [f"{where}: sandbox.{n} is not in sandbox.__all__" for n in hidden]
+            problems += [f"{where}: stockade.{n} is not in stockade.__all__" for n in hidden]
     assert not problems, "\n".join(problems)
 
 
 def test_the_import_check_catches_violations(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
-    bad.write_text("import sandbox.child\nfrom sandbox.spawn import run\nfrom sandbox import X\n")
+    bad.write_text(
+        "import stockade.spawn.child\nfrom stockade.spawn import running\n"
+        "from stockade import X\nfrom stockade.agents import Y\n"
+    )
     assert [(m, n) for _, m, n in _sandbox_imports(bad)] == [
-        ("sandbox.child", []),
-        ("sandbox.spawn", ["run"]),
-        ("sandbox", ["X"]),
+        ("stockade.spawn.child", []),
+        ("stockade.spawn", ["running"]),
+        ("stockade", ["X"]),
     ]

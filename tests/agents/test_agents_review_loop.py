@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from agents import (
+from stockade.agents import (
     ChatAgent,
     CodeExecutionAgent,
     ConfigError,
@@ -17,7 +16,7 @@ from agents import (
     ModelUnavailableError,
     ScriptedModel,
 )
-from agents.patterns import code_review_loop, split_answer
+from stockade.agents.patterns import code_review_loop, split_answer
 
 pytestmark = pytest.mark.usefixtures("real_sandbox")
 

@@ -7,8 +7,7 @@ import json
 
 import pytest
 from agents_testkit import Chatty, Say, Ticket, texts
-
-from agents import ChatAgent, ConfigError, GroupChat, Runtime, StateError, TextMessage
+from stockade.agents import ChatAgent, ConfigError, GroupChat, Runtime, StateError, TextMessage
 
 
 def test_register_refuses_duplicates_and_shared_agents() -> None:

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 from agents_testkit import example_module
-
-from agents import Trace
+from stockade.agents import Trace
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "support_pipeline.py"
 

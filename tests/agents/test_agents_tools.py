@@ -8,9 +8,15 @@ from typing import Annotated, Literal
 
 import pydantic
 import pytest
-
-from agents import ChatAgent, ModelResponse, Runtime, ScriptedModel, Tool, ToolDefinitionError
-from agents.tools import tool
+from stockade.agents import (
+    ChatAgent,
+    ModelResponse,
+    Runtime,
+    ScriptedModel,
+    Tool,
+    ToolDefinitionError,
+)
+from stockade.agents.tools import tool
 
 
 class Address(pydantic.BaseModel):

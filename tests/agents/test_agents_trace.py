@@ -12,8 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 from agents_testkit import Say
-
-from agents import (
+from stockade.agents import (
     ChatAgent,
     ConfigError,
     GroupChat,
@@ -25,9 +24,9 @@ from agents import (
     StateError,
     Trace,
 )
-from agents.trace import SandboxRunEvent
-from agents.trace.__main__ import main
-from agents.trace.events import EventAdapter
+from stockade.agents.trace import SandboxRunEvent
+from stockade.agents.trace.__main__ import main
+from stockade.agents.trace.events import EventAdapter
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,8 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
-
-from sandbox import Policy, PolicyError, Sandbox, Status
+from stockade import Policy, PolicyError, Sandbox, Status
 
 
 def test_run_with_files_and_stdin(box: Sandbox) -> None:
@@ -138,7 +137,7 @@ def test_stdin_not_read_does_not_block(box: Sandbox) -> None:
 
 DROPPED = """
 import gc, os, signal, psutil
-from sandbox import Sandbox
+from stockade import Sandbox
 
 def fds():
     return len(os.listdir("/proc/self/fd"))

@@ -1,4 +1,4 @@
-"""sandbox/cgroups.py against the real kernel: limits hold, accounting counts, kill and
+"""kernel/cgroups/control.py against the real kernel: limits hold, accounting counts, kill and
 remove leave nothing. Runs with whatever backend `detect()` picks (v1 on the test machine);
 each test skips, naming the controller, when that controller is not available."""
 
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from sandbox import cgroup_layout, cgroups
-from sandbox.cgroups import Cgroup, CgroupLimits
+from stockade.kernel.cgroups import control as cgroups
+from stockade.kernel.cgroups import layout as cgroup_layout
+from stockade.kernel.cgroups.control import Cgroup, CgroupLimits
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (cgroup directories)")
 

@@ -17,11 +17,11 @@ import pytest
 
 def sandbox(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "sandbox", *args], input=stdin, capture_output=True, timeout=60
+        [sys.executable, "-m", "stockade", *args], input=stdin, capture_output=True, timeout=60
     )
 
 
-SANDBOX = f'"{sys.executable}" -m sandbox'  # the command, as a shell line spells it
+SANDBOX = f'"{sys.executable}" -m stockade'  # the command, as a shell line spells it
 
 
 def shell(command: str) -> subprocess.CompletedProcess[bytes]:
@@ -140,7 +140,8 @@ def test_doctor_reports_each_protection() -> None:
 
 
 def test_doctor_says_why_an_overlay_cannot_be_mounted() -> None:
-    from sandbox import doctor, mounts
+    from stockade import doctor
+    from stockade.kernel import mounts
 
     def overlay_of_proc(root: str) -> None:  # the kernel refuses procfs as an overlay layer
         os.mkdir(root + "/x")
@@ -214,7 +215,7 @@ def test_an_endless_input_is_refused(args: tuple[str, ...], message: bytes) -> N
 
 def test_ctrl_c_ends_the_run_without_a_traceback() -> None:
     command = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "run", "--", "sleep", "30"],
+        [sys.executable, "-m", "stockade", "run", "--", "sleep", "30"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -235,7 +236,7 @@ def test_the_callers_terminal_is_never_the_workloads_stdin() -> None:
     try:
         probe = "import os, sys; print(os.isatty(0), repr(sys.stdin.read()))"
         done = subprocess.run(
-            [sys.executable, "-m", "sandbox", "run", "--", "python3", "-c", probe],
+            [sys.executable, "-m", "stockade", "run", "--", "python3", "-c", probe],
             stdin=theirs,
             capture_output=True,
             timeout=60,
@@ -264,7 +265,7 @@ def test_a_socket_stdin_is_not_handed_to_the_workload() -> None:
     with ours, theirs:
         write_back = "import os; os.write(0, b'into the caller')"
         done = subprocess.run(
-            [sys.executable, "-m", "sandbox", "run", "--", "python3", "-c", write_back],
+            [sys.executable, "-m", "stockade", "run", "--", "python3", "-c", write_back],
             stdin=theirs,
             capture_output=True,
             timeout=60,
@@ -309,7 +310,7 @@ def test_a_second_run_of_a_policy_needs_no_pydantic(tmp_path: Path) -> None:
     """Validated policies are kept (policy_cache.py): running the same policy with the same
     flags again imports no pydantic at all, and behaves the same."""
     probe = (
-        "import sys; from sandbox.cli import main; code = main(sys.argv[1:]); "
+        "import sys; from stockade.cli import main; code = main(sys.argv[1:]); "
         "print('pydantic' in sys.modules, code)"
     )
     env = {**os.environ, "STOCKADE_CACHE_DIR": str(tmp_path / "cache")}
@@ -325,7 +326,7 @@ def test_a_run_imports_none_of_the_heavy_modules() -> None:
     with shutil, threading)."""
     heavy = ("pydantic", "pyseccomp", "dataclasses", "inspect", "ast", "tempfile", "threading")
     probe = (
-        "import sys; from sandbox.cli import main; code = main(sys.argv[1:]); "
+        "import sys; from stockade.cli import main; code = main(sys.argv[1:]); "
         f"print(sorted(name for name in {heavy!r} if name in sys.modules), code)"
     )
     argv = [sys.executable, "-c", probe, "run", "--", "true"]

@@ -25,8 +25,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+from stockade import Policy, PolicyError, Result, Sandbox
+from stockade.net import namespace as net
+from stockade.spawn import supervisor as spawn
 
-from sandbox import Policy, PolicyError, Result, Sandbox, net, spawn
 from tests.integration.nethosts import (
     CROWD,
     OTHER_PORT,
@@ -190,11 +192,11 @@ def test_naming_the_hosts_loopback_is_refused_unless_for_local_development() -> 
 # resolver finds them without touching the machine's own configuration.
 WITH_HOSTS = r"""
 import os, sys
-from sandbox import _syscalls as sc
+from stockade.kernel import syscalls as sc
 sc.unshare(sc.CLONE_NEWNS)
 sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
 sc.mount(sys.argv[1], "/etc/hosts", None, sc.MS_BIND)
-os.execv(sys.executable, [sys.executable, "-m", "sandbox", *sys.argv[2:]])
+os.execv(sys.executable, [sys.executable, "-m", "stockade", *sys.argv[2:]])
 """
 
 NAMES_INSIDE = r"""
@@ -268,7 +270,7 @@ def test_a_name_of_the_hosts_loopback_is_refused(tmp_path: Path, remote: Remote)
 )
 def test_bad_entries_exit_2_before_anything_starts(entry: str, says: bytes) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "sandbox", "run", "--allow-net", entry, "--", "true"],
+        [sys.executable, "-m", "stockade", "run", "--allow-net", entry, "--", "true"],
         capture_output=True,
         timeout=60,
         cwd=REPO,
@@ -411,7 +413,7 @@ def test_a_killed_run_leaves_nothing(remote: Remote) -> None:
 
 def _spawn_server() -> psutil.Process:
     me = psutil.Process()
-    servers = [p for p in me.children() if "sandbox.forkserver" in " ".join(p.cmdline())]
+    servers = [p for p in me.children() if "stockade.spawn.server" in " ".join(p.cmdline())]
     assert len(servers) == 1
     return servers[0]
 

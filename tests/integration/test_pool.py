@@ -13,8 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
-from sandbox import Policy, PolicyError, Result, Sandbox, SandboxError, Status
+from stockade import Policy, PolicyError, Result, Sandbox, SandboxError, Status
 
 
 def _pool(size: int, **limits: object) -> Sandbox:

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from stockade.kernel.cgroups import control as cgroups
 
-from sandbox import cgroups
 from tests.integration.nethosts import (
     CROWD,
     OTHER_PORT,
@@ -41,7 +41,7 @@ from tests.integration.nethosts import (
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a test user")
 
 SYSTEM_PYTHON = "/usr/bin/python3"
-PACKAGES = ("sandbox", "policies", "pydantic", "pydantic_core", "typing_extensions",
+PACKAGES = ("stockade", "stockade.policies", "pydantic", "pydantic_core", "typing_extensions",
             "annotated_types", "typing_inspection", "pyseccomp", "pyroute2", "psutil")  # fmt: skip
 NO_NESTING = Path(__file__).with_name("userns_without_nesting.py")
 
@@ -57,7 +57,7 @@ class User:
         self, *args: str, policy: str | None = None, wrap: tuple[str, ...] = ()
     ) -> subprocess.CompletedProcess[str]:
         options = ("--policy", policy) if policy else ()
-        return self.python("-m", "sandbox", args[0], *options, *args[1:], wrap=wrap)
+        return self.python("-m", "stockade", args[0], *options, *args[1:], wrap=wrap)
 
     def python(self, *args: str, wrap: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
         """The system python3 as this user, with the kit on its path."""
@@ -101,11 +101,12 @@ def _make_kit() -> str:
     for name in PACKAGES:
         spec = importlib.util.find_spec(name)
         assert spec is not None and spec.origin is not None, name
+        target = os.path.join(kit, *name.split("."))
+        if os.path.exists(target):  # a subpackage that came with its parent (not editable)
+            continue
         if spec.submodule_search_locations:
             source = next(iter(spec.submodule_search_locations))
-            shutil.copytree(
-                source, os.path.join(kit, name), ignore=shutil.ignore_patterns("__pycache__")
-            )
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(spec.origin, kit)
     for root, dirs, files in os.walk(kit):
@@ -268,7 +269,7 @@ def test_host_environment_and_files_are_hidden_rootless(user: User, delegated: N
 
 PREPARED_RUNS = """
 import glob, os, tempfile, time
-from sandbox import Sandbox
+from stockade import Sandbox
 
 def waiting():  # run dirs of this user: the run being prepared
     paths = glob.glob(os.path.join(tempfile.gettempdir(), "stockade-*"))

@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
-from sandbox import Policy, PolicyError, Sandbox, SessionError, Status
+from stockade import Policy, PolicyError, Sandbox, SessionError, Status
 
 
 @pytest.fixture

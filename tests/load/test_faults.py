@@ -27,13 +27,12 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from sandbox import Policy, Sandbox, Status
+from stockade import Policy, Sandbox, Status
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, mounts)")
 
 REPO = Path(__file__).parents[2]
-CLI = [sys.executable, "-m", "sandbox", "run"]
+CLI = [sys.executable, "-m", "stockade", "run"]
 
 
 def _processes_with(marker: str) -> list[psutil.Process]:
@@ -134,7 +133,7 @@ def test_the_next_start_cleans_up_after_a_sigkilled_supervisor(
 
 @pytest.mark.no_leak_check  # the spawn server is replaced: the process snapshot changes
 def test_a_sigkilled_spawn_server_ends_its_runs_and_is_replaced() -> None:
-    from sandbox import forkserver
+    from stockade.spawn import server as forkserver
 
     marker = f"stockade-fault-{uuid.uuid4().hex}"
     box = Sandbox(Policy.load("default").override(timeout=60))

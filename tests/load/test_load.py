@@ -16,8 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
-
-from sandbox import Policy, Sandbox, Status
+from stockade import Policy, Sandbox, Status
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, mounts)")
 
@@ -77,7 +76,7 @@ def test_sequential_runs() -> None:
 
 
 def test_concurrent_runs() -> None:
-    from sandbox import forkserver
+    from stockade.spawn import server as forkserver
 
     box = Sandbox(Policy.load("default"))
     network = _network_state()

@@ -7,8 +7,7 @@ import os
 import uuid
 
 import pytest
-
-from sandbox import Sandbox, Status
+from stockade import Sandbox, Status
 
 WRITE = """
 import sys

@@ -7,8 +7,7 @@ import os
 import pty
 
 import pytest
-
-from sandbox import Sandbox
+from stockade import Sandbox
 
 STATUS = "print(open('/proc/self/status').read())"
 

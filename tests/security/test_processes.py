@@ -11,8 +11,7 @@ import time
 import uuid
 
 import psutil
-
-from sandbox import Sandbox, Status
+from stockade import Sandbox, Status
 
 
 def _processes_with(marker: str) -> list[psutil.Process]:

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pyseccomp
 import pytest
-
-from sandbox import _syscalls, seccomp
+from stockade.kernel import seccomp
+from stockade.kernel import syscalls as _syscalls
 
 Probe = Callable[[Path], int]  # runs in the child; returns 0 or an errno (or execs)
 

@@ -1,4 +1,4 @@
-"""The call channel of a prepared run (sandbox/calls.py): what `send` promises the caller.
+"""The call channel of a prepared run (spawn/call.py): what `send` promises the caller.
 
 `Standby.launch` starts a run afresh when `send` raises, so `send` may raise only when the
 receiver got nothing; once the fds are across, the receiver answers for the call (a run
@@ -14,8 +14,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-
-from sandbox import calls
+from stockade.spawn import call as calls
 
 
 @pytest.fixture

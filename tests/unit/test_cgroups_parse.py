@@ -1,5 +1,5 @@
-"""sandbox/cgroup_layout.py: parse /proc/self/cgroup and mountinfo, plan paths; and the
-refusals of sandbox/cgroups.py that need no I/O.
+"""kernel/cgroups/layout.py: parse /proc/self/cgroup and mountinfo, plan paths; and the
+refusals of kernel/cgroups/control.py that need no I/O.
 
 No root and no cgroup filesystem needed. The v2 backend is covered here only through its
 planning and parsing (and stat files in a plain directory): this test machine is v1.
@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from sandbox import cgroup_layout, cgroups
-from sandbox.cgroup_layout import CgroupMount, CgroupSupport
-from sandbox.cgroups import CgroupLimits
-from sandbox.errors import UnsupportedError
+from stockade.errors import UnsupportedError
+from stockade.kernel.cgroups import control as cgroups
+from stockade.kernel.cgroups import layout as cgroup_layout
+from stockade.kernel.cgroups.control import CgroupLimits
+from stockade.kernel.cgroups.layout import CgroupMount, CgroupSupport
 
 # A legacy (v1) machine with an own memory cgroup, cpu and cpuacct mounted apart.
 V1_SELF = """\

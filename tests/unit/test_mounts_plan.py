@@ -1,4 +1,4 @@
-"""The pure half of sandbox/mounts.py: how the host's runtime is planned into the new root.
+"""The pure half of kernel/mounts.py: how the host's runtime is planned into the new root.
 
 Directories become read-only overlays of the run's own and files become copies, never binds:
 a bind would show the host's inode, on which file locks are shared with every run and the host.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sandbox import mounts
+from stockade.kernel import mounts
 
 
 def test_directories_overlay_files_copy_links_stay_links(tmp_path: Path) -> None:

@@ -12,10 +12,10 @@ import threading
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from sandbox import Policy, PolicyError, net_relay
-from sandbox.net import NetworkPlan, Rule, parse_entry, plan_network
-from sandbox.net_steer import program
+from stockade import Policy, PolicyError
+from stockade.net import relay as net_relay
+from stockade.net.allowlist import NetworkPlan, Rule, parse_entry, plan_network
+from stockade.net.steer import program
 
 HOST_ADDRESSES = {ipaddress.ip_address(a) for a in ("192.0.2.10", "2001:db8:ffff::10")}
 NAMES = {
@@ -235,7 +235,7 @@ def test_allows_checks_address_and_port_again() -> None:
 
 
 def test_the_runners_plan_carries_the_network_and_pins() -> None:
-    from sandbox import Sandbox
+    from stockade import Sandbox
 
     policy = Policy.load("networked").override(allow_net=["203.0.113.5:443"])
     run = Sandbox(policy).plan(["true"], files={}, env={})

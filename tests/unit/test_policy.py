@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from sandbox import Policy, PolicyError
-from sandbox.policy import builtin_policies, parse_duration, parse_size
+from stockade import Policy, PolicyError
+from stockade.policy.model import builtin_policies, parse_duration, parse_size
 
 POLICY_DIR = Path(__file__).parents[2] / "policies"
 

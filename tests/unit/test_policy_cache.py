@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
-
-from sandbox import Policy, PolicyError, Sandbox, cache, policy_cache
-from sandbox.policy_cache import PolicyView, load_policy, policy_key
+from stockade import Policy, PolicyError, Sandbox
+from stockade import disk_cache as cache
+from stockade.policy import view as policy_cache
+from stockade.policy.view import PolicyView, load_policy, policy_key
 
 FLAGS = {"timeout": "5", "memory": "128M", "allow_net": ("example.org:443",)}
 
@@ -150,7 +151,7 @@ def _stored_then_damaged(directory: Path, damage: str) -> None:
 
 
 def _default_text_and_flags() -> tuple[str, dict[str, Any]]:
-    from sandbox.policy_source import read_policy_text
+    from stockade.policy.source import read_policy_text
 
     return read_policy_text("default")[0], {}
 
@@ -217,13 +218,24 @@ def test_the_key_follows_the_validating_source(
 ) -> None:
     text, _ = _default_text_and_flags()
     before = policy_key(text, {})
-    here = Path(policy_cache.__file__).parent
-    changed = tmp_path / "policy.py"
-    changed.write_bytes((here / "policy.py").read_bytes() + b"\n# changed\n")
+    changed = tmp_path / "model.py"
+    changed.write_bytes(Path(policy_cache._origin("stockade.policy.model")).read_bytes() + b"#\n")
+    origin = policy_cache._origin
     monkeypatch.setattr(
-        policy_cache, "_VALIDATING_SOURCES", (str(changed), "net.py", "policy_cache.py")
+        policy_cache,
+        "_origin",
+        lambda name: str(changed) if name == "stockade.policy.model" else origin(name),
     )
     assert policy_key(text, {}) != before
+
+
+def test_a_validating_module_that_is_gone_is_an_error_not_a_cache_switched_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    text, _ = _default_text_and_flags()
+    monkeypatch.setattr(policy_cache, "_VALIDATING_MODULES", ("stockade.policy.renamed",))
+    with pytest.raises(ModuleNotFoundError, match=r"stockade\.policy\.renamed"):
+        policy_key(text, {})
 
 
 def test_flags_in_another_order_share_an_entry(directory: Path) -> None:

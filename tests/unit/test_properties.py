@@ -24,9 +24,8 @@ from unittest import mock
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
-
-from sandbox import Policy, PolicyError, Result, Sandbox, Status, cli
-from sandbox.policy import OVERRIDES, parse_count, parse_duration, parse_size
+from stockade import Policy, PolicyError, Result, Sandbox, Status, cli
+from stockade.policy.model import OVERRIDES, parse_count, parse_duration, parse_size
 
 REPO = Path(__file__).parents[2]
 FUZZ = REPO / "fuzz"
@@ -459,7 +458,7 @@ def test_any_output_round_trips_through_a_real_run(data: bytes, limit: int) -> N
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, mounts)")
 def test_any_output_round_trips_through_the_cli_json(data: bytes) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "sandbox", "run", "--json", "--", "cat"],
+        [sys.executable, "-m", "stockade", "run", "--json", "--", "cat"],
         input=data,
         capture_output=True,
         cwd=REPO,

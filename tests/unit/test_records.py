@@ -1,4 +1,4 @@
-"""The records on a run's path stay cheap to create (sandbox/plan.py says why): NamedTuples
+"""The records on a run's path stay cheap to create (spawn/plan.py says why): NamedTuples
 whose annotations are evaluated types, never strings that `typing` compiles into ForwardRefs."""
 
 from __future__ import annotations
@@ -9,11 +9,20 @@ from typing import ForwardRef
 
 import pytest
 
-RUN_PATH = ("calls", "cgroups", "forkserver", "mounts", "net", "plan", "result", "spawn")
+RUN_PATH = (
+    "spawn.call",
+    "kernel.cgroups.control",
+    "spawn.server",
+    "kernel.mounts",
+    "net.allowlist",
+    "spawn.plan",
+    "result",
+    "spawn.supervisor",
+)
 
 
 def _records(module_name: str) -> list[type]:
-    module = importlib.import_module(f"sandbox.{module_name}")
+    module = importlib.import_module(f"stockade.{module_name}")
     return [
         value
         for value in vars(module).values()
@@ -27,7 +36,7 @@ def _records(module_name: str) -> list[type]:
 @pytest.mark.parametrize("module_name", RUN_PATH)
 def test_run_path_records_are_namedtuples_with_evaluated_annotations(module_name: str) -> None:
     records = _records(module_name)
-    assert records, f"sandbox.{module_name} defines no NamedTuple"
+    assert records, f"stockade.{module_name} defines no NamedTuple"
     for record in records:
         compiled = [
             name

@@ -7,9 +7,8 @@ import signal
 
 from hypothesis import given
 from hypothesis import strategies as st
-
-from sandbox import Result, Status
-from sandbox.result import decide_status
+from stockade import Result, Status
+from stockade.result import decide_status
 
 
 def _result(**changes: object) -> Result:

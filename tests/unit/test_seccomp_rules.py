@@ -8,9 +8,8 @@ import sys
 
 import pyseccomp
 import pytest
-
-from sandbox import seccomp
-from sandbox.errors import UnsupportedError
+from stockade.errors import UnsupportedError
+from stockade.kernel import seccomp
 
 # The security contract (DESIGN.md), written out again here rather than imported, so a name
 # dropped from seccomp.FORBIDDEN is still checked.

@@ -52,8 +52,7 @@ from typing import Any
 
 import psutil
 import pytest
-
-from sandbox import Policy, Result, Sandbox
+from stockade import Policy, Result, Sandbox
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, mounts)")
 
@@ -314,7 +313,7 @@ class Ctx:
     ) -> Outcome:
         spec = self.tmp / f"policy-{uuid.uuid4().hex}.toml"
         spec.write_text(policy_toml(policy))
-        command = [sys.executable, "-m", "sandbox", "run", "--json", "--policy", str(spec)]
+        command = [sys.executable, "-m", "stockade", "run", "--json", "--policy", str(spec)]
         for name, content in files.items():
             source = self.tmp / f"file-{uuid.uuid4().hex}"
             source.write_bytes(content)
@@ -677,7 +676,7 @@ def setuid_helper(ctx: Ctx) -> Outcome:
 
 CALLER = """
 import sys
-from sandbox import Policy, Sandbox
+from stockade import Policy, Sandbox
 policy, program, token = sys.argv[1], sys.argv[2], sys.argv[3]
 result = Sandbox(Policy.load(policy)).run(
     ["python3", "attack.py", token], files={"attack.py": open(program, "rb").read()}

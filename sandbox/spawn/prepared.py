@@ -23,9 +23,10 @@ import select
 import socket
 import threading
 
-from . import calls, forkserver
-from .calls import Stdio
-from .plan import RunPlan
+from stockade.spawn import call as calls
+from stockade.spawn import server as forkserver
+from stockade.spawn.call import Stdio
+from stockade.spawn.plan import RunPlan
 
 
 def template(plan: RunPlan) -> RunPlan | None:

@@ -10,7 +10,7 @@ only the texts it is given, so the unit tests cover every layout from recorded t
   hierarchy, so the limits our own caller is under still apply to the run.
 """
 
-# Not `from __future__ import annotations`: it would cost every command (see plan.py).
+# Not `from __future__ import annotations`: it would cost every command (see spawn/plan.py).
 import os
 import posixpath
 import re

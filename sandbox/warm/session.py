@@ -27,16 +27,16 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from . import interpreter
-from .capture import Sink, captured_result
-from .errors import PolicyError, SessionError
-from .interpreter import Outcome, StartFailed, Warm
-from .result import Result
-from .runner import _check_files  # the same checks as any run
-from .spawn import RunReport
+from stockade.errors import PolicyError, SessionError
+from stockade.result import Result
+from stockade.spawn.capture import Sink, captured_result
+from stockade.spawn.plan import check_files  # the same checks as any run
+from stockade.spawn.supervisor import RunReport
+from stockade.warm import host as interpreter
+from stockade.warm.host import Outcome, StartFailed, Warm
 
 if TYPE_CHECKING:
-    from .runner import Sandbox
+    from stockade.spawn.plan import Planner
 
 LIFETIME = 3_600.0  # seconds a session may live, by default
 GRACE = 1.0  # seconds between the interrupt at a call's deadline and the hard kill
@@ -49,7 +49,7 @@ class Session:
 
     def __init__(
         self,
-        box: Sandbox,
+        planner: Planner,
         *,
         timeout: float | None = None,
         grace: float = GRACE,
@@ -62,15 +62,15 @@ class Session:
         if not 0 < lifetime <= 86_400 or grace < 0:
             raise PolicyError("lifetime", "a session lives for (0, 86400] seconds; grace >= 0")
         interpreter.check_preload(preload)
-        self.box = box
-        self.timeout = timeout or box.policy.limits.timeout
+        self.planner = planner
+        self.timeout = timeout or planner.policy.limits.timeout
         self.grace = grace
         self._lock = threading.Lock()
         self._ended: str | None = None
         self._closing = False
         try:
             self._warm: Warm | None = Warm.start(
-                box, "session", preload=preload, lifetime=lifetime, env=env
+                planner, "session", preload=preload, lifetime=lifetime, env=env
             )
         except StartFailed as exc:
             raise SessionError(f"the session could not start: {exc}", exc.result) from None
@@ -91,7 +91,7 @@ class Session:
         Raises `SessionError` when the session is gone (closed, or killed by this call)."""
         if not isinstance(code, str):
             raise PolicyError("code", "expected Python source as a str")
-        payload = marshal.dumps({"code": code, "files": _check_files(files or {})})
+        payload = marshal.dumps({"code": code, "files": check_files(files or {})})
         limit = self.timeout if timeout is None else timeout
         if not limit > 0:
             raise PolicyError("timeout", "a call's timeout must be positive")
@@ -99,8 +99,8 @@ class Session:
             warm = self._warm
             if warm is None:
                 raise SessionError(self._ended or "the session is closed")
-            cpu = self.box.policy.limits.cpu_time
-            out, err = (Sink(self.box.policy.limits.output) for _ in range(2))
+            cpu = self.planner.policy.limits.cpu_time
+            out, err = (Sink(self.planner.policy.limits.output) for _ in range(2))
             try:
                 outcome = warm.request(
                     {"op": "call", "timeout": limit, "cpu": cpu},

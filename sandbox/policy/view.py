@@ -8,11 +8,11 @@ serves a `PolicyView` of that dump instead of a `Policy`. Invalid input is never
 errors are pydantic's, exactly as without a cache.
 
 The key is a SHA-256 of everything the validated values depend on: the TOML text, the flags
-that override it, the source of the modules that validate (policy.py, net.py for allowlist
-entries, and this file, which builds the view), pydantic's version.py (read, not imported; it
-pins pydantic-core), the Python version (tomllib) and the package version. Where entries live
-and when one is trusted is cache.py's business: the same rules as the seccomp programs, since a
-forged entry could loosen a policy just as a forged filter could.
+that override it, the source of the modules that validate (policy.model, net.allowlist for
+allowlist entries, and this module, which builds the view), pydantic's version.py (read, not
+imported; it pins pydantic-core), the Python version (tomllib) and the package version. Where
+entries live and when one is trusted is disk_cache's business: the same rules as the seccomp
+programs, since a forged entry could loosen a policy just as a forged filter could.
 """
 
 from __future__ import annotations
@@ -25,19 +25,21 @@ from importlib.util import find_spec
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, cache
-from .policy_source import read_policy_text
+from stockade import __version__
+from stockade import disk_cache as cache
+from stockade.policy.source import read_policy_text
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
-
-    from .policy import Policy
+    from stockade.policy.model import Policy
 
 _MAGIC = b"stockade-policy-v1\n"
 _PREFIX = "policy-"
 _KEEP = 64  # entries kept; each is about 1 KB
 _MAX_ENTRY = 1 << 20
-_VALIDATING_SOURCES = ("policy.py", "net.py", os.path.basename(__file__))
+# The modules whose code decides what validation produces (found by name, never by path: a
+# rename fails loudly instead of switching the cache off).
+_VALIDATING_MODULES = ("stockade.policy.model", "stockade.net.allowlist", __name__)
 
 Shape = dict[str, "Shape"]  # the nested sections of a model: {"limits": {}, ...}
 
@@ -75,7 +77,7 @@ def load_policy(name_or_path: str, flags: Mapping[str, Any]) -> Policy | PolicyV
     key = policy_key(text, flags)
     if key is not None and (view := _read(key)) is not None:
         return view
-    from .policy import Policy
+    from stockade.policy.model import Policy
 
     policy = Policy.from_toml(text, origin).override(**flags)  # raises for invalid input
     if key is not None:
@@ -86,14 +88,13 @@ def load_policy(name_or_path: str, flags: Mapping[str, Any]) -> Policy | PolicyV
 def policy_key(text: str, flags: Mapping[str, Any]) -> str | None:
     """The entry's key; None (no caching) when pydantic or a source cannot be found, so that
     validation runs and reports the problem as it would without a cache."""
-    here = os.path.dirname(os.path.abspath(__file__))
     try:
         spec = find_spec("pydantic")
         if spec is None or spec.origin is None:
             return None
         parts = [text.encode(), json.dumps(flags, sort_keys=True).encode()]
         for path in (
-            *(os.path.join(here, name) for name in _VALIDATING_SOURCES),
+            *(_origin(name) for name in _VALIDATING_MODULES),
             os.path.join(os.path.dirname(spec.origin), "version.py"),
         ):
             with open(path, "rb") as file:
@@ -102,6 +103,13 @@ def policy_key(text: str, flags: Mapping[str, Any]) -> str | None:
         return None
     parts.append(f"{sys.version} stockade {__version__}".encode())
     return cache.digest(_MAGIC, parts)
+
+
+def _origin(module: str) -> str:
+    spec = find_spec(module)
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(f"{module}, whose code the policy cache hashes")
+    return spec.origin
 
 
 def _read(key: str) -> PolicyView | None:

@@ -15,13 +15,13 @@ import os
 import socket
 from collections.abc import Callable
 
-from . import forkserver
-from .calls import Stdio
-from .capture import Sink, captured_result, pump
-from .errors import SetupError
-from .plan import RunPlan
-from .result import Result
-from .spawn import RunReport, Started, unframe
+from stockade.errors import SetupError
+from stockade.result import Result
+from stockade.spawn import server as forkserver
+from stockade.spawn.call import Stdio
+from stockade.spawn.capture import Sink, captured_result, pump
+from stockade.spawn.plan import RunPlan
+from stockade.spawn.supervisor import RunReport, Started, unframe
 
 
 class Running:

@@ -13,13 +13,13 @@ run, while reads go to the host's file and its page cache. The few runtime *file
 /etc/ld.so.cache) are copied into the tmpfs root for the same reason (see Copy).
 """
 
-# Not `from __future__ import annotations`: it would cost every command (see plan.py).
+# Not `from __future__ import annotations`: it would cost every command (see spawn/plan.py).
 import errno
 import os
 import stat
 from typing import NamedTuple
 
-from . import _syscalls as sc
+from stockade.kernel import syscalls as sc
 
 DEVICES = ("null", "zero", "full", "random", "urandom")
 _ST_FLAGS = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC

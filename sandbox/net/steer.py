@@ -26,10 +26,10 @@ import struct
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from .errors import SetupError, UnsupportedError
+from stockade.errors import SetupError, UnsupportedError
 
 if TYPE_CHECKING:
-    from .net import Rule
+    from stockade.net.allowlist import Rule
 
 # bpf(2) commands, map / program / attach types, helpers: <linux/bpf.h>
 _SYS_BPF = {"x86_64": 321, "aarch64": 280}[platform.machine()]
@@ -262,8 +262,8 @@ def probe() -> None:
     UnsupportedError or SetupError when it cannot."""
     import ipaddress
 
-    from . import _syscalls as sc
-    from .net import Rule
+    from stockade.kernel import syscalls as sc
+    from stockade.net.allowlist import Rule
 
     pid = os.fork()
     if pid == 0:

@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from . import _syscalls as sc
-from . import calls, limits, mounts, namespaces, net, privileges, seccomp
-from .plan import RunPlan
+from stockade.kernel import limits, mounts, namespaces, privileges, seccomp
+from stockade.kernel import syscalls as sc
+from stockade.spawn import call as calls
+from stockade.spawn.plan import RunPlan
 
 SETUP_FAILED = 125
 
@@ -64,7 +65,8 @@ def run_init(
         step("cgroups.join", _join_cgroup, join_paths)
         step("namespaces.unshare", namespaces.unshare_child_namespaces)
         step("namespaces.keyring", namespaces.join_new_session_keyring)
-        step("net.enter", net.enter, netns)  # join the supervisor's, or lo up in our own
+        # join the supervisor's network namespace, or bring lo up in our own
+        step("net.enter", namespaces.enter_network, netns)
         # 4. mounts
         step("mounts.build_root", mounts.build_root, root, plan.root)
         step("mounts.pivot_root", mounts.pivot_root, root)

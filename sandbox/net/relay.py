@@ -1,6 +1,6 @@
 """The relay: the run's only way out. A process of its own, on the host's side.
 
-Its listeners live in the run's network namespace (made there by `net.isolate`, which
+Its listeners live in the run's network namespace (made there by `net.namespace.isolate`, which
 steers allowlisted connections to them); the relay process itself runs in the host's
 namespace. For each accepted connection it reads the destination the workload dialled (the
 accepted socket's own address), checks it against the plan again, and connects to exactly
@@ -31,10 +31,10 @@ import struct
 import time
 from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
-from . import _syscalls as sc
+from stockade.kernel import syscalls as sc
 
 if TYPE_CHECKING:
-    from .net import NetworkPlan
+    from stockade.net.allowlist import NetworkPlan
 
 CONNECT_TIMEOUT = 10.0  # seconds for the destination to accept
 STOP_TIMEOUT = 2.0  # seconds the relay has to report before it is killed

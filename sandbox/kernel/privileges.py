@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 
-from . import _syscalls as sc
+from stockade.kernel import syscalls as sc
 
 
 def _last_capability() -> int:

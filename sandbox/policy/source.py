@@ -12,7 +12,7 @@ import os
 import re
 from importlib.util import find_spec
 
-from .errors import PolicyError
+from stockade.errors import PolicyError
 
 _BUILTIN_NAME = re.compile(r"[a-z0-9_-]+")
 _MOST = 1 << 20  # characters of a policy file: a real one is a few hundred
@@ -52,7 +52,7 @@ def builtin_policies() -> dict[str, str]:
 
 
 def _builtin_dir() -> str:
-    spec = find_spec("policies")
+    spec = find_spec("stockade.policies")
     if spec is None or not spec.submodule_search_locations:
-        raise PolicyError("policy", "the built-in policies (package 'policies') are not installed")
+        raise PolicyError("policy", "the built-in policies (stockade.policies) are not installed")
     return next(iter(spec.submodule_search_locations))

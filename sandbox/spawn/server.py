@@ -8,7 +8,7 @@ thread), that receives each run's plan and pipes over a private socketpair, in t
 multiprocessing's forkserver. Nobody else can talk to it: there is no named socket.
 """
 
-# Not `from __future__ import annotations`: it would cost every command (see plan.py).
+# Not `from __future__ import annotations`: it would cost every command (see spawn/plan.py).
 import _thread
 import os
 import pickle
@@ -17,9 +17,11 @@ import socket
 import sys
 from typing import TYPE_CHECKING, NamedTuple
 
-from . import calls, cgroups, spawn
-from .calls import Stdio
-from .plan import RunPlan
+from stockade.kernel.cgroups import control as cgroups
+from stockade.spawn import call as calls
+from stockade.spawn import supervisor as spawn
+from stockade.spawn.call import Stdio
+from stockade.spawn.plan import RunPlan
 
 if TYPE_CHECKING:
     import subprocess
@@ -113,22 +115,31 @@ class _SpawnServer:
         import subprocess  # only to start a server: a direct run never needs it (~5 ms)
 
         ours, theirs = socket.socketpair()
-        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         self._process = subprocess.Popen(
             # -P and cwd="/": the caller's working directory must not shadow our package
-            # (a planted sandbox/__init__.py there would run as root); -s: no user site.
-            [sys.executable, "-P", "-s", "-m", "sandbox.forkserver", str(theirs.fileno())],
+            # (a planted stockade/__init__.py there would run as root); -s: no user site.
+            [sys.executable, "-P", "-s", "-m", __name__, str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
             cwd="/",
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             # The server's environment is what /proc/1/environ of a run could show: keep
             # nothing of the caller's there.
-            env={"PYTHONPATH": package_parent, "PATH": "/usr/bin:/bin"},
+            env={"PYTHONPATH": _package_parent(), "PATH": "/usr/bin:/bin"},
         )
         theirs.close()
         self._control, self._owner = ours, os.getpid()
         return ours
+
+
+def _package_parent() -> str:
+    # Where this process found `stockade`, for the server to find the same one. (An editable
+    # install is found through site-packages as well, which the server shares.)
+    import importlib.util
+
+    spec = importlib.util.find_spec(__name__.partition(".")[0])
+    assert spec is not None and spec.submodule_search_locations is not None
+    return os.path.dirname(spec.submodule_search_locations[0])
 
 
 _server = _SpawnServer()

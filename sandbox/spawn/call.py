@@ -6,7 +6,7 @@ On the wire (a unix stream socket): an 8-byte length carrying the three fds
 init tells its supervisor that it arrived.
 """
 
-# Not `from __future__ import annotations`: it would cost every command (see plan.py).
+# Not `from __future__ import annotations`: it would cost every command (see spawn/plan.py).
 import contextlib
 import os
 import pickle

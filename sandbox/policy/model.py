@@ -23,12 +23,11 @@ from pydantic import (
     StrictBool,
     ValidationError,
 )
-
-from .errors import PolicyError
-from .mounts import OWN_PATHS
-from .net import parse_entry
-from .policy_source import builtin_policies as builtin_policies  # re-exported: the API's home
-from .policy_source import read_policy_text
+from stockade.errors import PolicyError
+from stockade.kernel.mounts import OWN_PATHS
+from stockade.net.allowlist import parse_entry
+from stockade.policy.source import builtin_policies as builtin_policies  # the API's home
+from stockade.policy.source import read_policy_text
 
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)

@@ -31,16 +31,18 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from . import interpreter, running
-from .capture import Sink, captured_result
-from .errors import PolicyError, SandboxError
-from .interpreter import Outcome, StartFailed, Warm
-from .result import Result
-from .runner import _check_files, cancelled, tracked  # the same checks as any run
-from .spawn import RunReport
+from stockade.errors import PolicyError, SandboxError
+from stockade.result import Result
+from stockade.spawn import running
+from stockade.spawn.cancel import cancelled, tracked
+from stockade.spawn.capture import Sink, captured_result
+from stockade.spawn.plan import check_files  # the same checks as any run
+from stockade.spawn.supervisor import RunReport
+from stockade.warm import host as interpreter
+from stockade.warm.host import Outcome, StartFailed, Warm
 
 if TYPE_CHECKING:
-    from .runner import Sandbox
+    from stockade.spawn.plan import Planner
 
 
 LIFETIME = 86_400.0  # the longest a pooled sandbox may live: the policy's largest timeout
@@ -57,7 +59,7 @@ class Pool:
 
     def __init__(
         self,
-        box: Sandbox,
+        planner: Planner,
         size: int,
         *,
         preload: Sequence[str] = (),
@@ -66,16 +68,16 @@ class Pool:
     ) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 1024:
             raise PolicyError("pool", f"expected 1 to 1024 sandboxes, got {size!r}")
-        if box.policy.network.allow:
+        if planner.policy.network.allow:
             raise PolicyError(
                 "pool",
                 "not available with a network allowlist: its connection and byte budgets "
                 "are per sandbox, so pooled runs would share them; use pool=0",
             )
         interpreter.check_preload(preload)
-        box.plan(["python3"], files={}, env={})  # a bad policy fails here, not in the thread
-        self.box, self.size, self.preload = box, size, tuple(preload)
-        self._environment = box._environment({})  # what a run without `env` gets
+        planner.plan(["python3"], files={}, env={})  # a bad policy fails here, not in the thread
+        self.planner, self.size, self.preload = planner, size, tuple(preload)
+        self._environment = planner.environment({})  # what a run without `env` gets
         self.max_runs, self.max_age = max_runs, max_age
         lock = threading.Lock()
         self._freed = threading.Condition(lock)  # a sandbox (or an error) for a waiting run
@@ -103,10 +105,10 @@ class Pool:
         env: Mapping[str, str] | None = None,
     ) -> Result:
         """Run Python source in a pooled sandbox: as `Sandbox.run_code` does, faster."""
-        checked = _check_files({**(files or {}), "main.py": code})
-        environment = self.box._environment(env) if env else self._environment
+        checked = check_files({**(files or {}), "main.py": code})
+        environment = self.planner.environment(env) if env else self._environment
         payload = marshal.dumps({"code": code, "files": checked, "env": environment})
-        out, err = (Sink(self.box.policy.limits.output) for _ in range(2))
+        out, err = (Sink(self.planner.policy.limits.output) for _ in range(2))
         for _attempt in range(3):  # a sandbox that turns out dead before the run: take another
             warm = self._acquire()
             if isinstance(warm, Result):
@@ -129,7 +131,7 @@ class Pool:
     def _request(
         self, warm: Warm, payload: bytes, stdin: bytes | int | None, out: Sink, err: Sink
     ) -> Outcome:
-        limits = self.box.policy.limits
+        limits = self.planner.policy.limits
         fds, made = [], []
         if isinstance(stdin, int) and not isinstance(stdin, bool):
             fds.append(stdin)  # handed over: the run reads it as its stdin
@@ -242,7 +244,7 @@ class Pool:
     def _start_one(self) -> None:
         try:
             warm: Warm | Result = Warm.start(
-                self.box, "pool", preload=self.preload, lifetime=LIFETIME
+                self.planner, "pool", preload=self.preload, lifetime=LIFETIME
             )
         except StartFailed as exc:
             warm = exc.result

@@ -29,8 +29,9 @@ import struct
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from sandbox import _syscalls, cache
-from sandbox.errors import UnsupportedError
+from stockade import disk_cache as cache
+from stockade.errors import UnsupportedError
+from stockade.kernel import syscalls as _syscalls
 
 if TYPE_CHECKING:
     from pyseccomp import SyscallFilter

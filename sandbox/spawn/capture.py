@@ -11,7 +11,7 @@ import contextlib
 import os
 import selectors
 
-from .result import Result, Status, decide_status
+from stockade.result import Result, Status, decide_status
 
 _CHUNK = 65536
 

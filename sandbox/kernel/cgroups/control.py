@@ -6,7 +6,7 @@ the layout that `cgroup_layout.py` plans: v2 `<mount>/stockade/<run>`, or v1
 short verbs on file descriptors opened without following symlinks.
 """
 
-# Not `from __future__ import annotations`: it would cost every command (see plan.py).
+# Not `from __future__ import annotations`: it would cost every command (see spawn/plan.py).
 import contextlib
 import errno
 import functools
@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import NamedTuple, Protocol
 
-from .cgroup_layout import (
+from stockade.errors import SetupError, UnsupportedError
+from stockade.kernel.cgroups.layout import (
     CONTROLLERS,
     DELEGATION_HINT,
     LEAF,
@@ -31,7 +32,6 @@ from .cgroup_layout import (
     supervisor_pid,
     unsupported,
 )
-from .errors import SetupError, UnsupportedError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _KILL_WINDOW = 2.0  # seconds kill() keeps sweeping before it leaves the rest to remove()

@@ -9,9 +9,12 @@ process left in the namespace. Killing it from outside therefore ends the whole 
 
 from __future__ import annotations
 
+import fcntl
 import os
+import socket
+import struct
 
-from . import _syscalls as sc
+from stockade.kernel import syscalls as sc
 
 # Everything but the pid namespace, which the supervisor makes for the child.
 CHILD_NAMESPACES = (
@@ -97,3 +100,27 @@ def run_init(workload: int) -> int:
             return 0
         if pid == workload:
             return status
+
+
+def enter_network(netns: int | None) -> None:
+    """The init's step: join the run's namespace that the supervisor made (allowlist), or
+    bring up lo of the fresh one the init unshared (no network)."""
+    if netns is None:
+        loopback_up()
+        return
+    sc.setns(netns, sc.CLONE_NEWNET)
+    os.close(netns)
+
+
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+
+
+def loopback_up() -> None:
+    """Bring `lo` up in the current (fresh) network namespace, so the workload's own
+    127.0.0.1 works; nothing else exists to reach."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))

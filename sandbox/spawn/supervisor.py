@@ -5,7 +5,7 @@ server), so the fork below is safe. Its work ends with a `RunReport`; every reso
 is released by one ExitStack, also when it is told to stop by SIGTERM (its parent died).
 """
 
-# Not `from __future__ import annotations`: it would cost every command (see plan.py).
+# Not `from __future__ import annotations`: it would cost every command (see spawn/plan.py).
 import contextlib
 import gc
 import json
@@ -19,11 +19,14 @@ import time
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from . import cgroups, child, namespaces, net
-from .calls import Stdio
-from .errors import SandboxError, SetupError, UnsupportedError
-from .limits import Rlimits
-from .plan import RunPlan
+from stockade.errors import SandboxError, SetupError, UnsupportedError
+from stockade.kernel import namespaces
+from stockade.kernel.cgroups import control as cgroups
+from stockade.kernel.limits import Rlimits
+from stockade.net import namespace as net
+from stockade.spawn import child
+from stockade.spawn.call import Stdio
+from stockade.spawn.plan import RunPlan
 
 RUN_DIR_PREFIX = "stockade-"
 _CPU_POLL = 0.05  # seconds between checks of the tree's CPU time
@@ -461,7 +464,7 @@ def supervise_and_reply(
     # A collection would touch every object inherited from the caller and copy its pages.
     gc.disable()
     try:
-        from . import _syscalls as sc
+        from stockade.kernel import syscalls as sc
 
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent:  # the parent died before the line above

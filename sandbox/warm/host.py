@@ -30,20 +30,23 @@ import stat
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
-from . import cgroup_layout, cgroups, running
-from .capture import Sink
-from .errors import PolicyError, SandboxError
-from .result import Result
-from .spawn import RunReport
+from stockade.errors import PolicyError, SandboxError
+from stockade.kernel.cgroups import control as cgroups
+from stockade.kernel.cgroups import layout as cgroup_layout
+from stockade.result import Result
+from stockade.spawn import running
+from stockade.spawn.capture import Sink
+from stockade.spawn.supervisor import RunReport
 
 if TYPE_CHECKING:
-    from .runner import Sandbox
+    from stockade.spawn.plan import Planner
 
 # Run inside as `python3 -c SOURCE`: the package is not visible there.
-SOURCE = Path(__file__).with_name("zygote.py").read_text(encoding="utf-8")
+SOURCE = Path(find_spec("stockade.warm.guest.zygote").origin).read_text(encoding="utf-8")
 MESSAGE = 1 << 16  # the largest datagram either side reads (zygote.MESSAGE)
 _TICK = 0.05  # seconds between checks of the CPU time while a request runs
 _INLINE = 60_000  # payloads up to this size travel in the request's datagram
@@ -191,7 +194,7 @@ class Warm:
     @classmethod
     def start(
         cls,
-        box: Sandbox,
+        planner: Planner,
         mode: Literal["pool", "session"],
         *,
         preload: Sequence[str] = (),
@@ -201,7 +204,7 @@ class Warm:
     ) -> Warm:
         """Start the sandbox and wait until the interpreter is ready. Raises `StartFailed`
         (setup failed, or the interpreter died starting) and `PolicyError` (a bad argument)."""
-        plan = box.plan(["python3", "-c", SOURCE, mode], files={}, env=env or {})
+        plan = planner.plan(["python3", "-c", SOURCE, mode], files={}, env=env or {})
         limits = plan.cgroup_limits
         extra = 1 if mode == "pool" else 0  # the zygote is one more process than a run has
         plan = plan._replace(
@@ -212,7 +215,7 @@ class Warm:
         )
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            run = running.start(plan, theirs.fileno(), box.policy.limits.output)
+            run = running.start(plan, theirs.fileno(), planner.policy.limits.output)
         except BaseException:
             ours.close()
             raise

@@ -1,0 +1,196 @@
+"""The run, planned: plain data computed from the policy before any fork.
+
+A `Planner` builds a `RunPlan` from the policy and the call; the supervisor and the child only
+execute it (bubblewrap's "data, then interpreter"). Nothing here imports pydantic (a policy is
+only read), so the spawn path stays lean. The facade, pools and sessions all plan here.
+
+The package's records are NamedTuples, not dataclasses: a `sandbox` command pays for every
+class its run creates. Measured in instructions (callgrind), a frozen dataclass costs five
+times a NamedTuple, and importing `dataclasses` (with `inspect` and `ast`) costs about a
+third of a bare Python start. Change a record with `_replace`. The modules on a run's path
+that define records do without `from __future__ import annotations`: with it, `typing` turns
+each field's annotation into a `ForwardRef` and compiles it, and the first `compile()` of a
+process builds all of the AST's types, ~10% of what the command imports. A name such a module
+imports only for type checking is quoted where it is used.
+"""
+
+# Not `from __future__ import annotations`: it would cost every command (see below).
+import os
+import posixpath
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+from stockade.errors import PolicyError
+from stockade.kernel import limits, mounts, seccomp
+from stockade.kernel.cgroups.control import CgroupLimits
+from stockade.kernel.limits import Rlimits
+from stockade.kernel.mounts import RootPlan
+from stockade.net.allowlist import NetworkPlan, plan_network
+
+if TYPE_CHECKING:
+    from stockade.policy.model import Policy
+    from stockade.policy.view import PolicyView
+
+
+class RunPlan(NamedTuple):
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    root: RootPlan
+    rlimits: Rlimits
+    seccomp: tuple[bytes, ...]
+    hostname: str
+    timeout: float
+    cpu_time: float | None
+    cgroup_limits: CgroupLimits
+    files: dict[str, bytes]
+    cgroups_required: bool = True
+    rootless: bool = False  # not root: the supervisor makes a user namespace first
+    network: NetworkPlan = NetworkPlan()  # no rules: no network
+
+
+LANGUAGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "python": ("main.py", ("python3", "main.py")),
+    "bash": ("main.sh", ("bash", "main.sh")),
+    "sh": ("main.sh", ("sh", "main.sh")),
+}
+BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+MAX_ARGV_BYTES = 1 << 20  # well under the kernel's ARG_MAX share for argv + env
+
+
+class Planner:
+    """Turns a policy and one call's arguments into a `RunPlan`. The facade, pools and
+    sessions each hold one; what does not change between calls is computed once."""
+
+    def __init__(self, policy: "Policy | PolicyView") -> None:
+        self.policy = policy
+        self._root: RootPlan | None = None
+        self._rlimits: Rlimits | None = None
+
+    def plan(
+        self, argv: Sequence[str], *, files: Mapping[str, bytes | str], env: Mapping[str, str]
+    ) -> RunPlan:
+        """The run's plan (pure): validates the arguments and computes everything to do."""
+        policy = self.policy
+        checked_argv, environment = check_argv(argv), self.environment(env)
+        checked_files = check_files(files)
+        network = plan_network(policy.network)  # names are resolved here, once per run
+        return RunPlan(
+            argv=checked_argv,
+            env=environment,
+            root=self._plan_root(network.hosts) if network.hosts else self._default_root(),
+            rlimits=self._plan_rlimits(),
+            seccomp=seccomp.compile_filters(),
+            hostname=policy.process.hostname,
+            timeout=policy.limits.timeout,
+            cpu_time=policy.limits.cpu_time,
+            cgroup_limits=CgroupLimits(memory=policy.limits.memory, pids=policy.limits.pids),
+            cgroups_required=policy.limits.cgroups == "required",
+            rootless=os.geteuid() != 0,
+            files=checked_files,
+            network=network,
+        )
+
+    def environment(self, extra: Mapping[str, str]) -> dict[str, str]:
+        """The workload's environment: the base, then the policy's, then the call's."""
+        path = BASE_PATH
+        if self.policy.filesystem.python:
+            path = f"{_python_prefix()}/bin:{path}"
+        env = {"PATH": path, "HOME": "/workspace", "TMPDIR": "/tmp"}
+        env.update(self.policy.process.env)
+        env.update(extra)
+        for name, value in env.items():
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise PolicyError("env", f"{name!r}: names and values must be strings")
+            if not name or "=" in name or "\0" in name or "\0" in value:
+                raise PolicyError("env", f"invalid variable {name!r}: NAME=VALUE, no NUL bytes")
+        return env
+
+    def _default_root(self) -> RootPlan:
+        if self._root is None:
+            self._root = self._plan_root(())
+        return self._root
+
+    def _plan_root(self, hosts: tuple[tuple[str, str], ...]) -> RootPlan:
+        fs, process = self.policy.filesystem, self.policy.process
+        runtime = fs.readonly + ((_python_prefix(),) if fs.python else ())
+        return mounts.plan_mounts(
+            runtime,
+            uid=process.uid,
+            gid=process.gid,
+            hostname=process.hostname,
+            hosts=hosts,
+            workspace_size=fs.workspace_size,
+            tmp_size=fs.tmp_size,
+            inodes=fs.inodes,
+        )
+
+    def _plan_rlimits(self) -> Rlimits:
+        if self._rlimits is None:
+            lim = self.policy.limits
+            self._rlimits = limits.plan_rlimits(
+                cpu_time=lim.cpu_time,
+                file_size=lim.file_size,
+                open_files=lim.open_files,
+                stack=lim.stack,
+            )
+        return self._rlimits
+
+
+def _python_prefix() -> str:
+    # The base installation, not a virtualenv: where the interpreter and stdlib live.
+    return os.path.realpath(sys.base_prefix)
+
+
+def check_argv(argv: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(argv, str | bytes) or not argv:
+        raise PolicyError("argv", "expected a non-empty list of strings")
+    checked = tuple(argv)
+    if not all(isinstance(arg, str) and "\0" not in arg for arg in checked):
+        raise PolicyError("argv", "every argument must be a string without NUL bytes")
+    if not checked[0]:
+        raise PolicyError("argv", "the program's name is empty")
+    size = sum(len(arg.encode(errors="surrogateescape")) + 1 for arg in checked)
+    if size > MAX_ARGV_BYTES:
+        raise PolicyError(
+            "argv",
+            f"too large: {size} bytes (at most {MAX_ARGV_BYTES}); "
+            "pass big inputs as files or stdin",
+        )
+    return checked
+
+
+def check_stdin(stdin: object, *, data: bool = True) -> None:
+    # A bool is an int to Python: False would hand over fd 0, the caller's own stdin.
+    kinds = (bytes, bytearray, memoryview, int) if data else (int,)
+    if stdin is not None and (isinstance(stdin, bool) or not isinstance(stdin, kinds)):
+        wanted = "bytes to feed, an fd to hand over" if data else "an fd to hand over"
+        raise PolicyError("stdin", f"expected {wanted} or None, not {type(stdin).__name__}")
+    if isinstance(stdin, int) and stdin < 0:
+        raise PolicyError("stdin", f"{stdin} is not a file descriptor")
+
+
+def check_files(files: Mapping[str, bytes | str]) -> dict[str, bytes]:
+    if not isinstance(files, Mapping):
+        raise PolicyError("files", f"expected a mapping of names to contents, not {files!r:.50}")
+    checked = {}
+    for name, content in files.items():
+        normal = posixpath.normpath(name) if isinstance(name, str) else ""
+        if not normal or "\0" in normal or normal[0] == "/" or normal.split("/")[0] in (".", ".."):
+            raise PolicyError(
+                "files", f"{name!r}: must be a relative path inside /workspace, without NUL"
+            )
+        if name.endswith("/"):
+            raise PolicyError("files", f"{name!r}: names a directory, not a file")
+        if not isinstance(content, str | bytes | bytearray | memoryview):
+            raise PolicyError("files", f"{name!r}: content must be str or bytes")
+        checked[normal] = content.encode() if isinstance(content, str) else bytes(content)
+    for name in checked:  # a file cannot also be a directory of others
+        if (parent := next((p for p in _parents(name) if p in checked), None)) is not None:
+            raise PolicyError("files", f"{name!r}: {parent!r} is a file, not a directory")
+    return checked
+
+
+def _parents(name: str) -> list[str]:
+    parts = name.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
