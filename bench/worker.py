@@ -64,7 +64,7 @@ class Stockade:
 class StockadePool(Stockade):
     """This project's warm pool: `Sandbox(policy, pool=2).run_code(code)`. Each snippet runs
     in a child forked from a warm interpreter in a sandbox kept for the purpose, which is
-    wiped between snippets (see the README's "Warm pools"): no interpreter start per run.
+    wiped between snippets (see docs/pools-and-sessions.md): no interpreter start per run.
     Python source only."""
 
     def __init__(self, config: dict[str, Any]) -> None:
