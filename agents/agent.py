@@ -12,15 +12,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from stockade.agents.errors import (
+from .errors import (
     ConfigError,
     ContentBlockedError,
     ModelResponseError,
     ToolDefinitionError,
 )
-from stockade.agents.memory import AgentMemory, Role
-from stockade.agents.messages import Message, TextMessage, render
-from stockade.agents.models import (
+from .memory import AgentMemory, Role
+from .messages import Message, TextMessage, render
+from .models.base import (
     ChatMessages,
     ContentFilter,
     Direction,
@@ -30,12 +30,12 @@ from stockade.agents.models import (
     filter_input,
     filter_output,
 )
-from stockade.agents.tools import Tool, ToolFunction, ToolOutcome, as_tool
-from stockade.agents.trace import FilterEvent, ModelCallEvent, ToolCallEvent, Trace
+from .tools import Tool, ToolFunction, ToolOutcome, as_tool
+from .trace import FilterEvent, ModelCallEvent, ToolCallEvent, Trace
 
 if TYPE_CHECKING:
-    from stockade.agents.routing import ChatState
-    from stockade.agents.runtime import Runtime
+    from .chat.routing import ChatState
+    from .runtime.runtime import Runtime
 
 T = TypeVar("T")
 
@@ -187,7 +187,7 @@ class ChatAgent:
         if self.runtime is None:
             # Used on its own (a notebook, a unit test): give the agent a private runtime so
             # its calls are still traced and counted.
-            from stockade.agents.runtime import Runtime
+            from .runtime.runtime import Runtime
 
             Runtime([self])
         assert self.runtime is not None

@@ -28,7 +28,8 @@ from typing import Any, ClassVar
 
 import pydantic
 import pydantic_core
-from stockade.agents.errors import ConfigError, MessageValidationError, StateError
+
+from .errors import ConfigError, MessageValidationError, StateError
 
 ENVELOPE_FIELDS = ("sender", "recipients", "id", "parent_id", "timestamp")
 

@@ -18,7 +18,7 @@ from stockade.agents import (
     ScriptExhaustedError,
     TextMessage,
 )
-from stockade.agents.models import Direction
+from stockade.agents.models.base import Direction
 from stockade.agents.trace import FilterEvent, ModelCallEvent
 
 

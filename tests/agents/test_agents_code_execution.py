@@ -22,7 +22,7 @@ from stockade.agents import (
     Message,
     TextMessage,
 )
-from stockade.agents.code_blocks import find_blocks
+from stockade.agents.execution.code_blocks import find_blocks
 
 from tests.conftest import RUN_DIRS
 

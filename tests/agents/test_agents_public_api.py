@@ -1,4 +1,5 @@
-"""The public surface of `agents` is pinned, and `agents/` uses only sandbox's public API.
+"""The public surface of `stockade.agents` is pinned, and the agent layer uses only the
+core's public API (`stockade.__all__`).
 
 (Named test_agents_public_api.py, not test_public_api.py: without __init__.py files, pytest
 imports test modules by basename, so a second test_public_api.py elsewhere would clash.)
@@ -7,14 +8,15 @@ imports test modules by basename, so a second test_public_api.py elsewhere would
 from __future__ import annotations
 
 import ast
+import importlib.util
 import inspect
 from pathlib import Path
 
 import stockade
+import stockade.agents
 import stockade.agents.errors
-from stockade import agents
 
-AGENTS_DIR = Path(agents.__file__).parent
+AGENTS_DIR = Path(stockade.agents.__file__).parent
 
 EXPECTED = [
     "AgentError",
@@ -61,58 +63,61 @@ EXPECTED = [
 
 
 def test_all_is_pinned() -> None:
-    assert agents.__all__ == EXPECTED
+    assert stockade.agents.__all__ == EXPECTED
 
 
 def test_every_exported_name_exists_and_is_public() -> None:
+    agents = stockade.agents
     for name in agents.__all__:
         assert hasattr(agents, name), name
     public = {n for n in vars(agents) if not n.startswith("_") and n not in agents.__all__}
-    submodules = {p.stem for p in AGENTS_DIR.glob("*.py")} | {"trace"}
+    packages = {p.name for p in AGENTS_DIR.iterdir() if (p / "__init__.py").exists()}
+    submodules = {p.stem for p in AGENTS_DIR.glob("*.py")} | packages
     assert public <= submodules, f"exported but not in __all__: {public - submodules}"
 
 
 def test_every_error_has_one_root_and_is_in_the_documented_tree() -> None:
-    doc = agents.errors.__doc__ or ""
-    for name, obj in vars(agents.errors).items():
+    errors = stockade.agents.errors
+    doc = errors.__doc__ or ""
+    for name, obj in vars(errors).items():
         if (
             inspect.isclass(obj)
             and issubclass(obj, Exception)
-            and obj.__module__ == "stockade.agents.errors"
+            and obj.__module__ == errors.__name__
         ):
-            assert issubclass(obj, agents.AgentError), name
+            assert issubclass(obj, stockade.agents.AgentError), name
             assert name in doc, f"{name} is missing from the tree in agents/errors.py"
-            assert name in agents.__all__, name
+            assert name in stockade.agents.__all__, name
 
 
-def _sandbox_all() -> set[str]:
-    return set(stockade.__all__)
-
-
-def _core(module: str) -> bool:
-    # The core is `stockade` and its subpackages, but not the agent layer itself.
-    return module.partition(".")[0] == "stockade" and not module.startswith("stockade.agents")
-
-
-def _sandbox_imports(path: Path) -> list[tuple[int, str, list[str]]]:
+def _core_imports(path: Path, package: str) -> list[tuple[int, str, list[str]]]:
+    """The imports in `path` (a module of `package`) that reach the core, i.e. `stockade` but
+    not `stockade.agents`; relative imports are resolved, so `from ... import x` counts."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            for alias in node.names:
-                if _core(alias.name):
-                    found.append((node.lineno, alias.name, []))
-        elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            module = node.module or ""
-            if _core(module):
-                found.append((node.lineno, module, [a.name for a in node.names]))
+            modules = [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            name = "." * node.level + (node.module or "")
+            modules = [(importlib.util.resolve_name(name, package), [a.name for a in node.names])]
+        else:
+            continue
+        for module, names in modules:
+            top = module == "stockade" or module.startswith("stockade.")
+            if top and not (module + ".").startswith("stockade.agents."):
+                found.append((node.lineno, module, names))
     return found
 
 
-def test_agents_import_only_sandbox_public_names() -> None:
-    allowed = _sandbox_all()
+def _package(path: Path) -> str:
+    return ".".join(["stockade.agents", *path.relative_to(AGENTS_DIR).parent.parts])
+
+
+def test_agents_import_only_the_cores_public_names() -> None:
+    allowed = set(stockade.__all__)
     problems = []
     for path in sorted(AGENTS_DIR.rglob("*.py")):
-        for line, module, names in _sandbox_imports(path):
+        for line, module, names in _core_imports(path, _package(path)):
             where = f"{path.relative_to(AGENTS_DIR.parent)}:{line}"
             if module != "stockade" or not names:
                 problems.append(f"{where}: use `from stockade import <name>`, not {module!r}")
@@ -124,11 +129,12 @@ def test_agents_import_only_sandbox_public_names() -> None:
 def test_the_import_check_catches_violations(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text(
-        "import stockade.spawn.child\nfrom stockade.spawn import running\n"
-        "from stockade import X\nfrom stockade.agents import Y\n"
+        "import stockade.child\nfrom stockade.spawn import run\nfrom stockade import X\n"
+        "from ... import runner\nfrom ..agent import ChatAgent\nimport stockade.agents.trace\n"
     )
-    assert [(m, n) for _, m, n in _sandbox_imports(bad)] == [
-        ("stockade.spawn.child", []),
-        ("stockade.spawn", ["running"]),
+    assert [(m, n) for _, m, n in _core_imports(bad, "stockade.agents.chat")] == [
+        ("stockade.child", []),
+        ("stockade.spawn", ["run"]),
         ("stockade", ["X"]),
+        ("stockade", ["runner"]),
     ]

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stockade.agents.agent import ChatAgent, Context
-from stockade.agents.errors import ConfigError, StateError, UnknownAgentError
-from stockade.agents.memory import Memory
-from stockade.agents.messages import Message, from_dict, serialisable, stamp, to_dict
-from stockade.agents.models import ContentFilter, ModelClient
-from stockade.agents.tools import as_tool
-from stockade.agents.trace import (
+from ..agent import ChatAgent, Context
+from ..errors import ConfigError, StateError, UnknownAgentError
+from ..memory import Memory
+from ..messages import Message, from_dict, serialisable, stamp, to_dict
+from ..models.base import ContentFilter, ModelClient
+from ..tools import as_tool
+from ..trace import (
     ErrorEvent,
     HandoffEvent,
     MessageEvent,
@@ -189,7 +189,7 @@ class Runtime:
         return answers
 
     def record_sandbox_run(self, agent: str, language: str, code: str, result: Any) -> None:
-        """Trace one run of code in the sandbox; `result` is a `sandbox.Result` (or alike)."""
+        """Trace one run of code in the sandbox; `result` is a `stockade.Result` (or alike)."""
         self.trace.record(SandboxRunEvent.from_result(agent, language, code, result))
         self.counters.sandbox_runs += 1
 
