@@ -7,7 +7,7 @@ Patterns built from agents live in `stockade.agents.patterns` (`code_review_loop
 `python -m stockade.agents.demo` shows it.
 """
 
-from .agent import ChatAgent, Context
+from .agent import ChatAgent
 from .chat.group import ChatResult, GroupChat, PendingHandoff, TerminationReason
 from .chat.routing import ChatState, RoutingMode
 from .errors import (
@@ -31,7 +31,8 @@ from .messages import Message, TextMessage
 from .models.base import ContentFilter, ModelClient, ModelResponse, ToolCall, Usage
 from .models.openai import OpenAIModel
 from .models.scripted import ScriptedModel
-from .runtime.runtime import Counters, Runtime
+from .runtime.context import Context, Counters
+from .runtime.runtime import Runtime
 from .tools import Tool, tool
 from .trace import Trace
 

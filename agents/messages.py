@@ -88,6 +88,11 @@ class TextMessage(Message):
     content: str
 
 
+def as_message(message: Message | str) -> Message:
+    """A plain string as a `TextMessage`; a message unchanged."""
+    return TextMessage(content=message) if isinstance(message, str) else message
+
+
 def message_class(type_name: str) -> type[Message]:
     """The registered class for a JSON `type`; the class's module must have been imported."""
     try:

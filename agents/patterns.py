@@ -166,7 +166,7 @@ def split_answer(answer: str) -> tuple[str | None, dict[str, str]]:
 def _runtime(
     agents: list[ChatAgent], runtime: Runtime | None, trace: Trace | str | Path | None
 ) -> Runtime:
-    owners = {id(a.runtime): a.runtime for a in agents if a.runtime is not None}
+    owners = {id(a.runtime): a.runtime for a in agents if isinstance(a.runtime, Runtime)}
     if runtime is None and len(owners) > 1:
         raise ConfigError("the loop's agents belong to different runtimes")
     rt = runtime or next(iter(owners.values()), None) or Runtime(trace=trace)

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 from stockade import Policy, PolicyError, SessionError
 
-from ..agent import ChatAgent, Context
+from ..agent import ChatAgent
 from ..errors import ConfigError
 from ..messages import Message
+from ..runtime.context import Context
 from ..tools import Tool
 from . import workspace
 from .code_blocks import (
@@ -172,7 +173,7 @@ class CodeExecutionAgent(ChatAgent):
                 run = _block_run(await self._run(block.code, block.language, self.last_files))
         except PolicyError as exc:  # the message asked for something a run cannot take
             run = BlockRun("error", None, None, "", "", False, False, 0.0, str(exc))
-        self._bound().record_sandbox_run(self.name, block.language, block.code, run)
+        self.host.record_sandbox_run(self.name, block.language, block.code, run)
         if run.wall_time == 0.0:
             run = _with(run, wall_time=time.monotonic() - start)
         return run

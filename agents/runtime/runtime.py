@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..agent import ChatAgent, Context
+from ..agent import ChatAgent
 from ..errors import ConfigError, StateError, UnknownAgentError
 from ..memory import Memory
 from ..messages import Message, from_dict, serialisable, stamp, to_dict
@@ -24,34 +24,12 @@ from ..trace import (
     ErrorEvent,
     HandoffEvent,
     MessageEvent,
-    ModelCallEvent,
     SandboxRunEvent,
     Trace,
 )
+from .context import Context, Counters
 
 STATE_VERSION = 1
-
-
-@dataclass
-class Counters:
-    """Running totals, saved with the state."""
-
-    messages: int = 0
-    deliveries: int = 0
-    model_calls: int = 0
-    model_errors: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    tool_calls: int = 0
-    tool_errors: int = 0
-    sandbox_runs: int = 0
-    errors: int = 0
-
-    def count_model_call(self, event: ModelCallEvent) -> None:
-        self.model_calls += 1
-        self.model_errors += event.error is not None
-        self.prompt_tokens += event.prompt_tokens
-        self.completion_tokens += event.completion_tokens
 
 
 @dataclass

@@ -90,23 +90,27 @@ def test_every_error_has_one_root_and_is_in_the_documented_tree() -> None:
             assert name in stockade.agents.__all__, name
 
 
-def _core_imports(path: Path, package: str) -> list[tuple[int, str, list[str]]]:
-    """The imports in `path` (a module of `package`) that reach the core, i.e. `stockade` but
-    not `stockade.agents`; relative imports are resolved, so `from ... import x` counts."""
+def _imports(path: Path, package: str) -> list[tuple[int, str, list[str]]]:
+    """Every import in `path`, a module of `package`, with relative ones resolved."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            modules = [(alias.name, []) for alias in node.names]
+            found += [(node.lineno, alias.name, []) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            name = "." * node.level + (node.module or "")
-            modules = [(importlib.util.resolve_name(name, package), [a.name for a in node.names])]
-        else:
-            continue
-        for module, names in modules:
-            top = module == "stockade" or module.startswith("stockade.")
-            if top and not (module + ".").startswith("stockade.agents."):
-                found.append((node.lineno, module, names))
+            module = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+            found.append((node.lineno, module, [a.name for a in node.names]))
     return found
+
+
+def _core_imports(path: Path, package: str) -> list[tuple[int, str, list[str]]]:
+    """The imports in `path` that reach the core: `stockade` but not `stockade.agents`, so
+    `from ... import x` counts too."""
+    return [
+        (line, module, names)
+        for line, module, names in _imports(path, package)
+        if (module == "stockade" or module.startswith("stockade."))
+        and not (module + ".").startswith("stockade.agents.")
+    ]
 
 
 def _package(path: Path) -> str:
@@ -138,3 +142,13 @@ def test_the_import_check_catches_violations(tmp_path: Path) -> None:
         ("stockade", ["X"]),
         ("stockade", ["runner"]),
     ]
+
+
+def test_the_agent_module_does_not_import_the_runtime() -> None:
+    """`ChatAgent` works through the `Host` protocol: importing `Runtime` would bring back the
+    agent <-> runtime circle, and with it lone agents owned by hidden runtimes."""
+    imported = set()
+    for _, module, names in _imports(AGENTS_DIR / "agent.py", "stockade.agents"):
+        imported |= {module, *(f"{module}.{name}" for name in names)}
+    assert "stockade.agents.runtime.runtime" not in imported
+    assert "stockade.agents.runtime.context" in imported  # the check reads what it should
