@@ -1,15 +1,16 @@
 """Stockade's agent layer: typed messages, agents, a runtime, group chats, traces and memory,
 and `CodeExecutionAgent`, which runs the code it is sent in the sandbox.
 
-A consumer of the sandbox that imports only names from `sandbox.__all__`. Start with
-`ChatAgent`, `GroupChat` and `ScriptedModel`; see `agents/README_SECTION.md`. Patterns built
-from agents live in `agents.patterns` (`code_review_loop`); `python -m agents.demo` shows it.
+A consumer of the sandbox that imports only names from `stockade.__all__`. Start with
+`ChatAgent`, `GroupChat` and `ScriptedModel`; the README's "The agent layer" shows them.
+Patterns built from agents live in `stockade.agents.patterns` (`code_review_loop`);
+`python -m stockade.agents.demo` shows it.
 """
 
-from stockade.agents.agent import ChatAgent, Context
-from stockade.agents.code_blocks import CodeBlock, ExecutionResult
-from stockade.agents.code_execution import CodeExecutionAgent, Executor
-from stockade.agents.errors import (
+from .agent import ChatAgent
+from .chat.group import ChatResult, GroupChat, PendingHandoff, TerminationReason
+from .chat.routing import ChatState, RoutingMode
+from .errors import (
     AgentError,
     ConfigError,
     ContentBlockedError,
@@ -23,22 +24,17 @@ from stockade.agents.errors import (
     ToolDefinitionError,
     UnknownAgentError,
 )
-from stockade.agents.group_chat import ChatResult, GroupChat, PendingHandoff, TerminationReason
-from stockade.agents.memory import AgentMemory, Memory
-from stockade.agents.messages import Message, TextMessage
-from stockade.agents.models import (
-    ContentFilter,
-    ModelClient,
-    ModelResponse,
-    ScriptedModel,
-    ToolCall,
-    Usage,
-)
-from stockade.agents.openai_model import OpenAIModel
-from stockade.agents.routing import ChatState, RoutingMode
-from stockade.agents.runtime import Counters, Runtime
-from stockade.agents.tools import Tool, tool
-from stockade.agents.trace import Trace
+from .execution.agent import CodeExecutionAgent, Executor
+from .execution.code_blocks import CodeBlock, ExecutionResult
+from .memory import AgentMemory, Memory
+from .messages import Message, TextMessage
+from .models.base import ContentFilter, ModelClient, ModelResponse, ToolCall, Usage
+from .models.openai import OpenAIModel
+from .models.scripted import ScriptedModel
+from .runtime.context import Context, Counters
+from .runtime.runtime import Runtime
+from .tools import Tool, tool
+from .trace import Trace
 
 __all__ = [
     "AgentError",

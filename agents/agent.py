@@ -1,8 +1,10 @@
-"""`ChatAgent`, the agent class users subclass, and `Context`, what a handler acts through.
+"""`ChatAgent`, the agent class users subclass.
 
 An agent is a plain Python object: its name, prompt, tools and model, plus `state` (a
 JSON-ready dict that `Runtime.save_state` captures). It never holds another agent's data;
-everything it sends goes through its `Context`, which validates and records it.
+everything it sends goes through its `Context`, which validates and records it. Its own calls
+go through a `Host` (see `runtime.context`): the runtime that registered it or, used on its
+own, a detached host it makes for itself.
 """
 
 from __future__ import annotations
@@ -10,17 +12,18 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from stockade.agents.errors import (
+from .errors import (
     ConfigError,
     ContentBlockedError,
     ModelResponseError,
     ToolDefinitionError,
 )
-from stockade.agents.memory import AgentMemory, Role
-from stockade.agents.messages import Message, TextMessage, render
-from stockade.agents.models import (
+from .memory import Memory, Role
+from .messages import Message, TextMessage, as_message, render
+from .models.base import (
     ChatMessages,
     ContentFilter,
     Direction,
@@ -30,77 +33,17 @@ from stockade.agents.models import (
     filter_input,
     filter_output,
 )
-from stockade.agents.tools import Tool, ToolFunction, ToolOutcome, as_tool
-from stockade.agents.trace import FilterEvent, ModelCallEvent, ToolCallEvent, Trace
+from .runtime.context import Counters
+from .tools import Tool, ToolFunction, ToolOutcome, as_tool
+from .trace import FilterEvent, ModelCallEvent, SandboxRunEvent, ToolCallEvent, Trace
 
 if TYPE_CHECKING:
-    from stockade.agents.routing import ChatState
-    from stockade.agents.runtime import Runtime
+    from .chat.routing import ChatState
+    from .runtime.context import Context, Host
 
 T = TypeVar("T")
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-class Context:
-    """What one handler call may do: send, reply, broadcast, hand off to a human, stop.
-
-    Every verb is a coroutine (`await ctx.reply(...)`). A send validates the message at once:
-    a bad one raises `MessageValidationError` here, in the sender, and is never delivered.
-    """
-
-    def __init__(self, runtime: Runtime, agent: ChatAgent, message: Message) -> None:
-        self.runtime = runtime
-        self.agent = agent
-        self.message = message
-        self.outbox: list[Message] = []
-        self.handoff_reason: str | None = None
-        self.stop_reason: str | None = None
-
-    @property
-    def memory(self) -> AgentMemory:
-        """This agent's persistent key/value store and history."""
-        return self.runtime.memory.for_agent(self.agent.name)
-
-    @property
-    def trace(self) -> Trace:
-        return self.runtime.trace
-
-    async def send_to(self, to: str | Sequence[str], message: Message | str) -> Message:
-        """Validate `message` and send it to the named agent(s); returns the sent copy."""
-        names = (to,) if isinstance(to, str) else tuple(to)
-        sent = self.runtime.post(
-            _as_message(message), self.agent.name, names, parent_id=self.message.id
-        )
-        self.outbox.append(sent)
-        return sent
-
-    async def publish(self, message: Message | str) -> Message:
-        """Send to the chat with no recipient: the chat's routing decides who gets it (under
-        role-based routing, by the message's routing field)."""
-        return await self.send_to((), message)
-
-    async def reply(self, message: Message | str) -> Message:
-        """Send to whoever sent the message being handled."""
-        return await self.send_to(self.message.sender, message)
-
-    async def broadcast(self, message: Message | str) -> Message:
-        """Send to every other registered agent."""
-        others = [n for n in self.runtime.agents if n != self.agent.name]
-        return await self.send_to(others, message)
-
-    async def handoff(self, reason: str) -> None:
-        """Hand the conversation to a human: the chat ends with `handoff` after this handler,
-        keeping its pending messages, and `GroupChat.resume(reply)` carries on."""
-        self.handoff_reason = reason
-
-    async def stop(self, reason: str = "done") -> None:
-        """End the chat as `completed` after this handler."""
-        self.stop_reason = reason
-
-
-def _as_message(message: Message | str) -> Message:
-    return TextMessage(content=message) if isinstance(message, str) else message
 
 
 class ChatAgent:
@@ -139,7 +82,9 @@ class ChatAgent:
         self.max_tool_steps = max_tool_steps
         self.history_limit = history_limit
         self.state: dict[str, Any] = {}
-        self.runtime: Runtime | None = None
+        self.runtime: Host | None = None
+        """The runtime that registered this agent; None until one does."""
+        self._detached: _DetachedHost | None = None
 
     async def on_message(self, message: Message, ctx: Context) -> None:
         await ctx.reply(await self.process_with_tools(message))
@@ -166,7 +111,7 @@ class ChatAgent:
         Each tool call's result (or its error) goes back to the model. Raises `ModelError` or
         `ContentBlockedError` when the model cannot be used.
         """
-        message = _as_message(message)
+        message = as_message(message)
         model = self._model()
         tools = {t.name: t for t in map(as_tool, self.tools)}
         schemas = [t.schema() for t in tools.values()]
@@ -183,18 +128,18 @@ class ChatAgent:
             f"{self.name}: the model was still calling tools after {self.max_tool_steps} steps"
         )
 
-    def _bound(self) -> Runtime:
-        if self.runtime is None:
-            # Used on its own (a notebook, a unit test): give the agent a private runtime so
-            # its calls are still traced and counted.
-            from stockade.agents.runtime import Runtime
-
-            Runtime([self])
-        assert self.runtime is not None
-        return self.runtime
+    @property
+    def host(self) -> Host:
+        """What this agent's calls are traced, counted and remembered in: its runtime, or, used
+        on its own (a notebook, a unit test), a detached host of its own, made on first use."""
+        if self.runtime is not None:
+            return self.runtime
+        if self._detached is None:
+            self._detached = _DetachedHost()
+        return self._detached
 
     def _model(self) -> ModelClient:
-        model = self.model or self._bound().model
+        model = self.model or self.host.model
         if model is None:
             raise ConfigError(
                 f"agent {self.name!r} has no model",
@@ -206,7 +151,7 @@ class ChatAgent:
         prompt: ChatMessages = []
         if self.system_prompt:
             prompt.append({"role": "system", "content": self.system_prompt})
-        past = self._bound().memory.history(self.name, limit=self.history_limit + 1)
+        past = self.host.memory.history(self.name, limit=self.history_limit + 1)
         prompt += [_turn(role, m) for role, m in past if m.id != message.id][-self.history_limit :]
         prompt.append(_turn("received", message))
         return prompt
@@ -215,8 +160,8 @@ class ChatAgent:
         self, model: ModelClient, prompt: ChatMessages, schemas: list[dict[str, Any]]
     ) -> ModelResponse:
         """One audited model call: input filter, the call, output filter, trace, counters."""
-        runtime = self._bound()
-        hook = self.content_filter or runtime.content_filter
+        host = self.host
+        hook = self.content_filter or host.content_filter
         sent = self._filtered(lambda: filter_input(prompt, hook), "input")
         event = ModelCallEvent(
             agent=self.name, model=model.name, messages=sent, tools=[_name(s) for s in schemas]
@@ -232,12 +177,12 @@ class ChatAgent:
             _fill(event, response)
         finally:
             event.latency = time.monotonic() - start
-            runtime.trace.record(event)
-            runtime.counters.count_model_call(event)
+            host.trace.record(event)
+            host.counters.count_model_call(event)
         return response
 
     def _filtered(self, run: Callable[[], tuple[T, bool]], direction: Direction) -> T:
-        trace = self._bound().trace
+        trace = self.host.trace
         try:
             value, changed = run()
         except ContentBlockedError as exc:
@@ -258,8 +203,8 @@ class ChatAgent:
             outcome = ToolOutcome(f"Error: no tool named {call.name!r}; tools: {known}", ok=False)
         else:
             outcome = await tool.call(call.arguments)
-        runtime = self._bound()
-        runtime.trace.record(
+        host = self.host
+        host.trace.record(
             ToolCallEvent(
                 agent=self.name,
                 tool=call.name,
@@ -270,9 +215,26 @@ class ChatAgent:
                 latency=time.monotonic() - start,
             )
         )
-        runtime.counters.tool_calls += 1
-        runtime.counters.tool_errors += not outcome.ok
+        host.counters.tool_calls += 1
+        host.counters.tool_errors += not outcome.ok
         return outcome
+
+
+@dataclass
+class _DetachedHost:
+    """The host of an agent used outside any runtime: a trace, counters and an in-memory store
+    of its own, so its calls are still traced and counted. Registered nowhere, so the agent
+    stays free to join a runtime."""
+
+    model: ModelClient | None = None
+    content_filter: ContentFilter | None = None
+    memory: Memory = field(default_factory=Memory)
+    trace: Trace = field(default_factory=Trace)
+    counters: Counters = field(default_factory=Counters)
+
+    def record_sandbox_run(self, agent: str, language: str, code: str, result: Any) -> None:
+        self.trace.record(SandboxRunEvent.from_result(agent, language, code, result))
+        self.counters.sandbox_runs += 1
 
 
 def _turn(role: Role, message: Message) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""`python -m agents.demo`: a model writes code, the sandbox runs its tests, a reviewer reads
-the result, and the model fixes its code until the tests pass. Runs offline in seconds.
+"""`python -m stockade.agents.demo`: a model writes code, the sandbox runs its tests, a reviewer
+reads the result, and the model fixes its code until the tests pass. Runs offline in seconds.
 
 Offline (the default, or `--offline`) the models are scripted: the first solution has a bug,
 the tests fail in the sandbox, the reviewer checks a case in the sandbox, and the second
@@ -25,14 +25,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stockade import SandboxError
-from stockade.agents.agent import ChatAgent
-from stockade.agents.code_execution import CodeExecutionAgent
-from stockade.agents.errors import AgentError
-from stockade.agents.models import ModelClient, ModelResponse, ScriptedModel
-from stockade.agents.openai_model import OpenAIModel
-from stockade.agents.patterns import ReviewRound, code_review_loop
-from stockade.agents.runtime import Runtime
-from stockade.agents.trace import ToolCallEvent
+
+from .agent import ChatAgent
+from .errors import AgentError
+from .execution.agent import CodeExecutionAgent
+from .models.base import ModelClient, ModelResponse
+from .models.openai import OpenAIModel
+from .models.scripted import ScriptedModel
+from .patterns import ReviewRound, code_review_loop
+from .runtime.runtime import Runtime
+from .trace import ToolCallEvent
 
 TASK = (
     "Write median(values): the median of a non-empty list of numbers; for an even count, "
@@ -195,13 +197,13 @@ async def run(offline: bool, max_rounds: int, trace: Path) -> int:
         print(f"Result: the tests passed in round {result.passed_round} of {max_rounds}.")
     else:
         print(f"Result: the tests still failed after {max_rounds} round(s).")
-    print(f"Trace: {trace}  (see it with: python -m agents.trace {trace})")
+    print(f"Trace: {trace}  (see it with: python -m stockade.agents.trace {trace})")
     return 0 if result.passed else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m agents.demo", description=__doc__.split("\n\n")[0]
+        prog="python -m stockade.agents.demo", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--offline", action="store_true", help="use the scripted model")
     parser.add_argument("--rounds", type=int, default=3, help="most rounds (default 3)")

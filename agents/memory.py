@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from stockade.agents.errors import StateError
-from stockade.agents.messages import Message, from_dict, new_id, to_dict
+from .errors import StateError
+from .messages import Message, from_dict, new_id, to_dict
 
 Role = Literal["received", "sent"]
 

@@ -28,7 +28,8 @@ from typing import Any, ClassVar
 
 import pydantic
 import pydantic_core
-from stockade.agents.errors import ConfigError, MessageValidationError, StateError
+
+from .errors import ConfigError, MessageValidationError, StateError
 
 ENVELOPE_FIELDS = ("sender", "recipients", "id", "parent_id", "timestamp")
 
@@ -85,6 +86,11 @@ class TextMessage(Message):
     """Plain text, for prototyping and for what models say."""
 
     content: str
+
+
+def as_message(message: Message | str) -> Message:
+    """A plain string as a `TextMessage`; a message unchanged."""
+    return TextMessage(content=message) if isinstance(message, str) else message
 
 
 def message_class(type_name: str) -> type[Message]:

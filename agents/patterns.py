@@ -21,17 +21,21 @@ import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 
-from stockade.agents.agent import ChatAgent
-from stockade.agents.code_blocks import CodeBlock, ExecutionResult, find_blocks
-from stockade.agents.code_execution import CodeExecutionAgent
-from stockade.agents.errors import ConfigError, ContentBlockedError, ModelError
-from stockade.agents.messages import Message, TextMessage, render
-from stockade.agents.runtime import Runtime
-from stockade.agents.trace import Trace
+from .agent import ChatAgent
+from .errors import ConfigError, ContentBlockedError, ModelError
+from .execution import guest
+from .execution.agent import CodeExecutionAgent
+from .execution.code_blocks import CodeBlock, ExecutionResult, find_blocks
+from .messages import Message, TextMessage, render
+from .runtime.runtime import Runtime
+from .trace import Trace
 
-HARNESS = Path(__file__).with_name("_test_harness.py").read_text(encoding="utf-8")
+# Read through its package, as data (it runs in the guest, never here): wherever the package
+# is installed, and a moved or renamed file fails at import rather than at the first run.
+HARNESS = files(guest).joinpath("test_harness.py").read_text(encoding="utf-8")
 LOOP = "review_loop"
 TASK_TESTS = "test_task.py"
 _TEST_FUNCTION = re.compile(r"^\s*def test", re.M)
@@ -162,7 +166,7 @@ def split_answer(answer: str) -> tuple[str | None, dict[str, str]]:
 def _runtime(
     agents: list[ChatAgent], runtime: Runtime | None, trace: Trace | str | Path | None
 ) -> Runtime:
-    owners = {id(a.runtime): a.runtime for a in agents if a.runtime is not None}
+    owners = {id(a.runtime): a.runtime for a in agents if isinstance(a.runtime, Runtime)}
     if runtime is None and len(owners) > 1:
         raise ConfigError("the loop's agents belong to different runtimes")
     rt = runtime or next(iter(owners.values()), None) or Runtime(trace=trace)

@@ -20,8 +20,9 @@ from typing import Any
 
 import pydantic
 import pydantic_core
-from stockade.agents.errors import ToolDefinitionError
-from stockade.agents.messages import without_lone_surrogates
+
+from .errors import ToolDefinitionError
+from .messages import without_lone_surrogates
 
 ToolFunction = Callable[..., Any]
 

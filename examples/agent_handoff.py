@@ -1,7 +1,7 @@
 """A refund desk that hands large refunds to a human, saves the chat, and resumes it later.
 
 Runs offline (scripted model). Usage: python examples/agent_handoff.py [WORKDIR]
-Then: python -m agents.trace WORKDIR/refund.jsonl
+Then: python -m stockade.agents.trace WORKDIR/refund.jsonl
 """
 
 from __future__ import annotations
@@ -53,4 +53,4 @@ async def main(workdir: Path) -> None:
 if __name__ == "__main__":
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp())
     asyncio.run(main(target))
-    print(f"trace: python -m agents.trace {target / 'refund.jsonl'}")
+    print(f"trace: python -m stockade.agents.trace {target / 'refund.jsonl'}")

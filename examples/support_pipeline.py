@@ -8,7 +8,7 @@ chat's admin, takes over and hands the ticket to a human; the human's reply goes
 user through `chat.resume(...)`.
 
 Runs offline (scripted billing model). Usage: python examples/support_pipeline.py [WORKDIR]
-Then: python -m agents.trace WORKDIR/T-4.jsonl
+Then: python -m stockade.agents.trace WORKDIR/T-4.jsonl
 """
 
 from __future__ import annotations
@@ -192,4 +192,4 @@ if __name__ == "__main__":
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp())
     target.mkdir(parents=True, exist_ok=True)
     asyncio.run(main(target))
-    print(f"traces: python -m agents.trace {target / 'T-4.jsonl'}")
+    print(f"traces: python -m stockade.agents.trace {target / 'T-4.jsonl'}")

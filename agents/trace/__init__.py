@@ -3,8 +3,9 @@
 `Trace(path)` appends each event to `path` as it happens (each line written and closed at once,
 so a crash keeps what ran and no file handle outlives the call; a path that cannot be
 written is refused with `ConfigError` at once, not at the first event);
-`Trace.read(path)` loads a file back; `python -m agents.trace FILE` prints it as a timeline.
-Events also go to the `agents.trace` logger at DEBUG, so any logging setup can collect them.
+`Trace.read(path)` loads a file back; `python -m stockade.agents.trace FILE` prints it as a
+timeline. Events also go to the `stockade.agents.trace` logger at DEBUG, so any logging setup
+can collect them.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pydantic
-from stockade.agents.errors import ConfigError, StateError
-from stockade.agents.trace.events import (
+
+from ..errors import ConfigError, StateError
+from .events import (
     BaseEvent,
     ErrorEvent,
     Event,
@@ -46,7 +48,7 @@ __all__ = [
     "Trace",
 ]
 
-EVENT_LOGGER_NAME = "agents.trace"
+EVENT_LOGGER_NAME = "stockade.agents.trace"
 _logger = logging.getLogger(EVENT_LOGGER_NAME)
 
 

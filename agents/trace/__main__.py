@@ -1,4 +1,5 @@
-"""`python -m agents.trace FILE [--kind KIND ...]`: print a JSON-lines trace as a timeline."""
+"""`python -m stockade.agents.trace FILE [--kind KIND ...]`: print a JSON-lines trace as a
+timeline."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from stockade.agents.errors import StateError
-from stockade.agents.messages import ENVELOPE_FIELDS
-from stockade.agents.trace import Trace
-from stockade.agents.trace.events import (
+from ..errors import StateError
+from ..messages import ENVELOPE_FIELDS
+from . import Trace
+from .events import (
     BaseEvent,
     ErrorEvent,
     FilterEvent,
@@ -92,7 +93,7 @@ def timeline(trace: Trace, kinds: Sequence[str] = ()) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agents.trace", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m stockade.agents.trace", description=__doc__)
     parser.add_argument("file", help="a JSON-lines trace written by Trace(path) or Trace.write")
     parser.add_argument(
         "--kind",

@@ -2,7 +2,7 @@
 
 Each event records one thing that happened, with its timing: a message sent, a routing
 decision, a model call, a tool call, a sandbox run, a content-filter action, a handoff, an
-error, the end of a chat. `SandboxRunEvent` is filled from a `sandbox.Result` by duck typing,
+error, the end of a chat. `SandboxRunEvent` is filled from a `stockade.Result` by duck typing,
 so this module does not import the sandbox.
 """
 
@@ -90,7 +90,7 @@ class SandboxRunEvent(BaseEvent):
 
     @classmethod
     def from_result(cls, agent: str, language: str, code: str, result: Any) -> SandboxRunEvent:
-        """Build from anything shaped like `sandbox.Result` (status, exit_code, stdout...)."""
+        """Build from anything shaped like `stockade.Result` (status, exit_code, stdout...)."""
         status = getattr(result, "status", "unknown")
         return cls(
             agent=agent,

@@ -18,7 +18,7 @@ from stockade.agents import (
     ScriptExhaustedError,
     TextMessage,
 )
-from stockade.agents.models import Direction
+from stockade.agents.models.base import Direction
 from stockade.agents.trace import FilterEvent, ModelCallEvent
 
 
@@ -53,9 +53,8 @@ def test_every_model_call_is_audited_in_the_trace() -> None:
 
     agent = ChatAgent("timekeeper", tools=[clock], model=model)
     asyncio.run(agent.process_with_tools("what time is it?"))
-    runtime = agent.runtime
-    assert runtime is not None
-    calls = [e for e in runtime.trace if isinstance(e, ModelCallEvent)]
+    host = agent.host
+    calls = [e for e in host.trace if isinstance(e, ModelCallEvent)]
     assert len(calls) == 2
     first, second = calls
     assert first.agent == "timekeeper" and first.model == "scripted"
@@ -69,17 +68,17 @@ def test_every_model_call_is_audited_in_the_trace() -> None:
     }
     assert second.completion_tokens == 3 and second.prompt_tokens > 0
     assert all(c.latency >= 0 for c in calls)
-    assert runtime.counters.model_calls == 2
-    assert runtime.counters.completion_tokens == 3
+    assert host.counters.model_calls == 2
+    assert host.counters.completion_tokens == 3
 
 
 def test_model_errors_are_audited_then_raised() -> None:
     agent = ChatAgent("a", model=ScriptedModel([]))
     with pytest.raises(ScriptExhaustedError):
         asyncio.run(agent.process_with_tools("hi"))
-    [event] = agent.runtime.trace.of_kind("model_call")  # type: ignore[union-attr]
+    [event] = agent.host.trace.of_kind("model_call")
     assert "ScriptExhaustedError" in event.error  # type: ignore[attr-defined]
-    assert agent.runtime.counters.model_errors == 1  # type: ignore[union-attr]
+    assert agent.host.counters.model_errors == 1
 
 
 def test_content_filter_blocks_input_before_the_model_sees_it() -> None:
@@ -110,7 +109,7 @@ def test_content_filter_redacts_both_ways() -> None:
     answer = asyncio.run(agent.process_with_tools("refund card 1234-5678-9012-3456"))
     assert model.calls[0][0][-1]["content"] == "refund card [card]"
     assert answer.content == "Charged card [card]."
-    actions = [(e.direction, e.action) for e in agent.runtime.trace.of_kind("content_filter")]  # type: ignore[union-attr, attr-defined]
+    actions = [(e.direction, e.action) for e in agent.host.trace.of_kind("content_filter")]  # type: ignore[attr-defined]
     assert actions == [("input", "redacted"), ("output", "redacted")]
 
 

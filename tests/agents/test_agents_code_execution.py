@@ -20,9 +20,10 @@ from stockade.agents import (
     ExecutionResult,
     GroupChat,
     Message,
+    Runtime,
     TextMessage,
 )
-from stockade.agents.code_blocks import find_blocks
+from stockade.agents.execution.code_blocks import find_blocks
 
 from tests.conftest import RUN_DIRS
 
@@ -153,7 +154,7 @@ def test_a_block_that_tries_to_escape_is_contained_and_reported(tmp_path: Path) 
     lines = result.stdout.splitlines()
     assert len(lines) == 5 and all(" blocked: " in line for line in lines), result.stdout
     assert not host_file.exists() and not Path("/usr/escaped").exists()
-    event = runner._bound().trace.of_kind("sandbox_run")[0]
+    event = runner.host.trace.of_kind("sandbox_run")[0]
     assert "HOST_FILE" in event.code  # type: ignore[attr-defined]
 
 
@@ -295,9 +296,9 @@ def test_a_workspace_lost_to_the_output_limit_says_so() -> None:
 def test_the_workspace_is_part_of_the_saved_state() -> None:
     runner = CodeExecutionAgent(timeout=10, persist_workspace=True)
     asyncio.run(runner.execute(CodeBlock(code="open('k', 'w').write('kept')"), conversation="c"))
-    saved = runner._bound().save_state()
+    saved = Runtime([runner]).save_state()
     again = CodeExecutionAgent(timeout=10, persist_workspace=True)
-    again._bound().load_state(saved)
+    Runtime([again]).load_state(saved)
     result = asyncio.run(again.execute(CodeBlock(code="print(open('k').read())"), conversation="c"))
     assert result.stdout == "kept\n"
     again.reset_workspace()

@@ -1,4 +1,5 @@
-"""`python -m agents.demo` runs offline out of the box: a failing test run, then a passing one."""
+"""`python -m stockade.agents.demo` runs offline out of the box: a failing test run, then a
+passing one."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def test_the_demo_shows_the_failing_then_the_passing_run(tmp_path: Path) -> None
     env["PYTHONPATH"] = str(ROOT)
     trace = tmp_path / "demo.jsonl"
     done = subprocess.run(
-        [sys.executable, "-m", "agents.demo", "--trace", str(trace)],
+        [sys.executable, "-m", "stockade.agents.demo", "--trace", str(trace)],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from stockade import Policy
 from stockade.agents import CodeBlock, CodeExecutionAgent, ConfigError
-from stockade.agents.docker_executor import DockerExecutor, engine_problem
+from stockade.agents.execution.docker import DockerExecutor, engine_problem
 
 DOWN = """#!/bin/sh
 echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock." >&2

@@ -21,7 +21,7 @@ from stockade.agents import (
     StateError,
     TextMessage,
 )
-from stockade.agents.group_chat import RouteFunction
+from stockade.agents.chat.group import RouteFunction
 from stockade.agents.trace import RoutingEvent, TerminationEvent
 
 

@@ -1,4 +1,5 @@
-"""The public surface of `agents` is pinned, and `agents/` uses only sandbox's public API.
+"""The public surface of `stockade.agents` is pinned, and the agent layer uses only the
+core's public API (`stockade.__all__`).
 
 (Named test_agents_public_api.py, not test_public_api.py: without __init__.py files, pytest
 imports test modules by basename, so a second test_public_api.py elsewhere would clash.)
@@ -7,14 +8,15 @@ imports test modules by basename, so a second test_public_api.py elsewhere would
 from __future__ import annotations
 
 import ast
+import importlib.util
 import inspect
 from pathlib import Path
 
 import stockade
+import stockade.agents
 import stockade.agents.errors
-from stockade import agents
 
-AGENTS_DIR = Path(agents.__file__).parent
+AGENTS_DIR = Path(stockade.agents.__file__).parent
 
 EXPECTED = [
     "AgentError",
@@ -61,58 +63,65 @@ EXPECTED = [
 
 
 def test_all_is_pinned() -> None:
-    assert agents.__all__ == EXPECTED
+    assert stockade.agents.__all__ == EXPECTED
 
 
 def test_every_exported_name_exists_and_is_public() -> None:
+    agents = stockade.agents
     for name in agents.__all__:
         assert hasattr(agents, name), name
     public = {n for n in vars(agents) if not n.startswith("_") and n not in agents.__all__}
-    submodules = {p.stem for p in AGENTS_DIR.glob("*.py")} | {"trace"}
+    packages = {p.name for p in AGENTS_DIR.iterdir() if (p / "__init__.py").exists()}
+    submodules = {p.stem for p in AGENTS_DIR.glob("*.py")} | packages
     assert public <= submodules, f"exported but not in __all__: {public - submodules}"
 
 
 def test_every_error_has_one_root_and_is_in_the_documented_tree() -> None:
-    doc = agents.errors.__doc__ or ""
-    for name, obj in vars(agents.errors).items():
+    errors = stockade.agents.errors
+    doc = errors.__doc__ or ""
+    for name, obj in vars(errors).items():
         if (
             inspect.isclass(obj)
             and issubclass(obj, Exception)
-            and obj.__module__ == "stockade.agents.errors"
+            and obj.__module__ == errors.__name__
         ):
-            assert issubclass(obj, agents.AgentError), name
+            assert issubclass(obj, stockade.agents.AgentError), name
             assert name in doc, f"{name} is missing from the tree in agents/errors.py"
-            assert name in agents.__all__, name
+            assert name in stockade.agents.__all__, name
 
 
-def _sandbox_all() -> set[str]:
-    return set(stockade.__all__)
-
-
-def _core(module: str) -> bool:
-    # The core is `stockade` and its subpackages, but not the agent layer itself.
-    return module.partition(".")[0] == "stockade" and not module.startswith("stockade.agents")
-
-
-def _sandbox_imports(path: Path) -> list[tuple[int, str, list[str]]]:
+def _imports(path: Path, package: str) -> list[tuple[int, str, list[str]]]:
+    """Every import in `path`, a module of `package`, with relative ones resolved."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            for alias in node.names:
-                if _core(alias.name):
-                    found.append((node.lineno, alias.name, []))
-        elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            module = node.module or ""
-            if _core(module):
-                found.append((node.lineno, module, [a.name for a in node.names]))
+            found += [(node.lineno, alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+            found.append((node.lineno, module, [a.name for a in node.names]))
     return found
 
 
-def test_agents_import_only_sandbox_public_names() -> None:
-    allowed = _sandbox_all()
+def _core_imports(path: Path, package: str) -> list[tuple[int, str, list[str]]]:
+    """The imports in `path` that reach the core: `stockade` but not `stockade.agents`, so
+    `from ... import x` counts too."""
+    return [
+        (line, module, names)
+        for line, module, names in _imports(path, package)
+        if (module == "stockade" or module.startswith("stockade."))
+        and not (module + ".").startswith("stockade.agents.")
+    ]
+
+
+def _package(path: Path) -> str:
+    return ".".join(["stockade.agents", *path.relative_to(AGENTS_DIR).parent.parts])
+
+
+def test_agents_import_only_the_cores_public_names() -> None:
+    allowed = set(stockade.__all__)
     problems = []
     for path in sorted(AGENTS_DIR.rglob("*.py")):
-        for line, module, names in _sandbox_imports(path):
+        for line, module, names in _core_imports(path, _package(path)):
             where = f"{path.relative_to(AGENTS_DIR.parent)}:{line}"
             if module != "stockade" or not names:
                 problems.append(f"{where}: use `from stockade import <name>`, not {module!r}")
@@ -124,11 +133,22 @@ def test_agents_import_only_sandbox_public_names() -> None:
 def test_the_import_check_catches_violations(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text(
-        "import stockade.spawn.child\nfrom stockade.spawn import running\n"
-        "from stockade import X\nfrom stockade.agents import Y\n"
+        "import stockade.child\nfrom stockade.spawn import run\nfrom stockade import X\n"
+        "from ... import runner\nfrom ..agent import ChatAgent\nimport stockade.agents.trace\n"
     )
-    assert [(m, n) for _, m, n in _sandbox_imports(bad)] == [
-        ("stockade.spawn.child", []),
-        ("stockade.spawn", ["running"]),
+    assert [(m, n) for _, m, n in _core_imports(bad, "stockade.agents.chat")] == [
+        ("stockade.child", []),
+        ("stockade.spawn", ["run"]),
         ("stockade", ["X"]),
+        ("stockade", ["runner"]),
     ]
+
+
+def test_the_agent_module_does_not_import_the_runtime() -> None:
+    """`ChatAgent` works through the `Host` protocol: importing `Runtime` would bring back the
+    agent <-> runtime circle, and with it lone agents owned by hidden runtimes."""
+    imported = set()
+    for _, module, names in _imports(AGENTS_DIR / "agent.py", "stockade.agents"):
+        imported |= {module, *(f"{module}.{name}" for name in names)}
+    assert "stockade.agents.runtime.runtime" not in imported
+    assert "stockade.agents.runtime.context" in imported  # the check reads what it should

@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from agents_testkit import Chatty, Say, Ticket, texts
-from stockade.agents import ChatAgent, ConfigError, GroupChat, Runtime, StateError, TextMessage
+from stockade.agents import (
+    ChatAgent,
+    CodeBlock,
+    CodeExecutionAgent,
+    ConfigError,
+    GroupChat,
+    Runtime,
+    ScriptedModel,
+    StateError,
+    TextMessage,
+)
 
 
 def test_register_refuses_duplicates_and_shared_agents() -> None:
@@ -19,6 +32,51 @@ def test_register_refuses_duplicates_and_shared_agents() -> None:
         runtime.register(Say("user"))
     with pytest.raises(ConfigError, match="another runtime"):
         Runtime([agent])
+
+
+def test_an_agent_used_on_its_own_joins_a_chat_afterwards() -> None:
+    agent = ChatAgent("helper", model=ScriptedModel(["alone", "in the chat"]))
+    assert asyncio.run(agent.process_with_tools("hi")).content == "alone"
+    assert agent.runtime is None  # the lone call went through a detached host, owned by none
+    [lone] = agent.host.trace.of_kind("model_call")
+    assert lone.agent == "helper" and agent.host.counters.model_calls == 1
+    chat = GroupChat([agent], routing="role_based")
+    result = asyncio.run(chat.run("hello"))
+    assert result.termination == "completed"
+    assert texts(result.messages) == ["hello", "in the chat"]
+    assert agent.runtime is chat.runtime and agent.host is chat.runtime
+
+
+class _Executor:
+    """Stands in for the sandbox: every run prints "ran"."""
+
+    def run_code(
+        self, code: str, language: str = "python", *, files: Mapping[str, Any] | None = None
+    ) -> Any:
+        return SimpleNamespace(
+            status="ok",
+            exit_code=0,
+            signal=None,
+            stdout="ran\n",
+            stderr="",
+            stdout_truncated=False,
+            stderr_truncated=False,
+            wall_time=0.01,
+            error=None,
+        )
+
+
+def test_a_runner_used_as_a_tool_on_its_own_can_be_registered_afterwards() -> None:
+    runner = CodeExecutionAgent(sandbox=_Executor())
+    outcome = asyncio.run(runner.as_tool().call('{"code": "print(1)"}'))
+    assert outcome.ok and "ran" in outcome.content
+    assert runner.runtime is None
+    assert runner.host.counters.sandbox_runs == 1
+    runtime = Runtime()
+    runtime.register(runner)
+    asyncio.run(runner.execute(CodeBlock(code="print(2)")))
+    assert runner.runtime is runtime and runtime.counters.sandbox_runs == 1
+    assert [e.code for e in runtime.trace.of_kind("sandbox_run")] == ["print(2)"]  # type: ignore[attr-defined]
 
 
 def test_direct_delivery_until_idle() -> None:

@@ -139,9 +139,9 @@ def test_tool_errors_go_back_to_the_model_and_the_chat_goes_on() -> None:
     assert "account_id: Input should be a valid string" in tool_results[0]
     assert "no tool named 'no_such_tool'" in tool_results[1]
     assert json.loads(tool_results[2])["id"] == "42"
-    events = agent.runtime.trace.of_kind("tool_call")  # type: ignore[union-attr]
+    events = agent.host.trace.of_kind("tool_call")
     assert [e.ok for e in events] == [False, False, True]  # type: ignore[attr-defined]
-    assert agent.runtime.counters.tool_errors == 2  # type: ignore[union-attr]
+    assert agent.host.counters.tool_errors == 2
 
 
 def test_a_result_that_cannot_be_text_goes_back_as_an_error() -> None:

@@ -136,7 +136,7 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     asyncio.run(traced_chat(path).run("what is 2 + 3?"))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-m", "agents.trace", str(path)],
+        [sys.executable, "-m", "stockade.agents.trace", str(path)],
         env=env,
         capture_output=True,
         text=True,

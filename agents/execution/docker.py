@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from typing import IO
 
 from stockade import Policy, PolicyError, Result, Status
-from stockade.agents.errors import ConfigError
+
+from ..errors import ConfigError
 
 COMMANDS = {"python": ("python3", "main.py"), "bash": ("bash", "main.sh"), "sh": ("sh", "main.sh")}
 DEFAULT_IMAGE = "python:3.12-slim"

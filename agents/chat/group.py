@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from stockade.agents.agent import ChatAgent
-from stockade.agents.errors import ConfigError, StateError, UnknownAgentError
-from stockade.agents.memory import Memory
-from stockade.agents.messages import Message, TextMessage, digest
-from stockade.agents.models import ContentFilter, ModelClient
-from stockade.agents.routing import ROUTERS, ChatState, RouteFunction, RoutingMode, normalise, route
-from stockade.agents.runtime import Delivery, Runtime
-from stockade.agents.trace import HandoffEvent, RoutingEvent, TerminationEvent, Trace
+from ..agent import ChatAgent
+from ..errors import ConfigError, StateError, UnknownAgentError
+from ..memory import Memory
+from ..messages import Message, TextMessage, digest
+from ..models.base import ContentFilter, ModelClient
+from ..runtime.runtime import Delivery, Runtime
+from ..trace import HandoffEvent, RoutingEvent, TerminationEvent, Trace
+from .routing import ROUTERS, ChatState, RouteFunction, RoutingMode, normalise, route
 
 TerminationReason = Literal[
     "completed", "max_turns", "loop_detected", "stalled", "handoff", "error"

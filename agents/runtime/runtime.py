@@ -14,44 +14,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stockade.agents.agent import ChatAgent, Context
-from stockade.agents.errors import ConfigError, StateError, UnknownAgentError
-from stockade.agents.memory import Memory
-from stockade.agents.messages import Message, from_dict, serialisable, stamp, to_dict
-from stockade.agents.models import ContentFilter, ModelClient
-from stockade.agents.tools import as_tool
-from stockade.agents.trace import (
+from ..agent import ChatAgent
+from ..errors import ConfigError, StateError, UnknownAgentError
+from ..memory import Memory
+from ..messages import Message, from_dict, serialisable, stamp, to_dict
+from ..models.base import ContentFilter, ModelClient
+from ..tools import as_tool
+from ..trace import (
     ErrorEvent,
     HandoffEvent,
     MessageEvent,
-    ModelCallEvent,
     SandboxRunEvent,
     Trace,
 )
+from .context import Context, Counters
 
 STATE_VERSION = 1
-
-
-@dataclass
-class Counters:
-    """Running totals, saved with the state."""
-
-    messages: int = 0
-    deliveries: int = 0
-    model_calls: int = 0
-    model_errors: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    tool_calls: int = 0
-    tool_errors: int = 0
-    sandbox_runs: int = 0
-    errors: int = 0
-
-    def count_model_call(self, event: ModelCallEvent) -> None:
-        self.model_calls += 1
-        self.model_errors += event.error is not None
-        self.prompt_tokens += event.prompt_tokens
-        self.completion_tokens += event.completion_tokens
 
 
 @dataclass
@@ -189,7 +167,7 @@ class Runtime:
         return answers
 
     def record_sandbox_run(self, agent: str, language: str, code: str, result: Any) -> None:
-        """Trace one run of code in the sandbox; `result` is a `sandbox.Result` (or alike)."""
+        """Trace one run of code in the sandbox; `result` is a `stockade.Result` (or alike)."""
         self.trace.record(SandboxRunEvent.from_result(agent, language, code, result))
         self.counters.sandbox_runs += 1
 

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from stockade.agents.messages import Message, from_dict, to_dict
+from ..messages import Message, from_dict, to_dict
 
 RoutingMode = Literal["round_robin", "role_based", "broadcast"]
 RouteResult = str | Sequence[str] | None

@@ -23,7 +23,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import openai
-from stockade.agents.errors import (
+
+from ..errors import (
     AgentError,
     ConfigError,
     ContentBlockedError,
@@ -31,8 +32,8 @@ from stockade.agents.errors import (
     ModelResponseError,
     ModelUnavailableError,
 )
-from stockade.agents.messages import without_lone_surrogates
-from stockade.agents.models import ChatMessages, ModelResponse, ToolCall, Usage
+from ..messages import without_lone_surrogates
+from .base import ChatMessages, ModelResponse, ToolCall, Usage
 
 TokenProvider = Callable[[], "str | Awaitable[str]"]
 

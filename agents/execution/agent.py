@@ -1,7 +1,7 @@
 """`CodeExecutionAgent`: runs the code it is sent in the sandbox and replies with the result.
 
 It depends on one small seam, `Executor` (`run_code(code, language, files=...) -> Result`),
-which `sandbox.Sandbox` satisfies; `sandbox="built-in"` builds one from a policy, `"docker"`
+which `stockade.Sandbox` satisfies; `sandbox="built-in"` builds one from a policy, `"docker"`
 uses a Docker engine if one answers, and any object with that method may be passed instead.
 Every run is recorded in the trace as a `sandbox_run` event.
 """
@@ -17,18 +17,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 from stockade import Policy, PolicyError, SessionError
-from stockade.agents import workspace
-from stockade.agents.agent import ChatAgent, Context
-from stockade.agents.code_blocks import (
+
+from ..agent import ChatAgent
+from ..errors import ConfigError
+from ..messages import Message
+from ..runtime.context import Context
+from ..tools import Tool
+from . import workspace
+from .code_blocks import (
     LANGUAGES,
     CodeBlock,
     ExecutionResult,
     ExecutionStatus,
     extract_blocks,
 )
-from stockade.agents.errors import ConfigError
-from stockade.agents.messages import Message
-from stockade.agents.tools import Tool
 
 if TYPE_CHECKING:
     from stockade import Result
@@ -38,7 +40,7 @@ WORKSPACE_LIMIT = 4 << 20
 
 
 class Executor(Protocol):
-    """Runs one piece of code; `sandbox.Sandbox` is one. `files` land in /workspace."""
+    """Runs one piece of code; `stockade.Sandbox` is one. `files` land in /workspace."""
 
     def run_code(
         self, code: str, language: str = "python", *, files: Mapping[str, bytes | str] | None = None
@@ -66,10 +68,10 @@ class CodeExecutionAgent(ChatAgent):
 
     `timeout` (seconds) bounds each block's wall-clock and CPU time; `max_output_size` is the
     most bytes kept of each of stdout and stderr; the other limits come from `policy` (a
-    `sandbox.Policy` or a built-in policy's name). With `persist_workspace=True` the blocks of
+    `stockade.Policy` or a built-in policy's name). With `persist_workspace=True` the blocks of
     one conversation (the messages that descend from one outside message) share /workspace.
     With `stateful=True` the Python blocks of one conversation run in one sandboxed
-    interpreter (a `sandbox` session), so variables and imports carry over; the
+    interpreter (a `stockade` session), so variables and imports carry over; the
     `max_sessions` most recently used are kept. `close()` ends the sessions and the
     sandbox's prepared run.
     """
@@ -171,14 +173,14 @@ class CodeExecutionAgent(ChatAgent):
                 run = _block_run(await self._run(block.code, block.language, self.last_files))
         except PolicyError as exc:  # the message asked for something a run cannot take
             run = BlockRun("error", None, None, "", "", False, False, 0.0, str(exc))
-        self._bound().record_sandbox_run(self.name, block.language, block.code, run)
+        self.host.record_sandbox_run(self.name, block.language, block.code, run)
         if run.wall_time == 0.0:
             run = _with(run, wall_time=time.monotonic() - start)
         return run
 
     async def _run(self, code: str, language: str, files: Mapping[str, bytes | str]) -> Result:
         arun_code = getattr(self.executor, "arun_code", None)
-        if arun_code is not None:  # sandbox.Sandbox's: a cancelled chat kills the run
+        if arun_code is not None:  # stockade.Sandbox's: a cancelled chat kills the run
             return await arun_code(code, language, files=files)  # type: ignore[no-any-return]
         return await asyncio.to_thread(self.executor.run_code, code, language, files=files)
 
@@ -266,11 +268,11 @@ def _executor(
     if timeout is not None:
         limits |= {"timeout": timeout, "cpu_time": timeout}
     if kind == "built-in":
-        from stockade import Sandbox  # imported on first use: `import agents` stays light
+        from stockade import Sandbox  # imported on first use: `import stockade.agents` stays light
 
         return Sandbox(base.override(**limits))
     if kind == "docker":
-        from stockade.agents.docker_executor import DockerExecutor
+        from .docker import DockerExecutor
 
         return DockerExecutor.connect(base.override(**limits))
     raise ConfigError(f"unknown sandbox {kind!r}", hint="'built-in' (the default) or 'docker'")

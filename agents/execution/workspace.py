@@ -2,7 +2,7 @@
 
 Every sandbox run starts with an empty /workspace that vanishes with it, and the sandbox has
 no call to export files. So the agent keeps the workspace itself, as an opaque archive: each
-block runs under `_workspace_runner.py`, which unpacks the previous archive inside the
+block runs under `guest/workspace_runner.py`, which unpacks the previous archive inside the
 sandbox, runs the block, and prints the new archive after a marker line. `prepare` builds that
 run and `split` takes the archive back off the block's stdout. The host never unpacks it.
 """
@@ -15,9 +15,13 @@ import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources import files
 
-RUNNER_SOURCE = Path(__file__).with_name("_workspace_runner.py").read_text(encoding="utf-8")
+from . import guest
+
+# Read through its package, as data (it runs in the guest, never here): wherever the package
+# is installed, and a moved or renamed file fails at import rather than at the first run.
+RUNNER_SOURCE = files(guest).joinpath("workspace_runner.py").read_text(encoding="utf-8")
 ARCHIVE_PATH = ".stockade/workspace.tar.gz"
 CONFIG_PATH = ".stockade/run.json"
 

@@ -1,8 +1,9 @@
-"""Model clients: the one-method seam `ModelClient.complete`, its scripted double, and the filter.
+"""Model clients: the one-method seam `ModelClient.complete`, what it returns, and the filter.
 
 A model client takes OpenAI-format chat messages and tool schemas and returns a
-`ModelResponse`. `OpenAIModel` (in `agents.openai_model`) speaks to OpenAI, Azure OpenAI or a
-local server; `ScriptedModel` plays back a list of responses for tests and offline runs.
+`ModelResponse`. `OpenAIModel` (in `models.openai`) speaks to OpenAI, Azure OpenAI or a local
+server; `ScriptedModel` (in `models.scripted`) plays back a list of responses for tests and
+offline runs.
 
 A content filter is a callable `(text, direction) -> str | None` run on every text going to
 the model (`"input"`) and coming back (`"output"`): it returns the text, possibly redacted,
@@ -17,8 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from stockade.agents.errors import ContentBlockedError, ScriptExhaustedError
-from stockade.agents.messages import new_id
+from ..errors import ContentBlockedError
+from ..messages import new_id
 
 Direction = Literal["input", "output"]
 ContentFilter = Callable[[str, Direction], "str | None"]
@@ -81,49 +82,6 @@ class ModelClient(Protocol):
     async def complete(
         self, messages: ChatMessages, tools: Sequence[dict[str, Any]] = ()
     ) -> ModelResponse: ...
-
-
-ScriptItem = str | ModelResponse | BaseException | Callable[[ChatMessages], ModelResponse]
-
-
-class ScriptedModel:
-    """Plays back `responses` in order: a text, a `ModelResponse` (tool calls included), an
-    exception to raise, or a function of the prompt. Every call is kept in `calls`."""
-
-    def __init__(self, responses: Sequence[ScriptItem], *, name: str = "scripted") -> None:
-        self.responses = list(responses)
-        self.name = name
-        self.calls: list[tuple[ChatMessages, list[dict[str, Any]]]] = []
-
-    @property
-    def remaining(self) -> int:
-        return len(self.responses) - len(self.calls)
-
-    async def complete(
-        self, messages: ChatMessages, tools: Sequence[dict[str, Any]] = ()
-    ) -> ModelResponse:
-        if self.remaining <= 0:
-            raise ScriptExhaustedError(
-                f"{self.name}: all {len(self.responses)} scripted responses were used"
-            )
-        self.calls.append(([dict(m) for m in messages], list(tools)))
-        item = self.responses[len(self.calls) - 1]
-        if isinstance(item, BaseException):
-            raise item
-        response = item(messages) if callable(item) else item
-        if isinstance(response, str):
-            response = ModelResponse(content=response, finish_reason="stop")
-        return dataclasses.replace(
-            response, model=response.model or self.name, usage=_count(messages, response)
-        )
-
-
-def _count(messages: ChatMessages, response: ModelResponse) -> Usage:
-    # Scripted runs have no tokenizer; words are a stable, deterministic stand-in.
-    if response.usage != Usage():
-        return response.usage
-    prompt = sum(len(str(m.get("content") or "").split()) for m in messages)
-    return Usage(prompt, len((response.content or "").split()))
 
 
 def filter_input(messages: ChatMessages, hook: ContentFilter | None) -> tuple[ChatMessages, bool]:

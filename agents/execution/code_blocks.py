@@ -19,7 +19,7 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Literal
 
-from stockade.agents.messages import Message, TextMessage
+from ..messages import Message, TextMessage
 
 LANGUAGES = ("python", "bash", "sh")
 ALIASES = {"py": "python", "python3": "python", "shell": "sh"}
