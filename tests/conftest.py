@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from stockade import Policy, Sandbox
 
 RUN_DIRS = os.path.join(tempfile.gettempdir(), "stockade-*")

@@ -23,6 +23,7 @@ from pydantic import (
     StrictBool,
     ValidationError,
 )
+
 from stockade.errors import PolicyError
 from stockade.kernel.mounts import OWN_PATHS
 from stockade.net.allowlist import parse_entry

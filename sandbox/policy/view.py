@@ -31,6 +31,7 @@ from stockade.policy.source import read_policy_text
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
+
     from stockade.policy.model import Policy
 
 _MAGIC = b"stockade-policy-v1\n"

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from fake_openai import FakeOpenAI
+
 from stockade import Policy, Sandbox, SandboxError
 
 

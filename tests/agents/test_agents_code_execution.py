@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from stockade import Result, Status
 from stockade.agents import (
     ChatAgent,
@@ -24,7 +25,6 @@ from stockade.agents import (
     TextMessage,
 )
 from stockade.agents.execution.code_blocks import find_blocks
-
 from tests.conftest import RUN_DIRS
 
 pytestmark = pytest.mark.usefixtures("real_sandbox")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from stockade.agents import OpenAIModel, Trace
 from stockade.agents.demo import model_from_env
 

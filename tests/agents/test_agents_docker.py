@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from stockade import Policy
 from stockade.agents import CodeBlock, CodeExecutionAgent, ConfigError
 from stockade.agents.execution.docker import DockerExecutor, engine_problem

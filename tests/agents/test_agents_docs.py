@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from agents_testkit import example_module
+
 from stockade.agents import Memory, StateError
 
 

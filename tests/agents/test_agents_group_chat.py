@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 from agents_testkit import Chatty, Echo, Say, Ticket, texts
+
 from stockade.agents import (
     ChatAgent,
     ChatResult,

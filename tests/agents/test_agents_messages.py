@@ -11,6 +11,7 @@ import pytest
 from agents_testkit import Say, Ticket
 from hypothesis import given
 from hypothesis import strategies as st
+
 from stockade.agents import (
     ConfigError,
     Context,

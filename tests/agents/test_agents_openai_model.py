@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from fake_openai import FakeOpenAI, Step, chunk, completion, error, usage_chunk
+
 from stockade.agents import (
     ChatAgent,
     ConfigError,

@@ -102,52 +102,11 @@ def _imports(path: Path, package: str) -> list[tuple[int, str, list[str]]]:
     return found
 
 
-def _core_imports(path: Path, package: str) -> list[tuple[int, str, list[str]]]:
-    """The imports in `path` that reach the core: `stockade` but not `stockade.agents`, so
-    `from ... import x` counts too."""
-    return [
-        (line, module, names)
-        for line, module, names in _imports(path, package)
-        if (module == "stockade" or module.startswith("stockade."))
-        and not (module + ".").startswith("stockade.agents.")
-    ]
-
-
-def _package(path: Path) -> str:
-    return ".".join(["stockade.agents", *path.relative_to(AGENTS_DIR).parent.parts])
-
-
-def test_agents_import_only_the_cores_public_names() -> None:
-    allowed = set(stockade.__all__)
-    problems = []
-    for path in sorted(AGENTS_DIR.rglob("*.py")):
-        for line, module, names in _core_imports(path, _package(path)):
-            where = f"{path.relative_to(AGENTS_DIR.parent)}:{line}"
-            if module != "stockade" or not names:
-                problems.append(f"{where}: use `from stockade import <name>`, not {module!r}")
-            hidden = [n for n in names if n not in allowed]
-            problems += [f"{where}: stockade.{n} is not in stockade.__all__" for n in hidden]
-    assert not problems, "\n".join(problems)
-
-
-def test_the_import_check_catches_violations(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.py"
-    bad.write_text(
-        "import stockade.child\nfrom stockade.spawn import run\nfrom stockade import X\n"
-        "from ... import runner\nfrom ..agent import ChatAgent\nimport stockade.agents.trace\n"
-    )
-    assert [(m, n) for _, m, n in _core_imports(bad, "stockade.agents.chat")] == [
-        ("stockade.child", []),
-        ("stockade.spawn", ["run"]),
-        ("stockade", ["X"]),
-        ("stockade", ["runner"]),
-    ]
-
-
 def test_the_agent_module_does_not_import_the_runtime() -> None:
     """`ChatAgent` works through the `Host` protocol: importing `Runtime` would bring back the
     agent <-> runtime circle, and with it lone agents owned by hidden runtimes."""
     imported = set()
+    # (That the layer imports only the core's public names is tests/unit/test_layers.py's.)
     for _, module, names in _imports(AGENTS_DIR / "agent.py", "stockade.agents"):
         imported |= {module, *(f"{module}.{name}" for name in names)}
     assert "stockade.agents.runtime.runtime" not in imported

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from agents_testkit import Chatty, Say, Ticket, texts
+
 from stockade.agents import (
     ChatAgent,
     CodeBlock,

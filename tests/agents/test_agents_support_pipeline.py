@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from agents_testkit import example_module
+
 from stockade.agents import Trace
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "support_pipeline.py"

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 import pydantic
 import pytest
+
 from stockade.agents import (
     ChatAgent,
     ModelResponse,

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 from agents_testkit import Say
+
 from stockade.agents import (
     ChatAgent,
     ConfigError,

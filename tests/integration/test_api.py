@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
+
 from stockade import Policy, PolicyError, Sandbox, Status
 
 

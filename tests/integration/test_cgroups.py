@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from stockade.kernel.cgroups import control as cgroups
 from stockade.kernel.cgroups import layout as cgroup_layout
 from stockade.kernel.cgroups.control import Cgroup, CgroupLimits

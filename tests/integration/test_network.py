@@ -25,10 +25,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from stockade import Policy, PolicyError, Result, Sandbox
 from stockade.net import namespace as net
 from stockade.spawn import supervisor as spawn
-
 from tests.integration.nethosts import (
     CROWD,
     OTHER_PORT,

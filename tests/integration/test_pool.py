@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
 from stockade import Policy, PolicyError, Result, Sandbox, SandboxError, Status
 
 

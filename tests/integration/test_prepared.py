@@ -13,9 +13,9 @@ from collections.abc import Iterator
 
 import psutil
 import pytest
+
 from stockade import Policy, Sandbox
 from stockade.spawn import supervisor as spawn
-
 from tests.conftest import RUN_DIRS, needs_root
 
 pytestmark = needs_root()

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from stockade.kernel.cgroups import control as cgroups
 
+from stockade.kernel.cgroups import control as cgroups
 from tests.integration.nethosts import (
     CROWD,
     OTHER_PORT,

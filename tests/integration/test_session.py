@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
 from stockade import Policy, PolicyError, Sandbox, SessionError, Status
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from stockade import Policy, Sandbox, Status
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, mounts)")

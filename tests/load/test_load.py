@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
+
 from stockade import Policy, Sandbox, Status
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, mounts)")

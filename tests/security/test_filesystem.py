@@ -7,6 +7,7 @@ import os
 import uuid
 
 import pytest
+
 from stockade import Sandbox, Status
 
 WRITE = """

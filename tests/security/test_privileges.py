@@ -7,6 +7,7 @@ import os
 import pty
 
 import pytest
+
 from stockade import Sandbox
 
 STATUS = "print(open('/proc/self/status').read())"

@@ -11,6 +11,7 @@ import time
 import uuid
 
 import psutil
+
 from stockade import Sandbox, Status
 
 

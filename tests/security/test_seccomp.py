@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pyseccomp
 import pytest
+
 from stockade.kernel import seccomp
 from stockade.kernel import syscalls as _syscalls
 

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+
 from stockade.spawn import call as calls
 
 

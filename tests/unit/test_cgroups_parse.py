@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from stockade.errors import UnsupportedError
 from stockade.kernel.cgroups import control as cgroups
 from stockade.kernel.cgroups import layout as cgroup_layout

@@ -9,6 +9,7 @@ import ast
 from pathlib import Path
 
 import pytest
+
 import stockade
 import stockade.agents
 
@@ -113,3 +114,10 @@ def test_the_check_sees_a_violation(tmp_path: Path) -> None:
     assert not allowed("stockade.spawn.child", "stockade.spawn.supervisor")
     assert not allowed("stockade.net.allowlist", "stockade.net.namespace")
     assert allowed("stockade.spawn", "stockade.spawn.child")  # a floor's own nested floor
+    relative = tmp_path / "relative.py"
+    relative.write_text("from ... import runner\nfrom ..agent import ChatAgent\n")
+    known = {"stockade.runner": relative, "stockade.agents.agent": relative}
+    assert imports("stockade.agents.chat.group", relative, known) == [
+        (1, "stockade.runner", "runner"),
+        (2, "stockade.agents.agent", "ChatAgent"),
+    ]

@@ -12,6 +12,7 @@ import threading
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from stockade import Policy, PolicyError
 from stockade.net import relay as net_relay
 from stockade.net.allowlist import NetworkPlan, Rule, parse_entry, plan_network

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from stockade import Policy, PolicyError
 from stockade.policy.model import builtin_policies, parse_duration, parse_size
 

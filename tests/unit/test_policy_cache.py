@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
+
 from stockade import Policy, PolicyError, Sandbox
 from stockade import disk_cache as cache
 from stockade.policy import view as policy_cache

@@ -24,6 +24,7 @@ from unittest import mock
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
+
 from stockade import Policy, PolicyError, Result, Sandbox, Status, cli
 from stockade.policy.model import OVERRIDES, parse_count, parse_duration, parse_size
 

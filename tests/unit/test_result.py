@@ -7,6 +7,7 @@ import signal
 
 from hypothesis import given
 from hypothesis import strategies as st
+
 from stockade import Result, Status
 from stockade.result import decide_status
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from stockade.kernel import seccomp
 
 FAKE = (b"\x06\x00\x00\x00\x00\x00\xff\x7f" * 3, b"\x06\x00\x00\x00\x00\x00\xff\x7f")

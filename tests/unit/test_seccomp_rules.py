@@ -8,6 +8,7 @@ import sys
 
 import pyseccomp
 import pytest
+
 from stockade.errors import UnsupportedError
 from stockade.kernel import seccomp
 

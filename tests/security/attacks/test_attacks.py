@@ -52,6 +52,7 @@ from typing import Any
 
 import psutil
 import pytest
+
 from stockade import Policy, Result, Sandbox
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, mounts)")
