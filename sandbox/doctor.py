@@ -17,6 +17,7 @@ from stockade.errors import SandboxError
 from stockade.kernel import mounts, namespaces, seccomp
 from stockade.kernel import syscalls as sc
 from stockade.kernel.cgroups import control as cgroups
+from stockade.kernel.cgroups.base import CgroupLimits
 from stockade.net import namespace as net
 
 
@@ -101,7 +102,7 @@ def _user_namespace() -> tuple[bool, str]:
 def _cgroup_for_a_run() -> tuple[bool, str]:
     """Make (and remove) a real run cgroup with memory and pids limits, as this user."""
     try:
-        cgroup = cgroups.create(f"{os.getpid()}-doctor", cgroups.CgroupLimits(64 << 20, 16))
+        cgroup = cgroups.create(f"{os.getpid()}-doctor", CgroupLimits(64 << 20, 16))
     except SandboxError as exc:
         return False, str(exc)
     cgroup.remove()

@@ -153,7 +153,7 @@ def _receive_call(plan: RunPlan, call_fd: int) -> tuple[RunPlan, tuple[int, int,
 
 
 def _join_cgroup(join_paths: tuple[str, ...]) -> None:
-    # Just forked, so of one thread: see cgroups.CgroupV1 for why that matters.
+    # Just forked, so of one thread: see kernel/cgroups/v1.py's CgroupV1 for why that matters.
     for path in join_paths:
         with open(path, "w") as joined:
             joined.write("0")

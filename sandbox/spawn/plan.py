@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from stockade.errors import PolicyError
 from stockade.kernel import limits, mounts, seccomp
-from stockade.kernel.cgroups.control import CgroupLimits
+from stockade.kernel.cgroups.base import CgroupLimits
 from stockade.kernel.limits import Rlimits
 from stockade.kernel.mounts import RootPlan
 from stockade.net.allowlist import NetworkPlan, plan_network

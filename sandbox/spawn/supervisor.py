@@ -22,6 +22,7 @@ from typing import NamedTuple
 from stockade.errors import SandboxError, SetupError, UnsupportedError
 from stockade.kernel import namespaces
 from stockade.kernel.cgroups import control as cgroups
+from stockade.kernel.cgroups.base import Cgroup, CgroupStats
 from stockade.kernel.limits import Rlimits
 from stockade.net import namespace as net
 from stockade.spawn import child
@@ -51,7 +52,7 @@ class Started(NamedTuple):
     """Sent on the reply channel once the run's init is forked, before the `RunReport`: what a
     caller of a long-lived run (`Sandbox.start`, the pool) needs to account for it itself."""
 
-    cgroup: cgroups.Cgroup | None  # None: no cgroup (best_effort)
+    cgroup: Cgroup | None  # None: no cgroup (best_effort)
     warnings: tuple[str, ...] = ()
 
 
@@ -201,7 +202,7 @@ def _describe(exc: BaseException) -> str:
 _run_counter = iter(range(1 << 62))
 
 
-def _make_cgroup(plan: RunPlan) -> tuple[cgroups.Cgroup | None, tuple[str, ...]]:
+def _make_cgroup(plan: RunPlan) -> tuple[Cgroup | None, tuple[str, ...]]:
     name = f"{os.getpid()}-{next(_run_counter)}"
     try:
         return cgroups.create(name, plan.cgroup_limits), ()
@@ -277,7 +278,7 @@ def _temp_dir() -> str:
     return os.environ.get("TMPDIR") or "/tmp"
 
 
-def _kill(init: int, cgroup: cgroups.Cgroup | None) -> None:
+def _kill(init: int, cgroup: Cgroup | None) -> None:
     """Kill the run's init, and with it its pid namespace; then whatever is in the cgroup."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(init, signal.SIGKILL)
@@ -285,7 +286,7 @@ def _kill(init: int, cgroup: cgroups.Cgroup | None) -> None:
         cgroup.kill()
 
 
-def _kill_and_reap(init: int, cgroup: cgroups.Cgroup | None) -> None:
+def _kill_and_reap(init: int, cgroup: Cgroup | None) -> None:
     """End the run's init unless it has ended: once reaped, its pid may be another's, and
     an init that has exited took its pid namespace with it (cgroup.remove sweeps what is
     left, if anything)."""
@@ -306,7 +307,7 @@ class _Watch:
         self,
         init: int,
         report_fd: int,
-        cgroup: cgroups.Cgroup | None,
+        cgroup: Cgroup | None,
         plan: RunPlan,
         started: float,
         control: int | None = None,
@@ -376,7 +377,7 @@ class _Watch:
         self,
         status: int,
         usage: object,
-        stats: cgroups.CgroupStats | None,
+        stats: CgroupStats | None,
         wall: float,
         warnings: tuple[str, ...],
     ) -> RunReport:

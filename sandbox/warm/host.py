@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from stockade.errors import PolicyError, SandboxError
-from stockade.kernel.cgroups import control as cgroups
 from stockade.kernel.cgroups import layout as cgroup_layout
+from stockade.kernel.cgroups import v1, v2
+from stockade.kernel.cgroups.base import Cgroup
 from stockade.result import Result
 from stockade.spawn import running
 from stockade.spawn.capture import Sink
@@ -91,18 +92,18 @@ def pool_filter() -> bytes:
 class Meter:
     """Per-request numbers from the sandbox's cgroup, read through fds opened once."""
 
-    def __init__(self, cgroup: cgroups.Cgroup | None) -> None:
+    def __init__(self, cgroup: Cgroup | None) -> None:
         self._cpu = self._oom = self._peak = None
         self._cpu_scale, self._oom_key = 1.0, "oom_kill"
         self._resettable = False
         with contextlib.suppress(OSError, KeyError):
-            if isinstance(cgroup, cgroups.CgroupV1):
+            if isinstance(cgroup, v1.CgroupV1):
                 self._cpu, self._cpu_scale = self._open(cgroup.dirs["cpu"], "cpuacct.usage"), 1e-9
                 memory = cgroup.dirs["memory"]
                 self._oom = self._open(memory, "memory.oom_control")
                 self._peak = self._open(memory, "memory.max_usage_in_bytes", os.O_RDWR)
                 self._resettable = True
-            elif isinstance(cgroup, cgroups.CgroupV2):
+            elif isinstance(cgroup, v2.CgroupV2):
                 self._cpu, self._cpu_scale = self._open(cgroup.path, "cpu.stat"), 1e-6
                 self._oom = self._open(cgroup.path, "memory.events")
                 try:  # resettable per fd since Linux 6.12

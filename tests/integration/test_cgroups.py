@@ -17,9 +17,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from stockade.kernel.cgroups import base
 from stockade.kernel.cgroups import control as cgroups
 from stockade.kernel.cgroups import layout as cgroup_layout
-from stockade.kernel.cgroups.control import Cgroup, CgroupLimits
+from stockade.kernel.cgroups.base import Cgroup, CgroupLimits
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (cgroup directories)")
 
@@ -289,7 +290,7 @@ def test_rmdir_does_not_follow_a_symlink(tmp_path: Path) -> None:
     (tmp_path / "real" / "run").mkdir(parents=True)
     (tmp_path / "link").symlink_to(tmp_path / "real")
     with pytest.raises(OSError):
-        cgroups._rmdir(str(tmp_path / "link" / "run"), 0)
+        base.rmdir(str(tmp_path / "link" / "run"), 0)
     assert (tmp_path / "real" / "run").is_dir()
-    cgroups._rmdir(str(tmp_path / "real" / "run"), 0)  # the same call works on a plain path
+    base.rmdir(str(tmp_path / "real" / "run"), 0)  # the same call works on a plain path
     assert not (tmp_path / "real" / "run").exists()

@@ -15,9 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stockade.errors import UnsupportedError
+from stockade.kernel.cgroups import base, v2
 from stockade.kernel.cgroups import control as cgroups
 from stockade.kernel.cgroups import layout as cgroup_layout
-from stockade.kernel.cgroups.control import CgroupLimits
+from stockade.kernel.cgroups.base import CgroupLimits
 from stockade.kernel.cgroups.layout import CgroupMount, CgroupSupport
 
 # A legacy (v1) machine with an own memory cgroup, cpu and cpuacct mounted apart.
@@ -243,8 +244,8 @@ def test_keyed_reads_stat_files() -> None:
 
 
 def test_needed_always_wants_cpu() -> None:
-    assert cgroups.needed(CgroupLimits(None, None)) == ("cpu",)
-    assert cgroups.needed(LIMITS) == ("memory", "pids", "cpu")
+    assert base.needed(CgroupLimits(None, None)) == ("cpu",)
+    assert base.needed(LIMITS) == ("memory", "pids", "cpu")
 
 
 @pytest.mark.parametrize(
@@ -293,10 +294,10 @@ def test_create_rejects_names_that_are_not_run_names(name: str) -> None:
 # ------------------------------------------------------------------ v2 files, in a plain directory
 
 
-def _fake_v2(tmp_path: Path, **files: str) -> cgroups.CgroupV2:
+def _fake_v2(tmp_path: Path, **files: str) -> v2.CgroupV2:
     for name, text in files.items():
         (tmp_path / name.replace("__", ".")).write_text(text)
-    return cgroups.CgroupV2(str(tmp_path), frozenset({"memory", "pids"}))
+    return v2.CgroupV2(str(tmp_path), frozenset({"memory", "pids"}))
 
 
 def test_v2_stats_prefer_memory_peak(tmp_path: Path) -> None:
@@ -307,7 +308,7 @@ def test_v2_stats_prefer_memory_peak(tmp_path: Path) -> None:
         memory__current="4096\n",
         memory__events="low 0\nhigh 0\nmax 7\noom 1\noom_kill 1\n",
     )
-    assert cg.stats() == cgroups.CgroupStats(cpu_time=0.25, peak_memory=9437184, oom_killed=True)
+    assert cg.stats() == base.CgroupStats(cpu_time=0.25, peak_memory=9437184, oom_killed=True)
 
 
 def test_v2_stats_fall_back_to_memory_current(tmp_path: Path) -> None:
@@ -317,7 +318,7 @@ def test_v2_stats_fall_back_to_memory_current(tmp_path: Path) -> None:
         memory__current="4096\n",
         memory__events="oom 0\noom_kill 0\n",
     )
-    assert cg.stats() == cgroups.CgroupStats(cpu_time=0.0, peak_memory=4096, oom_killed=False)
+    assert cg.stats() == base.CgroupStats(cpu_time=0.0, peak_memory=4096, oom_killed=False)
 
 
 def test_v2_apply_turns_swap_off_when_it_can(tmp_path: Path) -> None:
@@ -333,16 +334,16 @@ def test_v2_create_enables_controllers_in_root_and_parent(
 ) -> None:
     (tmp_path / "cgroup.subtree_control").write_text("cpu memory\n")
     writes: list[tuple[str, str]] = []
-    real_mkdir = cgroups._mkdir
+    real_mkdir = base.mkdir
 
     def mkdir(path: str, exist_ok: bool) -> None:  # a real cgroupfs fills new dirs itself
         real_mkdir(path, exist_ok)
         Path(path, "cgroup.subtree_control").write_text("")
 
-    monkeypatch.setattr(cgroups, "_mkdir", mkdir)
-    monkeypatch.setattr(cgroups, "_write", lambda path, value: writes.append((path, value)))
+    monkeypatch.setattr(v2, "mkdir", mkdir)
+    monkeypatch.setattr(v2, "write", lambda path, value: writes.append((path, value)))
     support = plan(V2_SELF, V2_MOUNTS.replace("/sys/fs/cgroup", str(tmp_path)), V2_CONTROLLERS)
-    cg = cgroups._make_v2(support, "5-1")
+    cg = v2.make(support, "5-1")
     assert cg.join_paths == (f"{tmp_path}/stockade/5-1/cgroup.procs",)
     assert writes == [
         (f"{tmp_path}/cgroup.subtree_control", "+pids"),  # memory was already on

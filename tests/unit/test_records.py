@@ -11,7 +11,7 @@ import pytest
 
 RUN_PATH = (
     "spawn.call",
-    "kernel.cgroups.control",
+    "kernel.cgroups.base",
     "spawn.server",
     "kernel.mounts",
     "net.allowlist",
