@@ -2,6 +2,7 @@
 
 # Not `from __future__ import annotations`: it would cost every command (see spawn/plan.py).
 import json
+import os
 import signal as signal_module
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -38,6 +39,18 @@ def decide_status(
     if exit_code:
         return Status.NONZERO_EXIT
     return Status.OK
+
+
+def decode_wait_status(status: int) -> tuple[int | None, int | None]:
+    """A wait status (as `os.waitpid` gives it) -> (exit code, signal); one of them is None."""
+    if os.WIFSIGNALED(status):
+        return None, os.WTERMSIG(status)
+    return os.WEXITSTATUS(status), None
+
+
+def describe_end(exit_code: int | None, signal: int | None) -> str:
+    """How a process ended, for messages: "signal N" or "exit N"."""
+    return f"signal {signal}" if signal else f"exit {exit_code}"
 
 
 class Result(NamedTuple):

@@ -25,6 +25,7 @@ from stockade.kernel.cgroups import control as cgroups
 from stockade.kernel.cgroups.base import Cgroup, CgroupStats
 from stockade.kernel.limits import Rlimits
 from stockade.net import namespace as net
+from stockade.result import decode_wait_status, describe_end
 from stockade.spawn import child
 from stockade.spawn.call import Stdio
 from stockade.spawn.plan import RunPlan
@@ -396,9 +397,10 @@ class _Watch:
             # The init itself ended first: killed by us on time, by the OOM killer, after a
             # failed exec (with 126/127), or broken.
             if not (self.timed_out or oom_killed or setup_error or exec_error or self.stopped):
-                setup_error = f"the run's init ended before the workload ({_wait_text(status)})"
+                how = describe_end(*decode_wait_status(status))
+                setup_error = f"the run's init ended before the workload ({how})"
             workload_status = status
-        exit_code, signum = _decode(workload_status)
+        exit_code, signum = decode_wait_status(workload_status)
         return RunReport(
             exit_code=exit_code,
             signal=signum,
@@ -419,19 +421,6 @@ def _read_or_eof(fd: int) -> bool:
         return bool(os.read(fd, 4096))
     except OSError:
         return False
-
-
-def _decode(status: int | None) -> tuple[int | None, int | None]:
-    if status is None:
-        return None, None
-    if os.WIFSIGNALED(status):
-        return None, os.WTERMSIG(status)
-    return os.WEXITSTATUS(status), None
-
-
-def _wait_text(status: int) -> str:
-    code, signum = _decode(status)
-    return f"signal {signum}" if signum else f"exit {code}"
 
 
 def cleanup_stale() -> None:

@@ -38,7 +38,7 @@ from stockade.errors import PolicyError, SandboxError
 from stockade.kernel.cgroups import layout as cgroup_layout
 from stockade.kernel.cgroups import v1, v2
 from stockade.kernel.cgroups.base import Cgroup
-from stockade.result import Result
+from stockade.result import Result, decode_wait_status, describe_end
 from stockade.spawn import running
 from stockade.spawn.capture import Sink
 from stockade.spawn.supervisor import RunReport
@@ -496,7 +496,7 @@ def _failure(run: running.Running, mode: str, detail: str) -> Result:
     report = run.report()
     if report.setup_error is None:
         what = f"the {mode} interpreter ended while starting"
-        how = f"signal {report.signal}" if report.signal else f"exit {report.exit_code}"
+        how = describe_end(report.exit_code, report.signal)
         cause = f"{what} ({how}){': ' + detail if detail else ''}"
         report = report._replace(setup_error=cause)
     empty = Sink(0)
@@ -504,12 +504,11 @@ def _failure(run: running.Running, mode: str, detail: str) -> Result:
 
 
 def decode_status(status: object) -> tuple[int | None, int | None]:
-    """A wait status from inside -> (exit code, signal); nonsense -> (None, SIGKILL)."""
+    """A wait status from inside (JSON, so checked first) -> (exit code, signal); nonsense ->
+    (None, SIGKILL)."""
     if not isinstance(status, int) or isinstance(status, bool) or not 0 <= status < 1 << 16:
         return None, signal.SIGKILL
-    if os.WIFSIGNALED(status):
-        return None, os.WTERMSIG(status)
-    return os.WEXITSTATUS(status), None
+    return decode_wait_status(status)
 
 
 def number(message: Mapping[str, object], key: str) -> float:

@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from stockade.errors import PolicyError, SandboxError
-from stockade.result import Result
+from stockade.result import Result, describe_end
 from stockade.spawn import running
 from stockade.spawn.cancel import cancelled, tracked
 from stockade.spawn.capture import Sink, captured_result
@@ -317,7 +317,7 @@ def _ceil(seconds: float | None) -> int | None:
 def _death_text(death: RunReport, closed: bool) -> str:
     if closed:
         return "the pool was closed during the run"
-    how = f"signal {death.signal}" if death.signal else f"exit {death.exit_code}"
+    how = describe_end(death.exit_code, death.signal)
     return (
         f"the pooled interpreter ended during the run ({how}): a run shares its uid and may "
         "kill it; the pool replaced it"

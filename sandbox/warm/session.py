@@ -28,10 +28,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from stockade.errors import PolicyError, SessionError
-from stockade.result import Result
+from stockade.result import Result, describe_end
 from stockade.spawn.capture import Sink, captured_result
 from stockade.spawn.plan import check_files  # the same checks as any run
-from stockade.spawn.supervisor import RunReport
 from stockade.warm import host as interpreter
 from stockade.warm.host import Outcome, StartFailed, Warm
 
@@ -164,7 +163,7 @@ class Session:
         elif death.exit_code == IDLE_CPU_EXIT:
             why = "threads left running used up the CPU time between calls"
         else:
-            why = f"the interpreter ended ({_how(death)})"
+            why = f"the interpreter ended ({describe_end(death.exit_code, death.signal)})"
         self._end(warm, why)
         # Killed (by us, the kernel or a signal), or an exit of its own (os._exit in the call)
         killed = outcome.hard_killed or outcome.oom_kills > 0 or death.signal is not None
@@ -186,10 +185,6 @@ class Session:
         warm.close()
         self._warm = None
         self._ended = f"the session is gone: {why}; its state is lost"
-
-
-def _how(death: RunReport) -> str:
-    return f"signal {death.signal}" if death.signal else f"exit {death.exit_code}"
 
 
 def _call_result(outcome: Outcome, out: Sink, err: Sink, warnings: tuple[str, ...]) -> Result:

@@ -1,4 +1,5 @@
-"""The Result: status precedence, exit-code mapping, and a lossless trip through JSON."""
+"""The Result: status precedence, exit-code mapping, wait statuses, and a lossless trip through
+JSON."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stockade import Result, Status
-from stockade.result import decide_status
+from stockade.result import decide_status, decode_wait_status, describe_end
+from stockade.warm import host
 
 
 def _result(**changes: object) -> Result:
@@ -57,6 +59,20 @@ def test_sigxcpu_is_a_timeout() -> None:
         )
         is Status.TIMEOUT
     )
+
+
+def test_wait_status() -> None:
+    assert decode_wait_status(3 << 8) == (3, None)
+    assert decode_wait_status(0) == (0, None)
+    assert decode_wait_status(signal.SIGSEGV) == (None, signal.SIGSEGV)
+    assert describe_end(3, None) == "exit 3"
+    assert describe_end(None, 11) == "signal 11"
+
+
+def test_wait_status_from_inside_is_checked_first() -> None:
+    assert host.decode_status(3 << 8) == (3, None)
+    for nonsense in (None, True, "0", 1.0, -1, 1 << 16):
+        assert host.decode_status(nonsense) == (None, signal.SIGKILL)
 
 
 def test_exit_status_mapping() -> None:
