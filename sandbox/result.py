@@ -1,11 +1,14 @@
-"""`Result`, what a run did, and `Status`, its outcome in one word."""
+"""`Result`, what a run did, and `Status`, its outcome in one word.
+
+`make_result` is the one place a run's outcome becomes a Result, whichever way it ran (fresh,
+pooled, session); `decode_wait_status` and `describe_end` read and name how a process ended."""
 
 # Not `from __future__ import annotations`: it would cost every command (see spawn/plan.py).
 import json
 import os
 import signal as signal_module
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 
 class Status(StrEnum):
@@ -116,3 +119,51 @@ class Result(NamedTuple):
         if self.signal is not None:
             return 128 + self.signal
         return self.exit_code or 0
+
+
+class Captured(Protocol):
+    """One stream's captured output: `spawn.capture.Sink`, which this module is below."""
+
+    truncated: bool
+
+    def value(self) -> bytes: ...
+
+
+def make_result(
+    out: Captured,
+    err: Captured,
+    *,
+    exit_code: int | None,
+    signal: int | None,
+    timed_out: bool,
+    oom_killed: bool,
+    wall_time: float,
+    cpu_time: float,
+    peak_memory: int,
+    setup_failed: bool = False,
+    error: str | None = None,
+    warnings: tuple[str, ...] = (),
+) -> Result:
+    """The Result of a run: its captured output and what ended it, the status decided by
+    the contract's precedence. Every way of running (fresh, pooled, session) ends here."""
+    status = decide_status(
+        setup_failed=setup_failed,
+        timed_out=timed_out,
+        oom_killed=oom_killed,
+        signal=signal,
+        exit_code=exit_code,
+    )
+    return Result(
+        status=status,
+        exit_code=None if status is Status.SETUP_FAILED else exit_code,
+        signal=signal,
+        stdout_bytes=out.value(),
+        stderr_bytes=err.value(),
+        stdout_truncated=out.truncated,
+        stderr_truncated=err.truncated,
+        wall_time=wall_time,
+        cpu_time=cpu_time,
+        peak_memory=peak_memory,
+        error=error,
+        warnings=warnings,
+    )

@@ -11,8 +11,6 @@ import contextlib
 import os
 import selectors
 
-from stockade.result import Result, Status, decide_status
-
 _CHUNK = 65536
 
 
@@ -117,43 +115,3 @@ def _feed(fd: int, pending: memoryview) -> memoryview:
         return pending
     except BrokenPipeError:  # the program stopped reading its stdin: that is its right
         return memoryview(b"")
-
-
-def captured_result(
-    out: Sink,
-    err: Sink,
-    *,
-    exit_code: int | None,
-    signal: int | None,
-    timed_out: bool,
-    oom_killed: bool,
-    wall_time: float,
-    cpu_time: float,
-    peak_memory: int,
-    setup_failed: bool = False,
-    error: str | None = None,
-    warnings: tuple[str, ...] = (),
-) -> Result:
-    """The Result of a run: its captured output and what ended it, the status decided by
-    the contract's precedence. Every way of running (fresh, pooled, session) ends here."""
-    status = decide_status(
-        setup_failed=setup_failed,
-        timed_out=timed_out,
-        oom_killed=oom_killed,
-        signal=signal,
-        exit_code=exit_code,
-    )
-    return Result(
-        status=status,
-        exit_code=None if status is Status.SETUP_FAILED else exit_code,
-        signal=signal,
-        stdout_bytes=out.value(),
-        stderr_bytes=err.value(),
-        stdout_truncated=out.truncated,
-        stderr_truncated=err.truncated,
-        wall_time=wall_time,
-        cpu_time=cpu_time,
-        peak_memory=peak_memory,
-        error=error,
-        warnings=warnings,
-    )

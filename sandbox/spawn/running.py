@@ -16,10 +16,10 @@ import socket
 from collections.abc import Callable
 
 from stockade.errors import SetupError
-from stockade.result import Result
+from stockade.result import Result, make_result
 from stockade.spawn import server as forkserver
 from stockade.spawn.call import Stdio
-from stockade.spawn.capture import Sink, captured_result, pump
+from stockade.spawn.capture import Sink, pump
 from stockade.spawn.plan import RunPlan
 from stockade.spawn.supervisor import RunReport, Started, unframe
 
@@ -205,7 +205,7 @@ def _lost() -> RunReport:
 
 def report_result(report: RunReport, out: Sink, err: Sink) -> Result:
     """The Result of a run from its supervisor's report and its captured output."""
-    return captured_result(
+    return make_result(
         out,
         err,
         setup_failed=report.setup_error is not None,

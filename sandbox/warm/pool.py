@@ -32,10 +32,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from stockade.errors import PolicyError, SandboxError
-from stockade.result import Result, describe_end
+from stockade.result import Result, describe_end, make_result
 from stockade.spawn import running
 from stockade.spawn.cancel import cancelled, tracked
-from stockade.spawn.capture import Sink, captured_result
+from stockade.spawn.capture import Sink
 from stockade.spawn.plan import check_files  # the same checks as any run
 from stockade.spawn.supervisor import RunReport
 from stockade.warm import host as interpreter
@@ -172,7 +172,7 @@ class Pool:
             timed_out = outcome.hard_killed or outcome.cpu_exceeded
             wall, cpu, peak = outcome.wall, 0.0, outcome.peak or 0
             error = _death_text(death, self._closed)
-        return captured_result(
+        return make_result(
             out,
             err,
             timed_out=timed_out,

@@ -28,8 +28,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from stockade.errors import PolicyError, SessionError
-from stockade.result import Result, describe_end
-from stockade.spawn.capture import Sink, captured_result
+from stockade.result import Result, describe_end, make_result
+from stockade.spawn.capture import Sink
 from stockade.spawn.plan import check_files  # the same checks as any run
 from stockade.warm import host as interpreter
 from stockade.warm.host import Outcome, StartFailed, Warm
@@ -167,7 +167,7 @@ class Session:
         self._end(warm, why)
         # Killed (by us, the kernel or a signal), or an exit of its own (os._exit in the call)
         killed = outcome.hard_killed or outcome.oom_kills > 0 or death.signal is not None
-        return captured_result(
+        return make_result(
             out,
             err,
             timed_out=outcome.hard_killed,
@@ -194,7 +194,7 @@ def _call_result(outcome: Outcome, out: Sink, err: Sink, warnings: tuple[str, ..
     signum = None
     if not isinstance(exit_code, int) or isinstance(exit_code, bool):
         exit_code, signum = None, _SIGINT  # a KeyboardInterrupt ended the call
-    return captured_result(
+    return make_result(
         out,
         err,
         timed_out=interrupted or outcome.cpu_exceeded,

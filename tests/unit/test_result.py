@@ -3,6 +3,7 @@ JSON."""
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 
@@ -10,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stockade import Result, Status
-from stockade.result import decide_status, decode_wait_status, describe_end
+from stockade.result import decide_status, decode_wait_status, describe_end, make_result
+from stockade.spawn.capture import Sink
 from stockade.warm import host
 
 
@@ -59,6 +61,35 @@ def test_sigxcpu_is_a_timeout() -> None:
         )
         is Status.TIMEOUT
     )
+
+
+def test_make_result_reads_the_sinks_and_decides_the_status() -> None:
+    out, err = Sink(4), Sink(4)
+    out.add(b"hello")
+    err.add(b"!")
+    end = functools.partial(
+        make_result,
+        signal=None,
+        timed_out=False,
+        oom_killed=False,
+        wall_time=1.0,
+        cpu_time=0.5,
+        peak_memory=7,
+    )
+    result = end(out, err, exit_code=3)
+    assert result == _result(
+        status=Status.NONZERO_EXIT,
+        exit_code=3,
+        stdout_bytes=b"hell",
+        stderr_bytes=b"!",
+        stdout_truncated=True,
+        wall_time=1.0,
+        cpu_time=0.5,
+        peak_memory=7,
+    )
+    failed = end(out, err, exit_code=3, setup_failed=True)
+    assert failed.status is Status.SETUP_FAILED
+    assert failed.exit_code is None  # the program never ran: no exit code of its own
 
 
 def test_wait_status() -> None:
