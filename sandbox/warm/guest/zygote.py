@@ -40,6 +40,8 @@ import sys
 import time
 import types
 
+# Copies (the package is not visible here) of the kernel's, the standard library's and the
+# host's numbers: tests/unit/test_zygote_constants.py holds them equal to their originals.
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 4, 36, 22, 2
 IPC_RMID = 0
 F_GETPIPE_SZ, F_SETSIG = 1032, 10

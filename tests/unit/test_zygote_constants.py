@@ -1,0 +1,30 @@
+"""The constants copied into the zygote equal their originals.
+
+The zygote runs inside as `python3 -c SOURCE`, where the package is not visible, so it carries
+its own copies of the host's values and of the kernel's and the standard library's numbers.
+Importing it here runs only its definitions (its work is behind `__name__ == "__main__"`)."""
+
+from __future__ import annotations
+
+import fcntl
+import time
+
+from stockade.kernel import syscalls
+from stockade.warm import host, session
+from stockade.warm.guest import zygote
+
+
+def test_the_protocol_constants_are_the_hosts() -> None:
+    assert zygote.MESSAGE == host.MESSAGE
+    assert zygote.IDLE_CPU_EXIT == session.IDLE_CPU_EXIT
+
+
+def test_the_kernel_numbers_are_the_hosts() -> None:
+    assert zygote.PR_SET_DUMPABLE == syscalls.PR_SET_DUMPABLE
+    assert zygote.PR_SET_SECCOMP == syscalls.PR_SET_SECCOMP
+    assert zygote.SECCOMP_MODE_FILTER == syscalls.SECCOMP_MODE_FILTER
+
+
+def test_the_standard_librarys_numbers_are_its_own() -> None:
+    assert zygote.F_GETPIPE_SZ == fcntl.F_GETPIPE_SZ
+    assert zygote._Interrupter.CLOCKS == (time.CLOCK_MONOTONIC, time.CLOCK_PROCESS_CPUTIME_ID)
