@@ -34,7 +34,7 @@ from .models.scripted import ScriptedModel
 from .runtime.context import Context, Counters
 from .runtime.runtime import Runtime
 from .tools import Tool, tool
-from .trace import Trace
+from .trace.log import Trace
 
 __all__ = [
     "AgentError",

@@ -35,7 +35,8 @@ from .models.base import (
 )
 from .runtime.context import Counters
 from .tools import Tool, ToolFunction, ToolOutcome, as_tool
-from .trace import FilterEvent, ModelCallEvent, SandboxRunEvent, ToolCallEvent, Trace
+from .trace.events import FilterEvent, ModelCallEvent, SandboxRunEvent, ToolCallEvent
+from .trace.log import Trace
 
 if TYPE_CHECKING:
     from .chat.routing import ChatState

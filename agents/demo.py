@@ -34,7 +34,7 @@ from .models.openai import OpenAIModel
 from .models.scripted import ScriptedModel
 from .patterns import ReviewRound, code_review_loop
 from .runtime.runtime import Runtime
-from .trace import ToolCallEvent
+from .trace.events import ToolCallEvent
 
 TASK = (
     "Write median(values): the median of a non-empty list of numbers; for an even count, "

@@ -31,7 +31,7 @@ from .execution.agent import CodeExecutionAgent
 from .execution.code_blocks import CodeBlock, ExecutionResult, find_blocks
 from .messages import Message, TextMessage, render
 from .runtime.runtime import Runtime
-from .trace import Trace
+from .trace.log import Trace
 
 # Read through its package, as data (it runs in the guest, never here): wherever the package
 # is installed, and a moved or renamed file fails at import rather than at the first run.

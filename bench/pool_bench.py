@@ -26,9 +26,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from stockade import Policy, Sandbox, Status
 

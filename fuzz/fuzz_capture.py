@@ -13,8 +13,6 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 PIPE_ROOM = 60_000  # what fits in a pipe without a reader (the kernel's default is 64 KiB)
 
 

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import sys
 from unittest import mock
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 EXCLUDED = {"doctor", "-h", "--help"}  # doctor probes the machine; help is argparse's
 

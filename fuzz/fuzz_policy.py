@@ -12,8 +12,6 @@ import os
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 FLAGS = ("timeout", "cpu_time", "memory", "pids", "output_limit", "open_files", "file_size",
          "stack", "workspace_size", "tmp_size", "uid", "gid", "hostname", "allow_net")  # fmt: skip
 _PATH: list[str] = []  # one scratch policy file per process, removed at exit

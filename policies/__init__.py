@@ -1,4 +1,4 @@
 """The built-in policy profiles, one TOML file each (package data).
 
-`sandbox.Policy.load(NAME)` reads `NAME.toml` from here; `sandbox policies` lists them.
+`stockade.Policy.load(NAME)` reads `NAME.toml` from here; `sandbox policies` lists them.
 """

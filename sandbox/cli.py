@@ -79,7 +79,7 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The `sandbox` command; returns its exit code. Called without `argv`, as the `sandbox`
-    script and `python -m sandbox` do, it reads sys.argv and ends the process itself."""
+    script and `python -m stockade` do, it reads sys.argv and ends the process itself."""
     if argv is not None:
         return _main(list(argv))
     # The command imports most of the package for one run and exits: cycles cannot pile up,

@@ -29,7 +29,8 @@ from ..memory import Memory
 from ..messages import Message, TextMessage, digest
 from ..models.base import ContentFilter, ModelClient
 from ..runtime.runtime import Delivery, Runtime
-from ..trace import HandoffEvent, RoutingEvent, TerminationEvent, Trace
+from ..trace.events import HandoffEvent, RoutingEvent, TerminationEvent
+from ..trace.log import Trace
 from .routing import ROUTERS, ChatState, RouteFunction, RoutingMode, normalise, route
 
 TerminationReason = Literal[

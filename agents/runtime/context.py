@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from ..agent import ChatAgent
     from ..memory import AgentMemory, Memory
     from ..models.base import ContentFilter, ModelClient
-    from ..trace import ModelCallEvent, Trace
+    from ..trace.events import ModelCallEvent
+    from ..trace.log import Trace
     from .runtime import Runtime
 
 

@@ -20,13 +20,8 @@ from ..memory import Memory
 from ..messages import Message, from_dict, serialisable, stamp, to_dict
 from ..models.base import ContentFilter, ModelClient
 from ..tools import as_tool
-from ..trace import (
-    ErrorEvent,
-    HandoffEvent,
-    MessageEvent,
-    SandboxRunEvent,
-    Trace,
-)
+from ..trace.events import ErrorEvent, HandoffEvent, MessageEvent, SandboxRunEvent
+from ..trace.log import Trace
 from .context import Context, Counters
 
 STATE_VERSION = 1

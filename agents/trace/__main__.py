@@ -11,7 +11,6 @@ from typing import Any
 
 from ..errors import StateError
 from ..messages import ENVELOPE_FIELDS
-from . import Trace
 from .events import (
     BaseEvent,
     ErrorEvent,
@@ -24,6 +23,7 @@ from .events import (
     TerminationEvent,
     ToolCallEvent,
 )
+from .log import Trace
 
 WIDTH = 100
 

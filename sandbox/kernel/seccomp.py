@@ -264,7 +264,7 @@ def _compile() -> tuple[bytes, ...]:
 # importing pyseccomp runs `ldconfig -p` twice (ctypes.util.find_library), 5-40 ms, and every
 # `sandbox` command paid it. The programs depend only on the rules, on libseccomp (and the
 # pyseccomp that drives it), on the architecture and, through libseccomp's API-level probe, on
-# the kernel; so they are kept on disk (cache.py says where, and when an entry is trusted)
+# the kernel; so they are kept on disk (disk_cache says where, and when an entry is trusted)
 # under a SHA-256 of all of those, with this file's own source standing for the rules and the
 # code that builds them. An entry also has to hold well formed programs: whole 8-byte
 # instructions, at most BPF_MAXINSNS each.

@@ -1,9 +1,9 @@
 """Where a policy's TOML comes from: a built-in name or a file. Reads text, validates nothing.
 
-Kept apart from policy.py, which imports pydantic, so that the command line can read (and hash)
-a policy's text without paying for pydantic (see policy_cache.py). The built-in profiles are
+Kept apart from policy.model, which imports pydantic, so that the command line can read (and hash)
+a policy's text without paying for pydantic (see policy.view). The built-in profiles are
 found with `find_spec` rather than `importlib.resources`, whose import alone costs a command
-about 20 ms; the `policies` package is installed as plain files, never zipped.
+about 20 ms; the `stockade.policies` package is installed as plain files, never zipped.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from stockade.agents import (
     TextMessage,
 )
 from stockade.agents.models.base import Direction
-from stockade.agents.trace import FilterEvent, ModelCallEvent
+from stockade.agents.trace.events import FilterEvent, ModelCallEvent
 
 
 def no_secrets(text: str, direction: Direction) -> str | None:

@@ -23,7 +23,7 @@ from stockade.agents import (
     TextMessage,
 )
 from stockade.agents.chat.group import RouteFunction
-from stockade.agents.trace import RoutingEvent, TerminationEvent
+from stockade.agents.trace.events import RoutingEvent, TerminationEvent
 
 
 def run(chat: GroupChat, first: Message | str, **kw: object) -> ChatResult:

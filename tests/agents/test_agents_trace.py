@@ -25,9 +25,8 @@ from stockade.agents import (
     StateError,
     Trace,
 )
-from stockade.agents.trace import SandboxRunEvent
 from stockade.agents.trace.__main__ import main
-from stockade.agents.trace.events import EventAdapter
+from stockade.agents.trace.events import EventAdapter, SandboxRunEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -307,7 +307,7 @@ def test_a_pids_limit_must_leave_room_for_the_workload() -> None:
 
 
 def test_a_second_run_of_a_policy_needs_no_pydantic(tmp_path: Path) -> None:
-    """Validated policies are kept (policy_cache.py): running the same policy with the same
+    """Validated policies are kept (policy/view.py): running the same policy with the same
     flags again imports no pydantic at all, and behaves the same."""
     probe = (
         "import sys; from stockade.cli import main; code = main(sys.argv[1:]); "

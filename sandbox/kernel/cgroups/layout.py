@@ -1,6 +1,6 @@
 """Where run cgroups go: parse /proc/self/cgroup and /proc/self/mountinfo and plan the layout.
 
-The pure half of the cgroup code (`cgroups.py` is the half that makes system calls): it reads
+The pure half of the cgroup code (`base`, `v1`, `v2` and `control` make the system calls): it reads
 only the texts it is given, so the unit tests cover every layout from recorded texts.
 
 - v2 (most machines): `<mount>/stockade/<run>`, as root only for now. The root cgroup is

@@ -2,8 +2,8 @@
 
 It is the workload of an ordinary sandbox run (namespaces, mounts, the unprivileged uid, no
 capabilities, seccomp and the cgroup are all in place before it starts), started as
-`python3 -c <this file's source> pool|session`. Standard library only: the `sandbox` package
-is not visible inside. `interpreter.py` is its other end.
+`python3 -c <this file's source> pool|session`. Standard library only: the `stockade` package
+is not visible inside. `warm/host.py` is its other end.
 
 File descriptors: 0 is a SOCK_SEQPACKET control socket to the host (one JSON message per
 datagram), 1 and 2 are the sandbox's stdout and stderr pipes, which the host drains. A request
