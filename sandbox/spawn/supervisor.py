@@ -113,7 +113,7 @@ def supervise(
             report_r, report_w = os.pipe2(os.O_CLOEXEC)
             stack.callback(os.close, report_r)
             # The run's network namespace with its allowlist and relay (no allowlist: None,
-            # and the init makes a namespace with only lo). Single-threaded here: see net/namespace.py.
+            # and the init makes a namespace with only lo). Single-threaded: see net/namespace.py.
             network = stack.enter_context(net.isolate(plan.network, rootless=plan.rootless))
             # Host-side resources (cgroup, run dir) are made above, as the caller's own user.
             if plan.rootless:
