@@ -64,6 +64,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     add("--pids", metavar="N", help="most processes/threads at once")
     add("--output-limit", metavar="SIZE", help="most bytes kept of stdout and of stderr each")
     add("--allow-net", action="append", metavar="HOST[:PORT]", help="allow one destination")
+    add("--python", metavar="PATH|NAME", help="the interpreter runs get as python3")
     add("--file", action="append", default=[], metavar="SRC[:DEST]", help="copy into /workspace")
     add("--env", action="append", default=[], metavar="NAME=VALUE", help="set one variable")
     add("--json", action="store_true", help="print the Result as one JSON object")
@@ -223,6 +224,7 @@ def _policy(args: argparse.Namespace) -> Any:
         "pids": args.pids,
         "output_limit": args.output_limit,
         "allow_net": tuple(args.allow_net) if args.allow_net else None,
+        "interpreter": args.python,
     }
     return load_policy(args.policy, {k: v for k, v in flags.items() if v is not None})
 

@@ -125,11 +125,14 @@ def plan_mounts(
     workspace_size: int,
     tmp_size: int,
     inodes: int,
+    commands: tuple[tuple[str, str], ...] = (),
 ) -> RootPlan:
-    """Everything the new root holds, in the order the child mounts it."""
+    """Everything the new root holds, in the order the child mounts it. `commands` are
+    (name, host path) pairs, linked in COMMANDS (the workload's interpreter)."""
     scratch = f"size={tmp_size},nr_inodes={inodes},mode=1777"
     mounts: list[Mount] = [
         *plan_runtime(runtime),
+        *(Symlink(f"{COMMANDS}/{name}", target) for name, target in commands),
         Proc(),
         Tmpfs("/dev", "size=64k,nr_inodes=64,mode=0755", devices=True),
         *(Device(f"/dev/{name}") for name in DEVICES),
@@ -147,8 +150,14 @@ def plan_mounts(
 
 _STDIO = ("stdin", "stdout", "stderr")
 _ETC_FILES = ("passwd", "group", "hostname", "hosts", "nsswitch.conf", "resolv.conf")
+# The run's own commands, first on the workload's PATH: links to the policy's interpreter.
+# Not under /usr or /opt, which the host's directories may cover.
+COMMANDS = "/.stockade/bin"
 # What every run makes itself, which no host path may cover (the policy refuses it).
-OWN_PATHS = ("/proc", "/dev", "/tmp", "/workspace", *(f"/etc/{name}" for name in _ETC_FILES))
+OWN_PATHS = (
+    "/proc", "/dev", "/tmp", "/workspace", "/.stockade",
+    *(f"/etc/{name}" for name in _ETC_FILES),
+)  # fmt: skip
 
 
 def _etc_files(uid: int, gid: int, hostname: str, hosts: tuple[tuple[str, str], ...]) -> list[File]:

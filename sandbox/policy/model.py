@@ -129,7 +129,8 @@ class Filesystem(_Section):
     readonly: tuple[Annotated[str, AfterValidator(_host_path)], ...] = DEFAULT_READONLY
     """Host paths bound read-only at the same place; missing ones are skipped."""
     python: StrictBool = True
-    """Also bind the running interpreter's installation (sys.base_prefix) read-only."""
+    """Show the interpreter of [python] (its installation read-only, and `python3` first on
+    PATH); false for none."""
     workspace_size: Size = Field(64 << 20, ge=64 << 10, le=_TIB)
     """Size cap of the writable /workspace (a per-run tmpfs), in bytes."""
     tmp_size: Size = Field(64 << 20, ge=64 << 10, le=_TIB)
@@ -154,6 +155,23 @@ class Process(_Section):
     """Variables set inside, on top of PATH, HOME and TMPDIR. Nothing of the host's."""
     preload: tuple[Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*$")], ...] = ()
     """Python modules that pooled sandboxes and sessions import before any run."""
+
+
+def _interpreter(value: str) -> str:
+    # Only the form here: whether it runs, and is Python, is asked when a Sandbox is made
+    # (spawn/interpreter.py), so that a cached policy never vouches for a binary since gone.
+    if "\0" in value or not value.strip() or ("/" in value and not value.startswith("/")):
+        raise ValueError(
+            f"expected an absolute path or a command name on this machine's PATH, got {value!r}"
+        )
+    return value
+
+
+class Python(_Section):
+    interpreter: Annotated[str, AfterValidator(_interpreter)] | None = None
+    """The interpreter runs get as `python3` and `python`: an absolute path, or a command
+    looked up on this machine's PATH, resolved through venvs and shims to its real binary.
+    None (left out): the interpreter running Stockade."""
 
 
 def _allow_entry(value: str) -> str:
@@ -183,6 +201,7 @@ class Policy(_Section):
     filesystem: Filesystem = Field(default_factory=Filesystem)
     process: Process = Field(default_factory=Process)
     network: Network = Field(default_factory=Network)
+    python: Python = Field(default_factory=Python)
 
     @classmethod
     def load(cls, name_or_path: str | Path = "default") -> Policy:
@@ -228,6 +247,7 @@ OVERRIDES: dict[str, tuple[str, str]] = {
     "allow_net": ("network", "allow"),
     "allow_host_loopback": ("network", "allow_host_loopback"),
     **{key: ("network", key) for key in ("max_connections", "max_bytes")},
+    "interpreter": ("python", "interpreter"),
 }
 
 

@@ -118,11 +118,12 @@ def _spawn_workload(plan: RunPlan, report_fd: int) -> int:
     target), default signal dispositions, an empty mask, the policy's environment.
 
     posix_spawn (vfork-like in glibc) rather than fork: no copy of this Python process's
-    page tables, and no copy-on-write faults while it execs.
+    page tables, and no copy-on-write faults while it execs. Not posix_spawnp: it searches
+    this process's own PATH, not the one the workload gets.
     """
     try:
-        return os.posix_spawnp(
-            plan.argv[0], plan.argv, plan.env,
+        return os.posix_spawn(
+            _find_command(plan.argv[0], plan.env["PATH"]), plan.argv, plan.env,
             setsid=True, setsigmask=(), setsigdef=_SIGNALS_TO_RESET,
         )  # fmt: skip
     except OSError as exc:
@@ -131,6 +132,26 @@ def _spawn_workload(plan: RunPlan, report_fd: int) -> int:
             os._exit(SETUP_FAILED)
         report(report_fd, kind="exec", errno=exc.errno or 0, command=plan.argv[0])
         os._exit(127 if exc.errno == errno.ENOENT else 126)
+
+
+def _find_command(name: str, search_path: str) -> str:
+    """Where a shell finds `name` (in the new root, as the workload's user): the name itself
+    when it holds a slash, else the first executable file of that name in `search_path`'s
+    directories (an empty entry is the working directory). When only files that cannot be
+    executed are found, the first of them, whose spawn then fails with EACCES (126); when
+    none is, ENOENT (127)."""
+    if "/" in name:
+        return name
+    denied = None
+    for directory in search_path.split(":"):
+        candidate = f"{directory or '.'}/{name}"
+        if os.path.isfile(candidate):  # follows links; a directory is not a command
+            if os.access(candidate, os.X_OK):
+                return candidate
+            denied = denied or candidate
+    if denied is None:
+        raise FileNotFoundError(errno.ENOENT, "command not found", name)
+    return denied
 
 
 # Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive execve.

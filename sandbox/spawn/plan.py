@@ -17,7 +17,6 @@ imports only for type checking is quoted where it is used.
 # Not `from __future__ import annotations`: it would cost every command (see below).
 import os
 import posixpath
-import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -27,6 +26,7 @@ from stockade.kernel.cgroups.base import CgroupLimits
 from stockade.kernel.limits import Rlimits
 from stockade.kernel.mounts import RootPlan
 from stockade.net.allowlist import NetworkPlan, plan_network
+from stockade.spawn import interpreter
 
 if TYPE_CHECKING:
     from stockade.policy.model import Policy
@@ -63,7 +63,9 @@ class Planner:
     sessions each hold one; what does not change between calls is computed once."""
 
     def __init__(self, policy: "Policy | PolicyView") -> None:
+        """Finds the policy's interpreter: a PolicyError now, before anything runs."""
         self.policy = policy
+        self.python = interpreter.find(policy.filesystem.python, policy.python.interpreter)
         self._root: RootPlan | None = None
         self._rlimits: Rlimits | None = None
 
@@ -94,8 +96,12 @@ class Planner:
     def environment(self, extra: Mapping[str, str]) -> dict[str, str]:
         """The workload's environment: the base, then the policy's, then the call's."""
         path = BASE_PATH
-        if self.policy.filesystem.python:
-            path = f"{_python_prefix()}/bin:{path}"
+        if self.python is not None:
+            # Its links first, then the commands installed with it (pip3, its scripts).
+            scripts = f"{self.python.installation[0]}/bin"
+            if scripts not in BASE_PATH.split(":"):
+                path = f"{scripts}:{path}"
+            path = f"{mounts.COMMANDS}:{path}"
         env = {"PATH": path, "HOME": "/workspace", "TMPDIR": "/tmp"}
         env.update(self.policy.process.env)
         env.update(extra)
@@ -112,10 +118,9 @@ class Planner:
         return self._root
 
     def _plan_root(self, hosts: tuple[tuple[str, str], ...]) -> RootPlan:
-        fs, process = self.policy.filesystem, self.policy.process
-        runtime = fs.readonly + ((_python_prefix(),) if fs.python else ())
+        fs, process, python = self.policy.filesystem, self.policy.process, self.python
         return mounts.plan_mounts(
-            runtime,
+            fs.readonly + (python.installation if python else ()),
             uid=process.uid,
             gid=process.gid,
             hostname=process.hostname,
@@ -123,6 +128,7 @@ class Planner:
             workspace_size=fs.workspace_size,
             tmp_size=fs.tmp_size,
             inodes=fs.inodes,
+            commands=python.commands() if python else (),
         )
 
     def _plan_rlimits(self) -> Rlimits:
@@ -135,11 +141,6 @@ class Planner:
                 stack=lim.stack,
             )
         return self._rlimits
-
-
-def _python_prefix() -> str:
-    # The base installation, not a virtualenv: where the interpreter and stdlib live.
-    return os.path.realpath(sys.base_prefix)
 
 
 def check_argv(argv: Sequence[str]) -> tuple[str, ...]:

@@ -64,9 +64,21 @@ class StartFailed(SandboxError):
         super().__init__(result.error or "the warm interpreter could not be started")
 
 
-def check_preload(names: Sequence[str]) -> None:
-    """Up front, for pools and sessions alike: each name goes into an import statement."""
-    for name in names:
+OLDEST_PYTHON = (3, 10)  # zygote.py's language (zip's strict=)
+
+
+def check(planner: Planner, preload: Sequence[str]) -> None:
+    """Up front, for pools and sessions alike: the policy's interpreter can run zygote.py,
+    and each name of `preload` goes into an import statement."""
+    python = planner.python
+    if python is not None and python.version < OLDEST_PYTHON:
+        raise PolicyError(
+            "python.interpreter",
+            "pools and sessions need Python {}.{} or later; {} is {}.{}".format(
+                *OLDEST_PYTHON, python.executable, *python.version
+            ),
+        )
+    for name in preload:
         if not isinstance(name, str) or not all(p.isidentifier() for p in name.split(".")):
             raise PolicyError("preload", f"{name!r} is not a module name")
 

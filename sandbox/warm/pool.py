@@ -74,7 +74,7 @@ class Pool:
                 "not available with a network allowlist: its connection and byte budgets "
                 "are per sandbox, so pooled runs would share them; use pool=0",
             )
-        interpreter.check_preload(preload)
+        interpreter.check(planner, preload)
         planner.plan(["python3"], files={}, env={})  # a bad policy fails here, not in the thread
         self.planner, self.size, self.preload = planner, size, tuple(preload)
         self._environment = planner.environment({})  # what a run without `env` gets

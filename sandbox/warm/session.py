@@ -60,7 +60,7 @@ class Session:
             raise PolicyError("timeout", f"a call's timeout must be in (0, {lifetime}] seconds")
         if not 0 < lifetime <= 86_400 or grace < 0:
             raise PolicyError("lifetime", "a session lives for (0, 86400] seconds; grace >= 0")
-        interpreter.check_preload(preload)
+        interpreter.check(planner, preload)
         self.planner = planner
         self.timeout = timeout or planner.policy.limits.timeout
         self.grace = grace

@@ -185,8 +185,9 @@ def _json(done: subprocess.CompletedProcess[str]) -> dict:
     return json.loads(done.stdout)
 
 
+# .stockade: the links to the run's interpreter (python3, ...)
 RUNTIME_TOP_LEVEL = {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "tmp",
-                     "usr", "workspace"}  # fmt: skip
+                     "usr", "workspace", ".stockade"}  # fmt: skip
 CONTAINMENT = r"""
 import ctypes, errno, os
 libc = ctypes.CDLL(None, use_errno=True)

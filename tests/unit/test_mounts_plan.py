@@ -7,9 +7,12 @@ a bind would show the host's inode, on which file locks are shared with every ru
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
+from stockade import Policy
 from stockade.kernel import mounts
+from stockade.spawn.plan import Planner
 
 
 def test_directories_overlay_files_copy_links_stay_links(tmp_path: Path) -> None:
@@ -69,3 +72,19 @@ def test_mounts_of_another_kind_are_never_equal() -> None:
     assert overlay == mounts.Overlay("/usr", "/usr") and overlay != ("/usr", "/usr")
     assert mounts.RootPlan((overlay,), 1, 1) != mounts.RootPlan((copy,), 1, 1)
     assert len({overlay, mounts.Overlay("/usr", "/usr")}) == 1
+
+
+def test_the_running_interpreter_is_linked_first_on_path() -> None:
+    """By default runs get the interpreter running Stockade, as its real binary (not a venv's
+    link to it), its installation shown and its links first on PATH."""
+    planner = Planner(Policy.load("default"))
+    binary = os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable)
+    root = {m.target: m for m in planner.plan(["true"], files={}, env={}).root.mounts}
+    version = "{}.{}".format(*sys.version_info)
+    for name in ("python", "python3", f"python{version}"):
+        assert root[f"{mounts.COMMANDS}/{name}"] == mounts.Symlink(
+            f"{mounts.COMMANDS}/{name}", binary
+        )
+    prefix = os.path.realpath(sys.base_prefix)
+    assert root[prefix] == mounts.Overlay(prefix, prefix)
+    assert planner.environment({})["PATH"].startswith(f"{mounts.COMMANDS}:")

@@ -53,6 +53,12 @@ def test_builtin_policies_are_listed() -> None:
         ({"filesystem": {"readonly": ["/proc/self"]}}, "filesystem.readonly.0"),
         ({"filesystem": {"readonly": ["/usr/../workspace"]}}, "filesystem.readonly.0"),
         ({"filesystem": {"python": "yes"}}, "filesystem.python"),
+        ({"filesystem": {"readonly": ["/.stockade/bin"]}}, "filesystem.readonly.0"),
+        # an absolute path or a command name: a relative path would depend on where one runs
+        ({"python": {"interpreter": "bin/python3"}}, "python.interpreter"),
+        ({"python": {"interpreter": " "}}, "python.interpreter"),
+        ({"python": {"interpreter": 3}}, "python.interpreter"),
+        ({"python": {"version": "3.12"}}, "python.version"),
         ({"network": {"allow_host_loopback": 1}}, "network.allow_host_loopback"),
         ({"limits": {"pids": 1}}, "limits.pids"),  # the run's init is one
         ({"process": {"env": {"A B": "x"}}}, "process.env.A B.[key]"),
