@@ -58,6 +58,8 @@ def describe_end(exit_code: int | None, signal: int | None) -> str:
 
 class Result(NamedTuple):
     """What a run did. Times in seconds, memory in bytes; output kept as raw bytes too.
+    `files` holds what the run's `collect` brought back out of /workspace (name relative to
+    /workspace -> content).
 
     An immutable record: `_replace(...)` makes a changed copy, `to_dict()` is the contract's
     JSON object. A NamedTuple rather than a dataclass because every `sandbox` command imports
@@ -75,6 +77,7 @@ class Result(NamedTuple):
     peak_memory: int
     error: str | None = None
     warnings: tuple[str, ...] = ()
+    files: dict[str, bytes] = {}  # noqa: RUF012 (make_result gives each Result its own)
 
     @property
     def stdout(self) -> str:
@@ -89,7 +92,9 @@ class Result(NamedTuple):
         return self.status is Status.OK
 
     def to_dict(self) -> dict[str, Any]:
-        """The contract's JSON object (plus `warnings`)."""
+        """The contract's JSON object (plus `warnings`, and `files`: each collected file's
+        name and size in bytes; the contents are in `Result.files`, or written out by the
+        command's --output-dir)."""
         return {
             "status": self.status.value,
             "exit_code": self.exit_code,
@@ -103,6 +108,7 @@ class Result(NamedTuple):
             "peak_memory": self.peak_memory,
             "error": self.error,
             "warnings": list(self.warnings),
+            "files": {name: len(data) for name, data in self.files.items()},
         }
 
     def to_json(self) -> str:
@@ -143,6 +149,7 @@ def make_result(
     setup_failed: bool = False,
     error: str | None = None,
     warnings: tuple[str, ...] = (),
+    files: dict[str, bytes] | None = None,
 ) -> Result:
     """The Result of a run: its captured output and what ended it, the status decided by
     the contract's precedence. Every way of running (fresh, pooled, session) ends here."""
@@ -166,4 +173,5 @@ def make_result(
         peak_memory=peak_memory,
         error=error,
         warnings=warnings,
+        files={} if files is None else files,
     )

@@ -75,12 +75,15 @@ class Sandbox:
         env: Mapping[str, str] | None = None,
         stdout_fd: int | None = None,
         stderr_fd: int | None = None,
+        collect: bool | Sequence[str] | None = None,
     ) -> Result:
         """Run `argv` in a fresh sandbox. `stdin` is bytes to feed, or an fd to hand over.
         `files` land in /workspace. `stdout_fd`/`stderr_fd` forward output live instead of
-        keeping it (up to the output limit either way)."""
+        keeping it (up to the output limit either way). `collect` (glob patterns, or True
+        for all) brings the matching regular files of /workspace back in `Result.files`, up
+        to the policy's `limits.collect_size`."""
         check_stdin(stdin)
-        plan = self.plan(argv, files=files or {}, env=env or {})
+        plan = self.plan(argv, files=files or {}, env=env or {}, collect=collect)
         out, err = (Sink(self.policy.limits.output, fd) for fd in (stdout_fd, stderr_fd))
         if self._standby is None:
             return _execute(plan, stdin, out, err, forkserver.launch)
@@ -96,18 +99,21 @@ class Sandbox:
         stdin: Stdin = b"",
         files: Mapping[str, bytes | str] | None = None,
         env: Mapping[str, str] | None = None,
+        collect: bool | Sequence[str] | None = None,
     ) -> Result:
         """Run source code: it is written to /workspace/main.py (or main.sh) and started.
-        With a pool, Python runs in a warm pooled sandbox instead of a fresh one."""
+        With a pool, Python runs in a warm pooled sandbox instead of a fresh one. `collect`
+        as for `run`."""
         if language not in LANGUAGES:
             raise PolicyError(
                 "language", f"unknown language {language!r}; known: {', '.join(LANGUAGES)}"
             )
         check_stdin(stdin)
         if self.pool is not None and language == "python" and self.pool.here():
-            return self.pool.run_code(code, stdin=stdin, files=files, env=env)
+            return self.pool.run_code(code, stdin=stdin, files=files, env=env, collect=collect)
         filename, argv = LANGUAGES[language]
-        return self.run(argv, stdin=stdin, files={**(files or {}), filename: code}, env=env)
+        files = {**(files or {}), filename: code}
+        return self.run(argv, stdin=stdin, files=files, env=env, collect=collect)
 
     async def arun(self, argv: Sequence[str], **options: object) -> Result:
         """`run` for asyncio: the run happens in a worker thread, the loop stays free.
@@ -164,10 +170,15 @@ class Sandbox:
         self.close()
 
     def plan(
-        self, argv: Sequence[str], *, files: Mapping[str, bytes | str], env: Mapping[str, str]
+        self,
+        argv: Sequence[str],
+        *,
+        files: Mapping[str, bytes | str],
+        env: Mapping[str, str],
+        collect: bool | Sequence[str] | None = None,
     ) -> RunPlan:
         """The run's plan (pure): validates the arguments and computes everything to do."""
-        return self.planner.plan(argv, files=files, env=env)
+        return self.planner.plan(argv, files=files, env=env, collect=collect)
 
 
 def _execute(plan: RunPlan, stdin: Stdin, out: Sink, err: Sink, launch: running.Launch) -> Result:

@@ -9,8 +9,10 @@ process left in the namespace. Killing it from outside therefore ends the whole 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import signal
 import socket
 import struct
 
@@ -100,6 +102,18 @@ def run_init(workload: int) -> int:
             return 0
         if pid == workload:
             return status
+
+
+def end_all() -> None:
+    """PID 1's end of a run: SIGKILL every other process of the pid namespace (kill(-1) spares
+    only the caller) and reap until none is left, forks racing with it included."""
+    while True:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(-1, signal.SIGKILL)
+        try:
+            os.wait()
+        except ChildProcessError:
+            return
 
 
 def enter_network(netns: int | None) -> None:

@@ -100,6 +100,9 @@ class Limits(_Section):
     """Stack size per process in bytes (RLIMIT_STACK)."""
     output: Size = Field(1 << 20, ge=0, le=1 << 30)
     """Most bytes kept of stdout and of stderr each; the rest is dropped, never blocking."""
+    collect_size: Size = Field(16 << 20, ge=0, le=1 << 30)
+    """Most bytes of files (contents and names) a run's `collect` brings back out of
+    /workspace; matching files beyond it are left out and named in Result.warnings."""
     cgroups: Literal["required", "best_effort"] = "required"
     """'required': refuse to run without the cgroup controllers the limits need.
     'best_effort': run on rlimits alone and say in Result.warnings which limits are weaker."""

@@ -1,5 +1,6 @@
 """A call: what changes from one run of a `Sandbox` to the next, and how it reaches a
-prepared run (prepared.py): the command, its environment and files, and the stdio fds.
+prepared run (prepared.py): the command, its environment and files, what to collect, and
+the stdio fds.
 
 On the wire (a unix stream socket): an 8-byte length carrying the three fds
 (SCM_RIGHTS), then the pickled `Call`. The caller sends it straight to the run's init; the
@@ -22,6 +23,7 @@ class Call(NamedTuple):
     argv: tuple[str, ...]
     env: dict[str, str]
     files: dict[str, bytes]
+    collect: str | None  # the planned patterns (collect.py), None: nothing comes back
 
 
 def send(channel: int, payload: bytes, stdio: Stdio) -> None:

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from stockade.kernel import limits, mounts, namespaces, privileges, seccomp
 from stockade.kernel import syscalls as sc
 from stockade.spawn import call as calls
+from stockade.spawn import collect
 from stockade.spawn.plan import RunPlan
 
 SETUP_FAILED = 125
@@ -108,6 +109,10 @@ def run_init(
         if arrived is not None:  # told after the spawn: waking the supervisor must not delay it
             report(report_fd, kind="call", at=arrived)
         status = namespaces.run_init(workload)
+        if plan.collect is not None:
+            # The files come out once nothing of the run is left to change them meanwhile.
+            step("processes.end", namespaces.end_all)
+            step("workspace.collect", _send_files, plan.collect, plan.collect_size, report_fd)
         report(report_fd, kind="exit", status=status)
     finally:
         os._exit(SETUP_FAILED)
@@ -170,7 +175,14 @@ def _default_handlers() -> None:
 def _receive_call(plan: RunPlan, call_fd: int) -> tuple[RunPlan, tuple[int, int, int]]:
     call, stdio = calls.receive(call_fd)
     os.close(call_fd)
-    return plan._replace(argv=call.argv, env=call.env, files=call.files), stdio
+    changed = plan._replace(argv=call.argv, env=call.env, files=call.files, collect=call.collect)
+    return changed, stdio
+
+
+def _send_files(pattern: str, cap: int, report_fd: int) -> None:
+    # Message by message: the init holds one chunk at a time, whatever the cap.
+    for kind, name, value in collect.gather(pattern, cap):
+        report(report_fd, kind=kind, name=name, value=value)
 
 
 def _join_cgroup(join_paths: tuple[str, ...]) -> None:

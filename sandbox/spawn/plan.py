@@ -27,6 +27,7 @@ from stockade.kernel.limits import Rlimits
 from stockade.kernel.mounts import RootPlan
 from stockade.net.allowlist import NetworkPlan, plan_network
 from stockade.spawn import interpreter
+from stockade.spawn.collect import plan_collect
 
 if TYPE_CHECKING:
     from stockade.policy.model import Policy
@@ -47,6 +48,8 @@ class RunPlan(NamedTuple):
     cgroups_required: bool = True
     rootless: bool = False  # not root: the supervisor makes a user namespace first
     network: NetworkPlan = NetworkPlan()  # no rules: no network
+    collect: str | None = None  # the files to bring back out of /workspace (collect.py)
+    collect_size: int = 0  # bytes of them at most, names included
 
 
 LANGUAGES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -70,12 +73,17 @@ class Planner:
         self._rlimits: Rlimits | None = None
 
     def plan(
-        self, argv: Sequence[str], *, files: Mapping[str, bytes | str], env: Mapping[str, str]
+        self,
+        argv: Sequence[str],
+        *,
+        files: Mapping[str, bytes | str],
+        env: Mapping[str, str],
+        collect: bool | Sequence[str] | None = None,
     ) -> RunPlan:
         """The run's plan (pure): validates the arguments and computes everything to do."""
         policy = self.policy
         checked_argv, environment = check_argv(argv), self.environment(env)
-        checked_files = check_files(files)
+        checked_files, patterns = check_files(files), plan_collect(collect)
         network = plan_network(policy.network)  # names are resolved here, once per run
         return RunPlan(
             argv=checked_argv,
@@ -91,6 +99,8 @@ class Planner:
             rootless=os.geteuid() != 0,
             files=checked_files,
             network=network,
+            collect=patterns,
+            collect_size=policy.limits.collect_size,
         )
 
     def environment(self, extra: Mapping[str, str]) -> dict[str, str]:

@@ -33,7 +33,7 @@ def template(plan: RunPlan) -> RunPlan | None:
     """The part of `plan` a run can be prepared for; None if it cannot be prepared."""
     if plan.network.rules:
         return None  # names are resolved and the relay made per run
-    return plan._replace(argv=(), env={}, files={})
+    return plan._replace(argv=(), env={}, files={}, collect=None)
 
 
 class Standby:
@@ -97,7 +97,7 @@ class _Prepared:
         channel.register(self.launched.reply, select.POLLIN)
         if channel.poll(0):
             return None
-        payload = pickle.dumps(calls.Call(plan.argv, plan.env, plan.files))
+        payload = pickle.dumps(calls.Call(plan.argv, plan.env, plan.files, plan.collect))
         try:
             calls.send(self.launched.call.fileno(), payload, stdio)
         except OSError:

@@ -218,4 +218,5 @@ def report_result(report: RunReport, out: Sink, err: Sink) -> Result:
         peak_memory=report.peak_memory,
         error=report.setup_error or report.exec_error,
         warnings=report.warnings,
+        files=report.files,
     )

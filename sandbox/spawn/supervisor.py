@@ -28,6 +28,7 @@ from stockade.net import namespace as net
 from stockade.result import decode_wait_status, describe_end
 from stockade.spawn import child
 from stockade.spawn.call import Stdio
+from stockade.spawn.collect import Collected
 from stockade.spawn.plan import RunPlan
 
 RUN_DIR_PREFIX = "stockade-"
@@ -47,6 +48,7 @@ class RunReport(NamedTuple):
     cpu_time: float = 0.0
     peak_memory: int = 0
     warnings: tuple[str, ...] = ()
+    files: dict[str, bytes] = {}  # noqa: RUF012 (never changed: a report is replaced whole)
 
 
 class Started(NamedTuple):
@@ -302,7 +304,11 @@ def _kill_and_reap(init: int, cgroup: Cgroup | None) -> None:
 
 
 class _Watch:
-    """Wait for the init to exit, reading the report pipe; kill on wall or CPU time."""
+    """Wait for the init to exit, reading the report pipe; kill on wall or CPU time.
+
+    The init's messages are JSON lines, taken as they come: collected files (collect.py) go
+    straight into their `Collected`, whose cap bounds them, and only the partial last line
+    stays as bytes."""
 
     def __init__(
         self,
@@ -317,7 +323,11 @@ class _Watch:
         self.init, self.report_fd, self.cgroup, self.plan = init, report_fd, cgroup, plan
         self.started = started
         self.deadline = started + plan.timeout
-        self.buffer = reported  # what the init reported before the watch began
+        self.buffer = bytearray()  # the last line's bytes until its newline comes
+        self.messages: list[dict] = []
+        # A prepared run's plan does not say what its call collects: the init's messages do.
+        self.collected = Collected(plan.collect_size)
+        self._take(reported)  # what the init reported before the watch began
         self.timed_out = False
         self.control = control  # the reply channel: its end of file means "stop the run"
         self.stopped = False
@@ -365,8 +375,20 @@ class _Watch:
 
     def _read(self) -> bool:
         chunk = os.read(self.report_fd, 65536)
-        self.buffer += chunk
+        self._take(chunk)
         return bool(chunk)
+
+    def _take(self, chunk: bytes) -> None:
+        self.buffer += chunk
+        *lines, rest = self.buffer.split(b"\n")
+        self.buffer = bytearray(rest)
+        for line in lines:
+            if line.strip():
+                message = json.loads(line)
+                if message["kind"] in ("file", "left_out"):
+                    self.collected.take(message["kind"], message["name"], message["value"])
+                else:
+                    self.messages.append(message)
 
     def _drain(self) -> None:
         os.set_blocking(self.report_fd, False)
@@ -382,8 +404,7 @@ class _Watch:
         wall: float,
         warnings: tuple[str, ...],
     ) -> RunReport:
-        messages = [json.loads(line) for line in self.buffer.splitlines() if line.strip()]
-        by_kind = {message["kind"]: message for message in messages}
+        by_kind = {message["kind"]: message for message in self.messages}
         setup_error = exec_error = None
         if "setup" in by_kind:
             failed = by_kind["setup"]
@@ -411,7 +432,8 @@ class _Watch:
             wall_time=wall,
             cpu_time=stats.cpu_time if stats else usage.ru_utime + usage.ru_stime,  # type: ignore[attr-defined]
             peak_memory=stats.peak_memory if stats else usage.ru_maxrss * 1024,  # type: ignore[attr-defined]
-            warnings=warnings,
+            warnings=warnings + self.collected.warnings(),
+            files=self.collected.files(),
         )
 
 

@@ -36,6 +36,7 @@ from stockade.result import Result, describe_end, make_result
 from stockade.spawn import running
 from stockade.spawn.cancel import cancelled, tracked
 from stockade.spawn.capture import Sink
+from stockade.spawn.collect import Collected, plan_collect
 from stockade.spawn.plan import check_files  # the same checks as any run
 from stockade.spawn.supervisor import RunReport
 from stockade.warm import host as interpreter
@@ -103,9 +104,11 @@ class Pool:
         stdin: bytes | int | None = b"",
         files: Mapping[str, bytes | str] | None = None,
         env: Mapping[str, str] | None = None,
+        collect: bool | Sequence[str] | None = None,
     ) -> Result:
         """Run Python source in a pooled sandbox: as `Sandbox.run_code` does, faster."""
         checked = check_files({**(files or {}), "main.py": code})
+        pattern = plan_collect(collect)
         environment = self.planner.environment(env) if env else self._environment
         payload = marshal.dumps({"code": code, "files": checked, "env": environment})
         out, err = (Sink(self.planner.policy.limits.output) for _ in range(2))
@@ -120,16 +123,24 @@ class Pool:
                     return _setup_failed("the run was cancelled before it started")
                 if not warm.ready(_READY):
                     continue
+                collected = Collected(self.planner.policy.limits.collect_size)
                 with tracked(warm):  # a cancelled arun_code kills it; the pool replaces it
-                    outcome = self._request(warm, payload, stdin, out, err)
+                    outcome = self._request(warm, payload, stdin, out, err, pattern, collected)
                 healthy = outcome.done is not None
-                return self._result(warm, outcome, out, err)
+                return self._result(warm, outcome, out, err, collected)
             finally:
                 self._release(warm, healthy)
         return _setup_failed("no pooled sandbox could take the run (each died before it)")
 
     def _request(
-        self, warm: Warm, payload: bytes, stdin: bytes | int | None, out: Sink, err: Sink
+        self,
+        warm: Warm,
+        payload: bytes,
+        stdin: bytes | int | None,
+        out: Sink,
+        err: Sink,
+        pattern: str | None,
+        collected: Collected,
     ) -> Outcome:
         limits = self.planner.policy.limits
         fds, made = [], []
@@ -153,12 +164,16 @@ class Pool:
                 cpu_time=limits.cpu_time,
                 out=out,
                 err=err,
+                files=collected,
+                collect=pattern,
             )
         finally:
             for fd in made:
                 os.close(fd)
 
-    def _result(self, warm: Warm, outcome: Outcome, out: Sink, err: Sink) -> Result:
+    def _result(
+        self, warm: Warm, outcome: Outcome, out: Sink, err: Sink, collected: Collected
+    ) -> Result:
         done, error = outcome.done, None
         if done is not None:
             exit_code, signum = interpreter.decode_status(done.get("status"))
@@ -183,7 +198,8 @@ class Pool:
             cpu_time=cpu,
             peak_memory=peak,
             error=error,
-            warnings=warm.warnings,
+            warnings=warm.warnings + collected.warnings(),
+            files=collected.files(),
         )
 
     # ------------------------------------------------------------------ the sandboxes

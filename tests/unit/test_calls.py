@@ -28,7 +28,7 @@ def stdio() -> Iterator[calls.Stdio]:
 
 
 def _payload(size: int) -> bytes:
-    return pickle.dumps(calls.Call(("echo", "x" * size), {"A": "1"}, {"f": b"data"}))
+    return pickle.dumps(calls.Call(("echo", "x" * size), {"A": "1"}, {"f": b"data"}, None))
 
 
 def test_a_call_and_its_fds_arrive(stdio: calls.Stdio) -> None:
@@ -36,7 +36,7 @@ def test_a_call_and_its_fds_arrive(stdio: calls.Stdio) -> None:
     with ours, theirs:
         calls.send(ours.fileno(), _payload(10), stdio)
         call, fds = calls.receive(theirs.fileno())
-    assert call == calls.Call(("echo", "x" * 10), {"A": "1"}, {"f": b"data"})
+    assert call == calls.Call(("echo", "x" * 10), {"A": "1"}, {"f": b"data"}, None)
     assert [os.fstat(fd).st_ino for fd in fds] == [os.fstat(fd).st_ino for fd in stdio]
     for fd in fds:
         os.close(fd)

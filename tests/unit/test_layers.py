@@ -26,7 +26,7 @@ FLOORS: dict[str, set[str]] = {
     | {"stockade", "stockade.disk_cache", "stockade.kernel", "stockade.net.allowlist"},
     "stockade.spawn": BASE | {"stockade.kernel", "stockade.net", "stockade.result"},
     "stockade.spawn.child": BASE
-    | {"stockade.kernel", "stockade.spawn.call", "stockade.spawn.plan"},
+    | {"stockade.kernel", "stockade.spawn.call", "stockade.spawn.collect", "stockade.spawn.plan"},
     "stockade.warm": BASE | {"stockade.kernel", "stockade.result", "stockade.spawn"},
     "stockade.warm.guest": set(),  # shipped into the sandbox as source: stdlib only
     "stockade.runner": BASE

@@ -1,4 +1,4 @@
-"""The constants copied into the zygote equal their originals.
+"""The constants (and the collector) copied into the zygote equal their originals.
 
 The zygote runs inside as `python3 -c SOURCE`, where the package is not visible, so it carries
 its own copies of the host's values and of the kernel's and the standard library's numbers.
@@ -7,9 +7,13 @@ Importing it here runs only its definitions (its work is behind `__name__ == "__
 from __future__ import annotations
 
 import fcntl
+import inspect
 import time
 
+import pytest
+
 from stockade.kernel import syscalls
+from stockade.spawn import collect
 from stockade.warm import host, session
 from stockade.warm.guest import zygote
 
@@ -28,3 +32,15 @@ def test_the_kernel_numbers_are_the_hosts() -> None:
 def test_the_standard_librarys_numbers_are_its_own() -> None:
     assert zygote.F_GETPIPE_SZ == fcntl.F_GETPIPE_SZ
     assert zygote._Interrupter.CLOCKS == (time.CLOCK_MONOTONIC, time.CLOCK_PROCESS_CPUTIME_ID)
+
+
+@pytest.mark.parametrize("name", ["gather", "_listing", "_read", "_size"])
+def test_the_collector_is_the_hosts(name: str) -> None:
+    # A pooled run's files come out through the zygote's copy of the collector.
+    assert inspect.getsource(getattr(zygote, name)) == inspect.getsource(getattr(collect, name))
+
+
+def test_the_collectors_constants_are_the_hosts() -> None:
+    assert zygote.CHUNK == collect.CHUNK
+    assert zygote.WORKSPACE == collect.WORKSPACE
+    assert zygote._NOT_READ == collect._NOT_READ

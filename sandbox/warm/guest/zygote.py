@@ -25,6 +25,7 @@ so state persists; the call's deadline interrupts it with SIGINT (KeyboardInterr
 from __future__ import annotations
 
 import array
+import base64
 import ctypes
 import fcntl
 import gc
@@ -32,13 +33,16 @@ import io
 import json
 import marshal
 import os
+import re
 import resource
 import select
 import signal
 import socket
+import stat
 import sys
 import time
 import types
+from collections.abc import Iterator
 
 # Copies (the package is not visible here) of the kernel's, the standard library's and the
 # host's numbers: tests/unit/test_zygote_constants.py holds them equal to their originals.
@@ -306,24 +310,150 @@ def _serve(channel: Channel, prepared: _Prepared, started: dict, early: bool) ->
         os.close(pidfd)
         prepared.reports.close()
     result = {"timed_out": timed_out, "stopped": stopped}
+    pattern = started.get("collect")
+    cap = int(started.get("collect_size") or 0)
     if reported is not None and early:
         # Every process of the run is killed by this one sweep, so no more output comes; the
         # host measured the rest. Their exits (slow) and reaping overlap with its work.
         _kill_tree()
-        channel.send(op="done", status=reported << 8, wall=time.monotonic() - began, **result)
+        wall = time.monotonic() - began
+        if pattern is not None:  # files are read once nothing of the run can change them
+            _kill_all()
+            _collect(channel, pattern, cap)
+        channel.send(op="done", status=reported << 8, wall=wall, **result)
         _kill_all()
         return
     _, status, usage = os.wait4(prepared.pid, 0)
     _kill_all()  # everything the run left running, before we say it is over
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time.monotonic() - began
+    if pattern is not None:
+        _collect(channel, pattern, cap)
     channel.send(
         op="done",
         status=status if reported is None else reported << 8,
-        wall=time.monotonic() - began,
+        wall=wall,
         cpu=(after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
         maxrss=usage.ru_maxrss * 1024,
         **result,
     )
+
+
+def _collect(channel: Channel, pattern: str, cap: int) -> None:
+    """The files the run left, to the host, from a child of ours: this process never reads
+    what a run made (every later run is forked from it). Nothing of the run is left now."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            for kind, name, value in gather(pattern, cap):
+                channel.send(op=kind, name=name, value=value)
+            code = 0
+        finally:
+            os._exit(code)
+    os.waitpid(pid, 0)
+
+
+# The collector, a copy of stockade.spawn.collect's (tests/unit/test_zygote_constants.py holds
+# them equal): what comes out of /workspace, never following a link or opening a special file.
+CHUNK = 16 << 10
+WORKSPACE = "/workspace"
+
+
+def gather(pattern: str, cap: int) -> Iterator[tuple[str, str, str]]:
+    """The regular files of /workspace whose names match `pattern`, in name order, as
+    ("file", name, base64 chunk) up to `cap` bytes of names and contents; ("left_out", name,
+    why) for the rest. Changes the working directory: walking by fchdir and ".." has no depth
+    or path-length limit, and the tree cannot move under it, as the run is over."""
+    match, room = re.compile(pattern).fullmatch, cap
+    os.chdir(WORKSPACE)
+    stack: list[tuple[str, list[tuple[str, str]]]] = []
+    prefix, left = "", _listing()
+    while left or stack:
+        if not left:
+            os.chdir("..")
+            prefix, left = stack.pop()
+            continue
+        name, kind = left.pop()
+        path = prefix + name
+        if kind == "dir":
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    os.fchdir(fd)
+                finally:
+                    os.close(fd)
+                entries = _listing()
+            except OSError as exc:
+                yield "left_out", path + "/", f"cannot be listed: {exc.strerror}"
+                continue
+            stack.append((prefix, left))
+            prefix, left = path + "/", entries
+        elif match(path):
+            if kind != "file":
+                yield "left_out", path, _NOT_READ[kind]
+                continue
+            sent = yield from _read(name, path, room)
+            room -= sent
+
+
+_NOT_READ = {
+    "link": "a symbolic link: never followed",
+    "other": "not a regular file (a fifo, socket or device): never opened",
+}
+
+
+def _listing() -> list[tuple[str, str]]:
+    """This directory's (name, kind) by lstat (d_type), last name first: popped in order."""
+    kinds = []
+    with os.scandir(".") as entries:
+        for entry in entries:
+            if entry.is_symlink():
+                kind = "link"
+            elif entry.is_dir(follow_symlinks=False):
+                kind = "dir"
+            elif entry.is_file(follow_symlinks=False):
+                kind = "file"
+            else:
+                kind = "other"
+            kinds.append((entry.name, kind))
+    return sorted(kinds, reverse=True)
+
+
+def _read(name: str, path: str, room: int) -> Iterator[tuple[str, str, str]]:
+    """One file, whole or not at all; returns the bytes of the cap it took."""
+    try:
+        # O_NONBLOCK: should a fifo take the file's place after the listing, opening it
+        # cannot hang; fstat then refuses it unread.
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+        fd = os.open(name, flags)
+    except OSError as exc:
+        yield "left_out", path, f"cannot be opened: {exc.strerror}"
+        return 0
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            yield "left_out", path, "not a regular file"
+            return 0
+        size = info.st_size + _size(path)
+        if size > room:
+            yield "left_out", path, f"{info.st_size} bytes: over limits.collect_size"
+            return 0
+        left = info.st_size  # its size when opened: a file that grows is read no further
+        yield "file", path, ""
+        while left > 0:
+            chunk = os.read(fd, min(left, CHUNK))
+            if not chunk:
+                break
+            left -= len(chunk)
+            yield "file", path, base64.b64encode(chunk).decode()
+        return size
+    finally:
+        os.close(fd)
+
+
+def _size(name: str) -> int:
+    return len(name.encode(errors="surrogateescape"))
 
 
 def _report(sock: socket.socket, key: str) -> object:
