@@ -9,6 +9,7 @@ whenever the sandbox ran, 125 when it could not.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -67,6 +68,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     add("--python", metavar="PATH|NAME", help="the interpreter runs get as python3")
     add("--file", action="append", default=[], metavar="SRC[:DEST]", help="copy into /workspace")
     add("--env", action="append", default=[], metavar="NAME=VALUE", help="set one variable")
+    add("--output-dir", metavar="DIR", help="write the files the run left in /workspace here")
+    add("--collect", action="append", metavar="GLOB", help="only these files (with --output-dir)")
     add("--json", action="store_true", help="print the Result as one JSON object")
 
 
@@ -141,6 +144,7 @@ def _run(args: argparse.Namespace) -> int:
     from stockade.errors import PolicyError
     from stockade.runner import Sandbox
 
+    collect = _collect(args)
     sandbox = Sandbox(_policy(args), prefork=False)  # one run: nothing to prepare
     most = sandbox.policy.limits.file_size  # inputs count against it inside anyway
     files = dict(_read_file(spec, most) for spec in args.file)
@@ -176,16 +180,82 @@ def _run(args: argparse.Namespace) -> int:
             env=env,
             stdout_fd=forward[0] if forward else None,
             stderr_fd=forward[1] if forward else None,
+            collect=collect,
         )
     finally:
         if isinstance(stdin, int) and stdin != 0:
             os.close(stdin)
+    if args.output_dir is not None:
+        _write_files(args.output_dir, result.files)
+    for warning in () if args.json else result.warnings:
+        if warning.startswith("collect:"):  # what --output-dir did not get, said where it looks
+            print(f"sandbox: {warning}", file=sys.stderr)
     if args.json:
         print(result.to_json())
         return SETUP_FAILED if result.status == "setup_failed" else 0
     if result.error:
         print(f"sandbox: {result.error}", file=sys.stderr)
     return result.exit_status()
+
+
+def _collect(args: argparse.Namespace) -> bool | list[str] | None:
+    """What --output-dir and --collect ask for, checked before the run."""
+    from stockade.errors import PolicyError
+
+    if args.output_dir is None:
+        if args.collect:
+            raise PolicyError("--collect", "needs --output-dir DIR to write the files to")
+        return None
+    if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+        raise PolicyError("--output-dir", f"{args.output_dir!r} exists and is not a directory")
+    return args.collect or True
+
+
+def _write_files(directory: str, files: dict[str, bytes]) -> None:
+    """Write the collected files under `directory`. Their names come from the sandbox: each
+    is checked again, every directory on the way is opened without following a link (one
+    planted in `directory` stays unfollowed), and each file is written under a fresh name
+    and renamed into place, which replaces a link rather than writing through it."""
+    from stockade.errors import PolicyError
+
+    os.makedirs(directory, exist_ok=True)
+    top = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name, data in files.items():
+            parts = name.split("/")
+            if name.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in name:
+                raise PolicyError("--output-dir", f"refusing to write {name!r}: not a plain name")
+            try:
+                _write_file(top, parts, data)
+            except OSError as exc:
+                why = f"{exc.strerror} ({exc.filename!r}: links in DIR are not followed)"
+                raise PolicyError("--output-dir", f"cannot write {name!r}: {why}") from None
+    finally:
+        os.close(top)
+
+
+def _write_file(top: int, parts: list[str], data: bytes) -> None:
+    nofollow = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    parent = os.dup(top)
+    try:
+        for part in parts[:-1]:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o755, dir_fd=parent)
+            below = os.open(part, nofollow, dir_fd=parent)  # ENOTDIR: a link, or a file
+            os.close(parent)
+            parent = below
+        temporary = f".{parts[-1]}.{os.urandom(6).hex()}.part"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(temporary, flags, 0o644, dir_fd=parent)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+            os.rename(temporary, parts[-1], src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            os.unlink(temporary, dir_fd=parent)
+            raise
+    finally:
+        os.close(parent)
 
 
 def _kind_of_stdin() -> str:

@@ -22,8 +22,7 @@ one empty chunk), ("left_out", name, why) for what matched but is not sent.
 """
 
 # Not `from __future__ import annotations`: it would cost every command (see spawn/plan.py).
-import base64
-import binascii
+import binascii  # not base64, which costs every command its import
 import os
 import posixpath
 import re
@@ -186,7 +185,7 @@ def _read(name: str, path: str, room: int) -> Iterator[tuple[str, str, str]]:
             if not chunk:
                 break
             left -= len(chunk)
-            yield "file", path, base64.b64encode(chunk).decode()
+            yield "file", path, binascii.b2a_base64(chunk, newline=False).decode()
         return size
     finally:
         os.close(fd)
@@ -215,7 +214,7 @@ class Collected:
             self._leave_out(name, value)
         elif kind == "file" and not self.full:
             try:
-                data = base64.b64decode(value, validate=True)
+                data = binascii.a2b_base64(value, strict_mode=True)
             except binascii.Error:
                 return
             held = self._files.get(name)

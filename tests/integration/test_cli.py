@@ -338,3 +338,56 @@ def test_help_lists_every_command() -> None:
     done = sandbox("--help")
     assert done.returncode == 0
     assert all(name in done.stdout for name in (b"run", b"code", b"doctor", b"policies"))
+
+
+MAKE_FILES = (
+    "import os; os.makedirs('out/deep', exist_ok=True); "
+    "open('out/deep/a.bin', 'wb').write(bytes(range(256))); open('b.txt', 'w').write('b')"
+)
+
+
+def test_output_dir_writes_the_files_the_run_left(tmp_path: Path) -> None:
+    out = tmp_path / "made" / "here"  # created, parents too
+    done = sandbox("code", "--output-dir", str(out), "-", stdin=MAKE_FILES.encode())
+    assert done.returncode == 0, done
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["b.txt", "main.py", "out/deep/a.bin"]
+    assert (out / "out/deep/a.bin").read_bytes() == bytes(range(256))
+
+
+def test_collect_narrows_what_output_dir_gets_and_json_names_it(tmp_path: Path) -> None:
+    args = ("--json", "--output-dir", str(tmp_path), "--collect", "**/*.bin")
+    done = sandbox("code", *args, "-", stdin=MAKE_FILES.encode())
+    assert done.returncode == 0, done
+    assert json.loads(done.stdout)["files"] == {"out/deep/a.bin": 256}
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["a.bin"]
+
+
+def test_output_dir_never_writes_through_a_link_planted_in_it(tmp_path: Path) -> None:
+    out, victim, elsewhere = tmp_path / "out", tmp_path / "victim", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    victim.write_text("untouched")
+    (out / "b.txt").symlink_to(victim)  # a file link: replaced, never written through
+    done = sandbox(
+        "code", "--output-dir", str(out), "--collect", "b.txt", "-", stdin=MAKE_FILES.encode()
+    )
+    assert done.returncode == 0, done
+    assert victim.read_text() == "untouched"
+    assert not (out / "b.txt").is_symlink() and (out / "b.txt").read_text() == "b"
+    (out / "out").symlink_to(elsewhere)  # a directory link: not followed, the write refused
+    done = sandbox("code", "--output-dir", str(out), "-", stdin=MAKE_FILES.encode())
+    assert done.returncode == 2, done
+    assert b"--output-dir: cannot write 'out/deep/a.bin'" in done.stderr
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_output_dir_flags_are_checked_before_the_run(tmp_path: Path) -> None:
+    marker = tmp_path / "file"
+    marker.write_text("")
+    done = sandbox("run", "--output-dir", str(marker), "--", "true")
+    assert done.returncode == 2 and b"is not a directory" in done.stderr, done
+    done = sandbox("run", "--collect", "*.png", "--", "true")
+    assert done.returncode == 2 and b"needs --output-dir" in done.stderr, done
+    done = sandbox("run", "--output-dir", str(tmp_path), "--collect", "../x", "--", "true")
+    assert done.returncode == 2 and b"collect: '../x'" in done.stderr, done

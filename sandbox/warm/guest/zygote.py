@@ -25,7 +25,7 @@ so state persists; the call's deadline interrupts it with SIGINT (KeyboardInterr
 from __future__ import annotations
 
 import array
-import base64
+import binascii
 import ctypes
 import fcntl
 import gc
@@ -446,7 +446,7 @@ def _read(name: str, path: str, room: int) -> Iterator[tuple[str, str, str]]:
             if not chunk:
                 break
             left -= len(chunk)
-            yield "file", path, base64.b64encode(chunk).decode()
+            yield "file", path, binascii.b2a_base64(chunk, newline=False).decode()
         return size
     finally:
         os.close(fd)
