@@ -227,6 +227,10 @@ class Collected:
             self.size += growth
             self._files.setdefault(name, bytearray()).extend(data)
 
+    def message(self, message: dict[str, object]) -> None:
+        """`take` for a message of a warm interpreter's (host.py): its kind is its "op"."""
+        self.take(message.get("op"), message.get("name"), message.get("value"))
+
     def _leave_out(self, name: str, why: str) -> None:
         self._left_count += 1
         if len(self._left_out) < _NAMED:

@@ -29,7 +29,7 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple
@@ -41,7 +41,6 @@ from stockade.kernel.cgroups.base import Cgroup
 from stockade.result import Result, decode_wait_status, describe_end
 from stockade.spawn import running
 from stockade.spawn.capture import Sink
-from stockade.spawn.collect import Collected
 from stockade.spawn.supervisor import RunReport
 
 if TYPE_CHECKING:
@@ -284,15 +283,16 @@ class Warm:
         cpu_time: float | None,
         out: Sink,
         err: Sink,
-        files: Collected | None = None,
-        collect: str | None = None,
+        start: Mapping[str, object] | None = None,
+        on_message: Callable[[dict[str, object]], None] | None = None,
     ) -> Outcome:
         """Send one request (`payload` travels inline when it is small, else as a memfd;
         `fds` go along) and collect the output until the interpreter answers. Past
         `timeout + grace` the whole sandbox is killed. When the tree's CPU time passes
         `cpu_time`, a pooled run is told to stop; a session has its own CPU timer, so it is
-        killed only at `cpu_time + grace`. Files that come out before the answer (a pooled
-        run's `collect` patterns, a session's read) go into `files`."""
+        killed only at `cpu_time + grace`. `start` adds to a pooled run's "run" message
+        (what to collect); the messages that come before the answer (collected files, a
+        session's file or listing) go to `on_message`."""
         self.requests += 1
         self.clean = False
         if self._spent is not None:
@@ -306,9 +306,7 @@ class Warm:
         hard_deadline = started + timeout + grace
         sent_on = self._send_request(message, payload, fds)
         if sent_on is not None:  # pooled: the zygote times the run from when it was sent
-            cap = files.cap if files is not None else 0
-            run = {"op": "run", "at": started, "timeout": timeout}
-            self._send({**run, "collect": collect, "collect_size": cap})
+            self._send({"op": "run", "at": started, "timeout": timeout, **(start or {})})
             self._spent = sent_on  # closed later: now, it would wake the run for nothing
         answer, hard_killed, cpu_exceeded = None, False, False
         # Output is read as it comes only after a moment: a short run's few bytes wait in
@@ -335,7 +333,7 @@ class Warm:
             wakes = [hard_deadline if not hard_killed else now + 3600.0]
             wakes += [t for t in (quiet_until, next_check) if t]
             events = poller.poll(max(min(wakes) - now, 0.0) * 1000)
-            finished, answer = self._handle(events, out, err, ("done",), files)
+            finished, answer = self._handle(events, out, err, ("done",), on_message)
             if finished:
                 break
         self._drain(out, err)
@@ -388,7 +386,7 @@ class Warm:
         out: Sink | None,
         err: Sink | None,
         until: tuple[str, ...],
-        files: Collected | None = None,
+        on_message: Callable[[dict[str, object]], None] | None = None,
     ) -> tuple[bool, dict[str, object] | None]:
         """Read what the events say is there; (finished, the answer if one of `until` came)."""
         control = self.control.fileno()
@@ -397,11 +395,10 @@ class Warm:
                 message = self._receive()
                 if message is None:
                     return True, None  # the interpreter (or its whole sandbox) is gone
-                op = message.get("op")
-                if op in until:
+                if message.get("op") in until:
                     return True, message
-                if files is not None and op in ("file", "left_out"):
-                    files.take(op, message.get("name"), message.get("value"))
+                if on_message is not None:
+                    on_message(message)
             else:
                 self._read_output(fd, out if fd == self.run.stdout else err)
         return False, None

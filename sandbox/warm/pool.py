@@ -164,8 +164,8 @@ class Pool:
                 cpu_time=limits.cpu_time,
                 out=out,
                 err=err,
-                files=collected,
-                collect=pattern,
+                start={"collect": pattern, "collect_size": collected.cap},
+                on_message=collected.message,
             )
         finally:
             for fd in made:

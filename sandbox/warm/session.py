@@ -17,6 +17,11 @@ processes and the rest are limited for the whole session, as for one run; output
 call, and what the code writes between calls (from a background thread) is dropped.
 
 A session serialises its calls: it may be shared between threads, and `arun` suits asyncio.
+
+Files: `read_file`, `write_file` and `list_files` reach the session's /workspace and /tmp.
+The interpreter does the opening, inside the sandbox, one name at a time and never following
+a link; it runs the session's code too, so what it answers is taken as untrusted data:
+checked, and capped by the policy's `limits.collect_size`.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ from __future__ import annotations
 import asyncio
 import marshal
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from stockade.errors import PolicyError, SessionError
 from stockade.result import Result, describe_end, make_result
 from stockade.spawn.capture import Sink
+from stockade.spawn.collect import Collected
 from stockade.spawn.plan import check_files  # the same checks as any run
 from stockade.warm import host as interpreter
 from stockade.warm.host import Outcome, StartFailed, Warm
@@ -120,6 +126,82 @@ class Session:
                 raise SessionError(result.error or "the session ended", result)
             return _call_result(outcome, out, err, warm.warnings)
 
+    def read_file(self, path: str) -> bytes:
+        """The content of a regular file of the session: `path` is relative to /workspace, or
+        absolute inside /workspace or /tmp. A link is never followed (nor one on the way);
+        at most the policy's `limits.collect_size` bytes. Raises `PolicyError` for a bad path
+        or a file that cannot be read, `SessionError` when the session is gone."""
+        full = _inside(path)
+        name = full.lstrip("/")
+        cap = self.planner.policy.limits.collect_size
+        got = Collected(cap + len(name.encode(errors="surrogateescape")))
+        self._file_call({"op": "read", "path": full, "cap": cap}, b"", path, got.message)
+        return got.files().get(name, b"")
+
+    def write_file(self, path: str, data: bytes | str) -> None:
+        """Write `data` (str: as UTF-8) to `path` (as `read_file` takes it), making the
+        directories on the way and replacing the file if there is one; at most the policy's
+        `limits.file_size` bytes. A link is never followed: one in the way is an error."""
+        full = _inside(path)
+        if isinstance(data, str):
+            data = data.encode()
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise PolicyError("data", f"expected bytes or str, not {type(data).__name__}")
+        most = self.planner.policy.limits.file_size
+        if len(data) > most:
+            raise PolicyError("data", f"{len(data)} bytes: over limits.file_size ({most})")
+        self._file_call({"op": "write", "path": full}, bytes(data), path)
+
+    def list_files(self, path: str = ".") -> list[str]:
+        """The names in a directory of the session (as `read_file` takes it), sorted; a
+        directory's name ends with "/". A link is listed, never followed."""
+        full = _inside(path)
+        names: list[str] = []
+        cap = self.planner.policy.limits.collect_size
+        room = [cap]  # what comes from inside is bounded here too
+
+        def take(message: dict[str, object]) -> None:
+            listed = message.get("names")
+            for name in listed if message.get("op") == "names" and isinstance(listed, list) else ():
+                if isinstance(name, str) and _plain(name) and room[0] >= len(name):
+                    room[0] -= len(name)
+                    names.append(name)
+
+        self._file_call({"op": "list", "path": full, "cap": cap}, b"", path, take)
+        return names
+
+    def _file_call(
+        self,
+        message: dict[str, object],
+        payload: bytes,
+        path: str,
+        on_message: Callable[[dict[str, object]], None] | None = None,
+    ) -> None:
+        with self._lock:
+            warm = self._warm
+            if warm is None:
+                raise SessionError(self._ended or "the session is closed")
+            try:
+                outcome = warm.request(
+                    message,
+                    payload,
+                    timeout=self.timeout,
+                    grace=self.grace,
+                    cpu_time=None,
+                    out=Sink(0),
+                    err=Sink(0),
+                    on_message=on_message,
+                )
+            except BaseException as exc:
+                self._end(warm, f"a call was interrupted in the caller ({type(exc).__name__})")
+                raise
+            if outcome.done is None:
+                result = self._lost(warm, outcome, Sink(0), Sink(0))
+                raise SessionError(result.error or "the session ended", result)
+        error = outcome.done.get("error")
+        if error is not None:
+            raise PolicyError("path", f"{path!r}: {str(error)[:200]}")
+
     async def arun(
         self,
         code: str,
@@ -185,6 +267,26 @@ class Session:
         warm.close()
         self._warm = None
         self._ended = f"the session is gone: {why}; its state is lost"
+
+
+def _inside(path: object) -> str:
+    """`path` as the session's file calls take it: absolute and normal, inside /workspace
+    (where a relative path starts) or /tmp; `..` is refused, not resolved."""
+    if not isinstance(path, str) or not path or "\0" in path:
+        raise PolicyError("path", f"expected a path without NUL bytes, not {path!r}")
+    full = path if path.startswith("/") else f"/workspace/{path}"
+    names = [name for name in full.split("/") if name not in ("", ".")]
+    if ".." in names:
+        raise PolicyError("path", f"{path!r}: '..' is not allowed")
+    if not names or names[0] not in ("workspace", "tmp"):
+        raise PolicyError("path", f"{path!r}: not inside /workspace or /tmp")
+    return "/" + "/".join(names)
+
+
+def _plain(name: str) -> bool:
+    # One directory entry's name, a directory's with "/" after it.
+    bare = name.removesuffix("/")
+    return bool(bare) and "/" not in bare and "\0" not in bare and bare not in (".", "..")
 
 
 def _call_result(outcome: Outcome, out: Sink, err: Sink, warnings: tuple[str, ...]) -> Result:

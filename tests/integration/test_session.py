@@ -204,3 +204,72 @@ def test_close_from_another_thread_ends_a_running_call(box: Sandbox) -> None:
     session.close()
     caller.join(10)
     assert not caller.is_alive() and errors and "closed" in str(errors[0])
+
+
+def test_files_are_read_written_and_listed(session) -> None:  # type: ignore[no-untyped-def]
+    made = "import os; os.makedirs('d/e'); open('d/e/f.bin', 'wb').write(bytes(range(256)))"
+    assert session.run(made).status is Status.OK
+    assert session.read_file("d/e/f.bin") == bytes(range(256))
+    assert session.read_file("/workspace/d/e/f.bin") == bytes(range(256))
+    session.write_file("new/dir/x.txt", "hello")  # the directories on the way are made
+    session.write_file("/tmp/t.bin", b"\0\1")
+    assert session.run("print(open('new/dir/x.txt').read())").stdout == "hello\n"
+    assert session.read_file("/tmp/t.bin") == b"\0\1"
+    session.write_file("new/dir/x.txt", b"again")  # replaced
+    assert session.read_file("new/dir/x.txt") == b"again"
+    assert session.list_files() == ["d/", "new/"]
+    assert session.list_files("d/e") == ["f.bin"]
+    assert session.list_files("/tmp") == ["t.bin"]
+
+
+def test_file_calls_never_follow_a_link(session, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    host = tmp_path / "host-secret"
+    host.write_text("host secret")
+    code = (
+        "import os\n"
+        f"os.symlink({str(host)!r}, 'host')\n"
+        "os.symlink('/etc/passwd', 'passwd')\n"  # the sandbox's own, readable from inside
+        "os.symlink('/usr', 'usr')\n"
+        "os.symlink('/tmp', 'tmp')\n"
+        "os.mkfifo('fifo')\n"
+    )
+    assert session.run(code).status is Status.OK
+    for path in ("host", "passwd", "usr/lib/os-release", "tmp/x", "fifo"):
+        with pytest.raises(PolicyError) as caught:
+            session.read_file(path)
+        assert caught.value.field == "path"
+    for path in ("passwd", "tmp/x", "usr/x"):
+        with pytest.raises(PolicyError):
+            session.write_file(path, b"x")
+    assert session.run("print(open('/etc/passwd').read().count('sandbox'))").stdout == "1\n"
+    assert session.list_files() == ["fifo", "host", "passwd", "tmp", "usr"]  # listed, unfollowed
+    assert host.read_text() == "host secret"
+
+
+@pytest.mark.parametrize(
+    "path", ["../etc/passwd", "/etc/passwd", "/workspace/../etc/passwd", "", "/proc/1/environ"]
+)
+def test_a_path_outside_is_refused_before_asking(session, path: str) -> None:  # type: ignore[no-untyped-def]
+    for call in (session.read_file, session.list_files, lambda p: session.write_file(p, b"")):
+        with pytest.raises(PolicyError) as caught:
+            call(path)
+        assert caught.value.field == "path"
+
+
+def test_file_sizes_are_capped() -> None:
+    policy = Policy.load("default").override(collect_size=100, file_size=1000)
+    with Sandbox(policy).session() as session:
+        session.write_file("big", b"x" * 1000)
+        with pytest.raises(PolicyError, match=r"over limits\.file_size"):
+            session.write_file("bigger", b"x" * 1001)
+        with pytest.raises(PolicyError, match=r"1000 bytes: over limits\.collect_size"):
+            session.read_file("big")
+        session.write_file("small", b"x" * 100)
+        assert session.read_file("small") == b"x" * 100
+
+
+def test_file_calls_on_a_closed_session_raise(box: Sandbox) -> None:
+    session = box.session()
+    session.close()
+    with pytest.raises(SessionError):
+        session.read_file("x")

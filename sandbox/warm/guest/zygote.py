@@ -27,6 +27,7 @@ from __future__ import annotations
 import array
 import binascii
 import ctypes
+import errno
 import fcntl
 import gc
 import io
@@ -836,6 +837,9 @@ def session(channel: Channel) -> None:
             os.close(fd)
         if request is None:
             return
+        if request.get("op") in ("read", "write", "list"):
+            _file_op(channel, request, payload)
+            continue
         job = marshal.loads(payload)
         source = job["code"]
         count += 1
@@ -867,6 +871,103 @@ def session(channel: Channel) -> None:
             usage = {"cpu": after[0] - before[0], "maxrss": after[1]}
         channel.send(op="done", exit=code, interrupted=interrupted, wall=wall, **usage)
         interrupter.idle(cpu)  # and threads it left get at most its CPU time until the next
+
+
+def _file_op(channel: Channel, request: dict, payload: bytes) -> None:
+    """A session's read_file, write_file or list_files, on a path the host checked (absolute,
+    normal, inside /workspace or /tmp); the answer is "done", with the error if there is one."""
+    op, path, cap = request["op"], request["path"], int(request.get("cap") or 0)
+    error = None
+    try:
+        if op == "read":
+            _send_file(channel, path, cap)
+        elif op == "write":
+            _write_path(path, payload)
+        else:
+            _send_names(channel, path, cap)
+    except OSError as exc:
+        error = _FILE_ERRORS.get(exc.errno, exc.strerror or str(exc))
+    channel.send(op="done", error=error)
+
+
+_FILE_ERRORS = {
+    errno.ELOOP: "a symbolic link: never followed",  # O_NOFOLLOW on the last name
+    errno.ENOTDIR: "a name on the way is not a directory (links are never followed)",
+}
+
+
+def _open_path(path: str, flags: int, *, parents: bool = False) -> int:
+    """Open `path` one name at a time from /, following no link on the way or at the end;
+    `parents`: make the missing directories on the way."""
+    names = path.strip("/").split("/")
+    fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in names[:-1]:
+            if parents:
+                with _suppress(FileExistsError):
+                    os.mkdir(name, 0o755, dir_fd=fd)
+            below = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = below
+        return os.open(names[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _send_file(channel: Channel, path: str, cap: int) -> None:
+    # O_NONBLOCK: a fifo does not hang the open, and fstat then refuses it unread.
+    fd = _open_path(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(0, "not a regular file")
+        if info.st_size > cap:
+            raise OSError(0, f"{info.st_size} bytes: over limits.collect_size")
+        name, left = path.lstrip("/"), info.st_size
+        channel.send(op="file", name=name, value="")
+        while left > 0 and (chunk := os.read(fd, min(left, CHUNK))):
+            left -= len(chunk)
+            channel.send(
+                op="file", name=name, value=binascii.b2a_base64(chunk, newline=False).decode()
+            )
+    finally:
+        os.close(fd)
+
+
+def _write_path(path: str, data: bytes) -> None:
+    fd = _open_path(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, parents=True)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def _send_names(channel: Channel, path: str, cap: int) -> None:
+    """The names in a directory, a directory's with a "/" after it, in messages that each fit
+    a datagram; at most `cap` bytes of them."""
+    fd = _open_path(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with os.scandir(fd) as entries:
+            names = sorted(
+                e.name + ("/" if e.is_dir(follow_symlinks=False) else "") for e in entries
+            )
+    finally:
+        os.close(fd)
+    batch: list[str] = []
+    size = total = 0
+    for name in names:
+        total += len(name)
+        if total > cap:
+            raise OSError(0, "the listing is over limits.collect_size")
+        encoded = len(json.dumps(name)) + 2
+        if size + encoded > MESSAGE // 2:
+            channel.send(op="names", names=batch)
+            batch, size = [], 0
+        batch.append(name)
+        size += encoded
+    channel.send(op="names", names=batch)
 
 
 def _usage() -> tuple[float, int]:
