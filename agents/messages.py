@@ -110,7 +110,9 @@ def _field_model(cls: type[Message]) -> type[pydantic.BaseModel]:
         specs: dict[str, Any] = {f.name: (hints[f.name], ...) for f in dataclasses.fields(cls)}
         model = pydantic.create_model(
             f"{cls.__name__}Fields",
-            __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+            __config__=pydantic.ConfigDict(
+                extra="forbid", arbitrary_types_allowed=True, val_json_bytes="base64"
+            ),
             **specs,
         )
         _field_models[cls] = model
@@ -155,9 +157,16 @@ def _undeclared_fields(cls: type[Message]) -> list[str]:
     return [n for n, t in own.items() if n not in declared and "ClassVar" not in str(t)]
 
 
-def _build(cls: type[Message], data: dict[str, Any], *, strict: bool) -> Message:
+def _build(
+    cls: type[Message], data: dict[str, Any], *, strict: bool, from_json: bool = False
+) -> Message:
+    """`from_json`: `data` is `to_dict`'s, read back as the JSON it is (bytes from base64)."""
     try:
-        checked = _field_model(cls).model_validate(data, strict=strict)
+        model = _field_model(cls)
+        if from_json:
+            checked = model.model_validate_json(json.dumps(data), strict=strict)
+        else:
+            checked = model.model_validate(data, strict=strict)
     except pydantic.ValidationError as exc:
         raise _refusal(cls, exc) from None
     fields = dataclasses.fields(cls)
@@ -169,18 +178,19 @@ def _build(cls: type[Message], data: dict[str, Any], *, strict: bool) -> Message
 
 
 def to_dict(message: Message) -> dict[str, Any]:
-    """The JSON-ready form: `{"type": ..., envelope..., payload...}`."""
-    data = pydantic_core.to_jsonable_python(message)
+    """The JSON-ready form: `{"type": ..., envelope..., payload...}`; bytes as base64."""
+    data = pydantic_core.to_jsonable_python(message, bytes_mode="base64")
     return {"type": type(message).message_type, **data}
 
 
 def serialisable(message: Message) -> dict[str, Any]:
-    """`to_dict`, refusing what JSON text cannot hold (bytes that are not UTF-8, text with a
-    lone surrogate) with a `MessageValidationError` naming each such field."""
+    """`to_dict`, refusing what JSON text cannot hold (text with a lone surrogate) with a
+    `MessageValidationError` naming each such field."""
     values, bad = {}, {}
     for each in dataclasses.fields(message):  # field by field, to name the one at fault
         try:
-            values[each.name] = pydantic_core.to_jsonable_python(getattr(message, each.name))
+            value = getattr(message, each.name)
+            values[each.name] = pydantic_core.to_jsonable_python(value, bytes_mode="base64")
             json.dumps(values[each.name], ensure_ascii=False).encode()
         except (ValueError, pydantic_core.PydanticSerializationError) as exc:
             bad[each.name] = f"cannot be serialised: {exc}"
@@ -200,20 +210,35 @@ def from_dict(data: dict[str, Any]) -> Message:
     if not isinstance(data, dict) or "type" not in data:
         raise StateError(f"not a stored message (no 'type'): {data!r:.200}")
     fields = {k: v for k, v in data.items() if k != "type"}
-    return _build(message_class(data["type"]), fields, strict=False)
+    return _build(message_class(data["type"]), fields, strict=False, from_json=True)
 
 
-def payload(message: Message) -> dict[str, Any]:
-    """The message's own fields, without the envelope."""
-    data = pydantic_core.to_jsonable_python(message)
+def payload(message: Message, *, shown: bool = False) -> dict[str, Any]:
+    """The message's own fields, without the envelope. Bytes are base64, or with `shown`
+    only their size ("<N bytes>": a file's content is no text for a model)."""
+    if shown:
+        data = pydantic_core.to_jsonable_python(_sized(dataclasses.asdict(message)))
+    else:
+        data = pydantic_core.to_jsonable_python(message, bytes_mode="base64")
     return {k: v for k, v in data.items() if k not in ENVELOPE_FIELDS}
 
 
+def _sized(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, dict):
+        return {key: _sized(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_sized(item) for item in value]
+    return value
+
+
 def render(message: Message) -> str:
-    """How a message reads to a model: text as is, anything else as its type and JSON."""
+    """How a message reads to a model: text as is, anything else as its type and JSON (bytes
+    as their size)."""
     if isinstance(message, TextMessage):
         return message.content
-    body = json.dumps(payload(message), ensure_ascii=False, sort_keys=True)
+    body = json.dumps(payload(message, shown=True), ensure_ascii=False, sort_keys=True)
     return f"{type(message).message_type}: {body}"
 
 

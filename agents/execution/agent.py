@@ -12,7 +12,7 @@ import asyncio
 import posixpath
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
@@ -40,7 +40,9 @@ WORKSPACE_LIMIT = 4 << 20
 
 
 class Executor(Protocol):
-    """Runs one piece of code; `stockade.Sandbox` is one. `files` land in /workspace."""
+    """Runs one piece of code; `stockade.Sandbox` is one. `files` land in /workspace; an
+    executor that takes `collect` (as `Sandbox.run_code` does) hands files back in
+    `Result.files`. It is only passed when the agent's `collect` asks for files."""
 
     def run_code(
         self, code: str, language: str = "python", *, files: Mapping[str, bytes | str] | None = None
@@ -60,6 +62,7 @@ class BlockRun:
     stderr_truncated: bool
     wall_time: float
     error: str | None
+    files: dict[str, bytes] = field(default_factory=dict)  # the files the block made
 
 
 class CodeExecutionAgent(ChatAgent):
@@ -74,6 +77,12 @@ class CodeExecutionAgent(ChatAgent):
     interpreter (a `stockade` session), so variables and imports carry over; the
     `max_sessions` most recently used are kept. `close()` ends the sessions and the
     sandbox's prepared run.
+
+    `collect` picks the files a block's run hands back as `ExecutionResult.artifacts`: glob
+    patterns, or True for every file (the default with the built-in sandbox; off with
+    another executor unless asked for), up to the policy's `limits.collect_size`. The
+    block's own code and its input files come back only if the block changed them. Blocks
+    that run with `persist_workspace` or `stateful` hand back none.
     """
 
     def __init__(
@@ -89,6 +98,7 @@ class CodeExecutionAgent(ChatAgent):
         stateful: bool = False,
         max_sessions: int = 8,
         workspace_limit: int = WORKSPACE_LIMIT,
+        collect: bool | Sequence[str] | None = None,
         role: str | None = None,
         description: str = "Runs code in the sandbox and reports the result.",
     ) -> None:
@@ -114,6 +124,7 @@ class CodeExecutionAgent(ChatAgent):
         if stateful and not callable(getattr(self.executor, "session", None)):
             raise ConfigError("stateful=True needs the built-in sandbox (it keeps sessions)")
         self.stateful = stateful
+        self.collect = (sandbox == "built-in") if collect is None else collect
         self.max_sessions = max_sessions
         self._sessions: dict[str, Any] = {}  # conversation -> sandbox session, by last use
 
@@ -170,7 +181,9 @@ class CodeExecutionAgent(ChatAgent):
             elif self.persist_workspace:
                 run = await self._run_persisted(block, conversation)
             else:
-                run = _block_run(await self._run(block.code, block.language, self.last_files))
+                files = self.last_files
+                result = await self._run(block.code, block.language, files, self.collect)
+                run = _with(_block_run(result), files=_made(result, block.code, files))
         except PolicyError as exc:  # the message asked for something a run cannot take
             run = BlockRun("error", None, None, "", "", False, False, 0.0, str(exc))
         self.host.record_sandbox_run(self.name, block.language, block.code, run)
@@ -178,11 +191,18 @@ class CodeExecutionAgent(ChatAgent):
             run = _with(run, wall_time=time.monotonic() - start)
         return run
 
-    async def _run(self, code: str, language: str, files: Mapping[str, bytes | str]) -> Result:
+    async def _run(
+        self,
+        code: str,
+        language: str,
+        files: Mapping[str, bytes | str],
+        collect: bool | Sequence[str] = False,
+    ) -> Result:
+        options: dict[str, Any] = {"files": files, **({"collect": collect} if collect else {})}
         arun_code = getattr(self.executor, "arun_code", None)
         if arun_code is not None:  # stockade.Sandbox's: a cancelled chat kills the run
-            return await arun_code(code, language, files=files)  # type: ignore[no-any-return]
-        return await asyncio.to_thread(self.executor.run_code, code, language, files=files)
+            return await arun_code(code, language, **options)  # type: ignore[no-any-return]
+        return await asyncio.to_thread(self.executor.run_code, code, language, **options)
 
     async def _run_in_session(
         self, code: str, conversation: str, files: Mapping[str, str]
@@ -253,6 +273,7 @@ class CodeExecutionAgent(ChatAgent):
             blocks_run=len(runs),
             blocks_total=len(blocks),
             error=last.error,
+            artifacts={name: data for r in runs for name, data in r.files.items()},
         )
 
 
@@ -315,6 +336,16 @@ def _block_run(result: Result) -> BlockRun:
         wall_time=result.wall_time,
         error=result.error,
     )
+
+
+def _made(result: Result, code: str, inputs: Mapping[str, str]) -> dict[str, bytes]:
+    """The files a run handed back, but for its code and inputs as they went in."""
+    given = {name: content.encode() for name, content in inputs.items()}
+    return {
+        name: data
+        for name, data in getattr(result, "files", {}).items()
+        if data != given.get(name) and data != code.encode()
+    }
 
 
 def _status(value: str) -> ExecutionStatus:

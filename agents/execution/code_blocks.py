@@ -54,6 +54,9 @@ class ExecutionResult(Message):
     (at most `max_output_size` bytes each; `*_truncated` says when some was dropped), and
     `duration` the blocks' wall time in seconds. `status` is the sandbox's `Result.status`,
     or `"error"` when nothing could run (no code, an unknown language); `error` says why.
+    `artifacts` are the files the blocks made in /workspace (name -> content; see the
+    agent's `collect`), carried as base64 when the message is stored or traced, and shown to
+    a model by name and size only.
     """
 
     status: ExecutionStatus
@@ -68,6 +71,7 @@ class ExecutionResult(Message):
     blocks_run: int = 0
     blocks_total: int = 0
     error: str | None = None
+    artifacts: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -82,6 +86,9 @@ class ExecutionResult(Message):
         parts = [head]
         if self.error:
             parts.append(f"error: {self.error}")
+        if self.artifacts:
+            made = ", ".join(f"{name} ({len(data)} bytes)" for name, data in self.artifacts.items())
+            parts.append(f"files made: {made}")
         for name, text, cut in (
             ("stdout", self.stdout, self.stdout_truncated),
             ("stderr", self.stderr, self.stderr_truncated),

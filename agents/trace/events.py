@@ -87,6 +87,8 @@ class SandboxRunEvent(BaseEvent):
     stderr: str = ""
     wall_time: float = 0.0
     error: str | None = None
+    files: dict[str, int] = {}
+    """The files the run brought back out of /workspace: name -> size in bytes."""
 
     @classmethod
     def from_result(cls, agent: str, language: str, code: str, result: Any) -> SandboxRunEvent:
@@ -102,6 +104,7 @@ class SandboxRunEvent(BaseEvent):
             stderr=getattr(result, "stderr", ""),
             wall_time=getattr(result, "wall_time", 0.0),
             error=getattr(result, "error", None),
+            files={name: len(data) for name, data in getattr(result, "files", {}).items()},
         )
 
 

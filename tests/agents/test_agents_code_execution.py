@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import glob
 import time
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,7 @@ from stockade.agents import (
     TextMessage,
 )
 from stockade.agents.execution.code_blocks import find_blocks
+from stockade.agents.messages import from_dict, render, to_dict
 from tests.conftest import RUN_DIRS
 
 pytestmark = pytest.mark.usefixtures("real_sandbox")
@@ -416,3 +418,37 @@ def test_settings_the_sandbox_refuses_are_a_config_error() -> None:
 def test_fences_as_markdown_writes_them(text: str) -> None:
     [block] = find_blocks(text, "python")
     assert block.language == "python" and block.code.startswith("print(1)\n")
+
+
+CHART = (
+    "import os\nos.makedirs('out', exist_ok=True)\n"
+    "open('out/chart.png', 'wb').write(bytes(range(256)))\n"
+    "open('changed.txt', 'w').write('new')\n"
+)
+
+
+def test_the_files_a_block_made_come_back_as_artifacts_and_in_the_trace() -> None:
+    runner = CodeExecutionAgent(timeout=10)
+    block = CodeBlock(code=CHART, files={"changed.txt": "old", "kept.txt": "kept"})
+    chat = GroupChat([runner], routing="role_based")
+    result = asyncio.run(chat.run(block, to="code_runner"))
+    reply = result.messages[-1]
+    assert isinstance(reply, ExecutionResult) and reply.ok, reply
+    # The code and the inputs it left as they were are not the block's making.
+    assert reply.artifacts == {"out/chart.png": bytes(range(256)), "changed.txt": b"new"}
+    assert "out/chart.png (256 bytes)" in reply.describe()
+    (event,) = result.trace.of_kind("sandbox_run")
+    assert event.files == {"out/chart.png": 256, "changed.txt": 3}  # type: ignore[attr-defined]
+    stored = to_dict(reply)  # binary content travels as base64, and comes back whole
+    chart = base64.urlsafe_b64encode(bytes(range(256))).decode()
+    assert stored["artifacts"]["out/chart.png"] == chart
+    assert from_dict(stored) == reply
+    assert '"out/chart.png": "<256 bytes>"' in render(reply)  # a model sees the size only
+
+
+def test_collect_picks_the_artifacts() -> None:
+    only_png = run(CodeExecutionAgent(timeout=10, collect=["**/*.png"]), CHART)
+    assert set(only_png.artifacts) == {"out/chart.png"}
+    assert run(CodeExecutionAgent(timeout=10, collect=False), CHART).artifacts == {}
+    refused = run(CodeExecutionAgent(timeout=10, collect=["../x"]), CHART)
+    assert refused.status == "error" and "collect: '../x'" in (refused.error or "")

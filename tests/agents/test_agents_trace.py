@@ -156,12 +156,12 @@ def test_what_json_cannot_hold_is_refused_without_breaking_the_trace(tmp_path: P
     assert result.trace.to_jsonl().count("\n") == len(result.trace.events)
 
     @dataclass
-    class Blob(Message):
-        data: bytes
+    class Note(Message):
+        data: str
 
     other = GroupChat([ChatAgent("b", model=ScriptedModel(["x"]))], routing="role_based")
     with pytest.raises(MessageValidationError) as refused:
-        asyncio.run(other.run(Blob(b"\xff"), to="b"))
+        asyncio.run(other.run(Note("\udcff"), to="b"))
     assert refused.value.field == "data"
     assert other.runtime.save_state()["conversation"] == []  # refused before it joined
 
