@@ -3,8 +3,9 @@ and the message to route, returning the names of the agents that receive it.
 
     "round_robin"  the participants take turns in order, whoever a message is addressed to
     "role_based"   the message's agent recipients; else the agents whose `role` (or name)
-                   equals the value of the message type's `routing_field`; else, for a
-                   message from outside, the first participant (the chat's entry point)
+                   equals the message's `intent`, else the value of its type's
+                   `routing_field`; else, for a message from outside, the first participant
+                   (the chat's entry point)
     "broadcast"    every participant but the sender receives every message
     custom         any `(state, message) -> name | names | None`, sync or async
 
@@ -82,11 +83,13 @@ def role_based(state: ChatState, message: Message) -> tuple[str, ...]:
     named = tuple(r for r in message.recipients if r in addressable)
     if named or message.recipients:
         return named
+    # The message's own intent is the sender's choice for this one message, so it comes
+    # before the routing field its type declares for every message.
     field_name = type(message).routing_field
-    if field_name is not None:
-        value = getattr(message, field_name, None)
+    by_field = getattr(message, field_name, None) if field_name else None
+    for value in (message.intent, by_field):
         matches = tuple(n for n in state.agents if value in (n, state.roles.get(n)))
-        if matches:
+        if value is not None and matches:
             return matches
     if message.sender not in addressable:
         return state.agents[:1]
