@@ -28,6 +28,7 @@ from ..errors import ConfigError, StateError, UnknownAgentError
 from ..memory import Memory
 from ..messages import Message, TextMessage, digest
 from ..models.base import ContentFilter, ModelClient
+from ..runtime.context import HUMAN
 from ..runtime.runtime import Delivery, Runtime
 from ..trace.events import HandoffEvent, RoutingEvent, TerminationEvent
 from ..trace.log import Trace
@@ -36,7 +37,6 @@ from .routing import ROUTERS, ChatState, RouteFunction, RoutingMode, normalise, 
 TerminationReason = Literal[
     "completed", "max_turns", "loop_detected", "stalled", "handoff", "error"
 ]
-HUMAN = "human"
 
 
 @dataclass

@@ -118,7 +118,7 @@ class CodeExecutionAgent(ChatAgent):
         self._sessions: dict[str, Any] = {}  # conversation -> sandbox session, by last use
 
     async def on_message(self, message: Message, ctx: Context) -> None:
-        result = await self.execute(message, conversation=_thread_root(ctx))
+        result = await self.execute(message, conversation=ctx.root.id)
         await ctx.reply(result)
 
     async def execute(self, message: Message | str, *, conversation: str = "") -> ExecutionResult:
@@ -291,15 +291,6 @@ def _refusal(blocks: Sequence[CodeBlock]) -> str | None:
             if name.startswith("/") or normal in (".", "..") or normal.startswith("../"):
                 return f"block {number}: file {name!r} must be a relative path inside /workspace"
     return None
-
-
-def _thread_root(ctx: Context) -> str:
-    """The id of the outside message this one descends from: one conversation's key."""
-    by_id = {m.id: m for m in ctx.runtime.conversation}
-    message = ctx.message
-    while message.parent_id in by_id:
-        message = by_id[message.parent_id]
-    return message.id
 
 
 def _block_run(result: Result) -> BlockRun:

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from ..trace.log import Trace
     from .runtime import Runtime
 
+HUMAN = "human"
+"""The outside party a chat is handed to (`ctx.handoff`), whose replies `resume` brings in."""
+
 
 @dataclass
 class Counters:
@@ -82,6 +85,15 @@ class Context:
     @property
     def trace(self) -> Trace:
         return self.runtime.trace
+
+    @property
+    def root(self) -> Message:
+        """The outside message the one being handled descends from: its conversation's start."""
+        by_id = {m.id: m for m in self.runtime.conversation}
+        message = self.message
+        while message.parent_id in by_id:
+            message = by_id[message.parent_id]
+        return message
 
     async def send_to(self, to: str | Sequence[str], message: Message | str) -> Message:
         """Validate `message` and send it to the named agent(s); returns the sent copy."""

@@ -31,3 +31,24 @@ def test_msg_intent_on_any_message_and_routing_by_it() -> None:
     direct = asyncio.run(chat.run(TextMessage(content="charged twice", intent="billing")))
     assert chat.state.speakers[2:] == ["billing_agent"]  # past the entry agent, by its intent
     assert direct.messages[-1].content == "Refunded."  # type: ignore[attr-defined]
+
+
+class EscalationManager(ChatAgent):
+    """Takes what the other agents cannot resolve, and hands it to a human."""
+
+
+def test_an_agent_made_with_human_handoff_hands_every_message_to_a_human() -> None:
+    escalation = EscalationManager(name="escalation", human_handoff=True)
+    front = Say("front", ["a refund of 900 EUR"], verb="send_to", to="escalation")
+    chat = GroupChat(agents=[front, escalation], routing="role_based")
+
+    result = asyncio.run(chat.run("refund me"))
+    assert result.termination == "handoff"
+    assert result.handoff is not None and result.handoff.agent == "escalation"
+    assert "human_handoff" in result.handoff.reason
+    assert result.trace.of_kind("model_call") == []  # the human decides, not a model
+
+    resumed = asyncio.run(chat.resume("Approved: 900 EUR refunded."))
+    assert resumed.termination == "completed"  # the human's reply went on to the user
+    assert resumed.messages[-1].recipients == ("user",)
+    assert resumed.messages[-1].content == "Approved: 900 EUR refunded."  # type: ignore[attr-defined]
