@@ -5,14 +5,16 @@ ends, with a `ChatResult.termination` saying why, when:
 
     completed      an agent called `ctx.stop()`, or a message went to the user and no agent,
                    with nothing else queued for an agent
-    max_turns      `max_turns` turns were taken in this `run` (or `resume`) call
+    max_turns      `max_turns` turns were taken in this `run` (or `resume`) call, and the
+                   admin, if any, given the chat's last message for one final turn, did not
+                   hand off (`handoff`) or stop (`completed`)
     loop_detected  the same sender→recipients→content cycle came round `loop_repeats` times
     stalled        no agent is willing to speak (and the admin, if any, had nothing either)
     handoff        an agent called `ctx.handoff(reason)`; `resume(human_reply)` carries on
     error          a handler or the routing raised; the exception is in `ChatResult.error`
 
-The admin agent, if given, may override every routing decision (`override_route`) and
-receives the chat's last message when it stalls.
+The admin agent, if given, may override every routing decision (`override_route`), and
+receives the chat's last message when it stalls or runs out of turns.
 """
 
 from __future__ import annotations
@@ -219,7 +221,7 @@ class GroupChat:
                 return self._end("loop_detected", loop)
             if budget == 0:
                 self.state.pending.insert(0, message)
-                return self._end("max_turns", f"{self.max_turns} turns taken")
+                return await self._out_of_turns()
             budget -= 1
             ended = await self._turn(targets, message)
             if ended is not None:
@@ -270,6 +272,17 @@ class GroupChat:
         self.state.forced[message.id] = {"targets": [self.admin.name], "reason": "stalled"}
         self.state.pending.insert(0, message)
         return True
+
+    async def _out_of_turns(self) -> ChatResult:
+        """The chat has used its turns: the admin, if any, gets the chat's last message for
+        one final turn (it may hand off or stop), then the chat ends."""
+        spent = f"{self.max_turns} turns taken"
+        if self.admin is None:
+            return self._end("max_turns", spent)
+        last, admin = self.state.messages[-1], (self.admin.name,)
+        self._record_route(last, (), admin, None, "max_turns")
+        ended = await self._turn(admin, last)
+        return ended or self._end("max_turns", f"{spent}, and {self.admin.name} had the last")
 
     def _loop(self, message: Message, targets: tuple[str, ...]) -> str | None:
         """Record this routing's fingerprint; describe the cycle if one keeps repeating."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from agents_testkit import Say
+from agents_testkit import Chatty, Say
 
 from stockade.agents import ChatAgent, Context, GroupChat, Message, TextMessage
 
@@ -52,3 +52,30 @@ def test_an_agent_made_with_human_handoff_hands_every_message_to_a_human() -> No
     assert resumed.termination == "completed"  # the human's reply went on to the user
     assert resumed.messages[-1].recipients == ("user",)
     assert resumed.messages[-1].content == "Approved: 900 EUR refunded."  # type: ignore[attr-defined]
+
+
+def test_if_no_agent_resolves_within_5_turns_the_escalation_manager_takes_over() -> None:
+    escalation = EscalationManager(name="escalation", human_handoff=True)
+    chat = GroupChat(
+        agents=[Chatty("billing_agent"), Chatty("tech_agent")],
+        routing="round_robin",
+        max_turns=5,
+        admin_agent=escalation,
+    )
+    result = asyncio.run(chat.run("my invoice and my VPN are both broken"))
+    assert result.termination == "handoff"
+    speakers = ["billing_agent", "tech_agent", "billing_agent", "tech_agent", "billing_agent"]
+    assert chat.state.speakers == [*speakers, "escalation"]
+    assert result.turns == 6  # the five, and the escalation manager's final one
+    final = result.trace.of_kind("routing")[-1]
+    assert (final.targets, final.reason) == (["escalation"], "max_turns")  # type: ignore[attr-defined]
+    assert result.handoff is not None and result.handoff.agent == "escalation"
+
+
+def test_an_admin_that_does_not_hand_off_lets_max_turns_end_the_chat() -> None:
+    admin = Say("supervisor", ["noted"], verb="send_to", to="user")
+    chat = GroupChat([Chatty("a")], routing="round_robin", max_turns=2, admin_agent=admin)
+    result = asyncio.run(chat.run("talk"))
+    assert result.termination == "max_turns"
+    assert "supervisor had the last" in result.detail
+    assert [m.content for m in admin.seen] == ["a message 2"]  # type: ignore[attr-defined]
