@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .errors import (
     ConfigError,
@@ -49,7 +49,8 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 class ChatAgent:
     """An agent backed by a model and tools. Override `on_message`; the default handler
-    answers every message with `process_with_tools` and replies to its sender.
+    answers every message with `process_with_tools` through `ctx.answer` (to its sender, or,
+    in a role-based chat, to whoever acts on the answer next).
 
     `role` (default: the name) is what role-based routing matches a message's intent and
     routing field against. The admin of a group chat may also override `override_route`.
@@ -57,6 +58,9 @@ class ChatAgent:
     it (after its handler, as `ctx.handoff` does); its default handler then asks no model,
     and passes the human's reply on to whoever started the conversation.
     """
+
+    runs_code: ClassVar[bool] = False
+    """Whether the agent runs the code it is sent: a role-based chat sends code to those that do."""
 
     def __init__(
         self,
@@ -94,7 +98,7 @@ class ChatAgent:
 
     async def on_message(self, message: Message, ctx: Context) -> None:
         if not self.human_handoff:
-            await ctx.reply(await self.process_with_tools(message))
+            await ctx.answer(await self.process_with_tools(message))
         elif message.sender == HUMAN:
             await ctx.send_to(ctx.root.sender, message)
 

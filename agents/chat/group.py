@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +35,15 @@ from ..runtime.context import HUMAN
 from ..runtime.runtime import Delivery, Runtime
 from ..trace.events import HandoffEvent, RoutingEvent, TerminationEvent
 from ..trace.log import Trace
-from .routing import ROUTERS, ChatState, RouteFunction, RoutingMode, normalise, route
+from .routing import (
+    ROUTERS,
+    ChatState,
+    RouteFunction,
+    RoutingMode,
+    answer_to,
+    normalise,
+    route,
+)
 
 TerminationReason = Literal[
     "completed", "max_turns", "loop_detected", "stalled", "handoff", "error"
@@ -105,6 +114,7 @@ class GroupChat:
         self.state = ChatState(
             agents=tuple(a.name for a in agents),
             roles={a.name: a.role for a in agents},
+            runners=tuple(a.name for a in agents if a.runs_code),
             admin=admin_agent.name if admin_agent else None,
             user=user,
             mode=routing if isinstance(routing, str) else getattr(routing, "__name__", "custom"),
@@ -301,8 +311,10 @@ class GroupChat:
     async def _turn(self, targets: tuple[str, ...], message: Message) -> ChatResult | None:
         self.state.turns += 1
         deliveries: list[Delivery] = []
+        role_based = self.router is ROUTERS["role_based"]
         for name in targets:
-            delivery = await self.runtime.deliver(name, message)
+            address = partial(answer_to, self.state, message, name) if role_based else None
+            delivery = await self.runtime.deliver(name, message, address=address)
             deliveries.append(delivery)
             self.state.speakers.append(name)
             self.state.messages += delivery.outbox

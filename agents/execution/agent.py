@@ -76,6 +76,8 @@ class CodeExecutionAgent(ChatAgent):
     sandbox's prepared run.
     """
 
+    runs_code = True
+
     def __init__(
         self,
         name: str = "code_runner",
@@ -119,7 +121,7 @@ class CodeExecutionAgent(ChatAgent):
 
     async def on_message(self, message: Message, ctx: Context) -> None:
         result = await self.execute(message, conversation=ctx.root.id)
-        await ctx.reply(result)
+        await ctx.answer(result)
 
     async def execute(self, message: Message | str, *, conversation: str = "") -> ExecutionResult:
         """Run the message's code blocks and return the result, without sending anything.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,10 +125,17 @@ class Runtime:
         self.pending.append(sent)
         return sent
 
-    async def deliver(self, name: str, message: Message) -> Delivery:
-        """Run one agent's handler on one message; a handler's exception becomes data."""
+    async def deliver(
+        self,
+        name: str,
+        message: Message,
+        *,
+        address: Callable[[Message], Sequence[str]] | None = None,
+    ) -> Delivery:
+        """Run one agent's handler on one message; a handler's exception becomes data.
+        `address` is how the chat addresses the handler's `ctx.answer`, if it does."""
         agent = self.agent(name)
-        ctx = Context(self, agent, message)
+        ctx = Context(self, agent, message, address)
         self.counters.deliveries += 1
         self.memory.record(name, "received", message)
         try:

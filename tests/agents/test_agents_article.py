@@ -5,9 +5,19 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from agents_testkit import Chatty, Say
 
-from stockade.agents import ChatAgent, Context, GroupChat, Message, TextMessage
+from stockade.agents import (
+    ChatAgent,
+    CodeExecutionAgent,
+    Context,
+    GroupChat,
+    Message,
+    ModelResponse,
+    ScriptedModel,
+    TextMessage,
+)
 
 
 def test_msg_intent_on_any_message_and_routing_by_it() -> None:
@@ -79,3 +89,85 @@ def test_an_admin_that_does_not_hand_off_lets_max_turns_end_the_chat() -> None:
     assert result.termination == "max_turns"
     assert "supervisor had the last" in result.detail
     assert [m.content for m in admin.seen] == ["a message 2"]  # type: ignore[attr-defined]
+
+
+# --- Pattern 1: write, run in the sandbox, review, retry -----------------------------------
+
+FENCE = "`" * 3
+BUGGY = "def add(a, b):\n    return abs(a) + abs(b)\n\nassert add(-2, -3) == -5, 'add(-2, -3)'\n"
+FIXED = "def add(a, b):\n    return a + b\n\nassert add(-2, -3) == -5, 'add(-2, -3)'\nprint('ok')\n"
+drafts: dict[str, str] = {}
+
+
+def write_code(filename: str, code: str) -> str:
+    """Save a draft of a source file."""
+    drafts[filename] = code
+    return f"saved {filename}"
+
+
+def run_tests(output: str) -> str:
+    """Read a test run's output and say whether it passed."""
+    return "passed" if output.strip().endswith("ok") else "failed"
+
+
+def check_style(code: str) -> list[str]:
+    """List style problems in the code."""
+    return [f"line {n}: too long" for n, line in enumerate(code.splitlines(), 1) if len(line) > 99]
+
+
+def specialist_model(*solutions: str) -> ScriptedModel:
+    script: list[object] = []
+    for code in solutions:
+        script += [ModelResponse.calling("write_code", {"filename": "add.py", "code": code})]
+        script += [f"Here it is:\n{FENCE}python\n{code}{FENCE}"]
+    return ScriptedModel(script)
+
+
+@pytest.mark.usefixtures("real_sandbox")
+def test_pattern_1_retries_until_the_tests_pass_in_the_sandbox() -> None:
+    specialist = ChatAgent(name="specialist", tools=[write_code])
+    reviewer = ChatAgent(name="reviewer", tools=[run_tests, check_style])
+    runner = CodeExecutionAgent(name="runner")
+    specialist.model = specialist_model(BUGGY, FIXED)
+    reviewer.model = ScriptedModel(
+        [
+            ModelResponse.calling("run_tests", {"output": "AssertionError: add(-2, -3)"}),
+            "add(-2, -3) fails: drop the abs().",
+            ModelResponse.calling("check_style", {"code": FIXED}),
+            "The tests pass and the style is fine.",
+        ]
+    )
+    chat = GroupChat(agents=[specialist, reviewer, runner], routing="role_based")
+    try:
+        result = asyncio.run(chat.run("Write add(a, b) with a test."))
+    finally:
+        runner.close()
+
+    assert chat.state.speakers == ["specialist", "runner", "reviewer"] * 2
+    runs = result.trace.of_kind("sandbox_run")
+    assert [r.status for r in runs] == ["nonzero_exit", "ok"]  # type: ignore[attr-defined]
+    assert "AssertionError" in result.messages[2].stderr  # type: ignore[attr-defined]
+    assert [c.tool for c in result.trace.of_kind("tool_call")] == [
+        "write_code", "run_tests", "write_code", "check_style"
+    ]  # fmt: skip
+    assert result.termination == "completed"
+    assert result.messages[-1].sender == "reviewer"
+    assert result.messages[-1].recipients == ("user",)
+    assert drafts["add.py"] == FIXED
+
+
+@pytest.mark.usefixtures("real_sandbox")
+def test_pattern_1_stops_at_max_turns_when_the_tests_keep_failing() -> None:
+    specialist = ChatAgent(name="specialist", tools=[write_code])
+    reviewer = ChatAgent(name="reviewer", tools=[run_tests, check_style])
+    runner = CodeExecutionAgent(name="runner")
+    specialist.model = specialist_model(BUGGY, BUGGY.replace("abs(a)", "abs(a) * 1"))
+    reviewer.model = ScriptedModel(["Still failing."] * 2)
+    chat = GroupChat(agents=[specialist, reviewer, runner], routing="role_based", max_turns=5)
+    try:
+        result = asyncio.run(chat.run("Write add(a, b) with a test."))
+    finally:
+        runner.close()
+    assert result.termination == "max_turns"
+    assert chat.state.speakers == ["specialist", "runner", "reviewer", "specialist", "runner"]
+    assert len(result.trace.of_kind("sandbox_run")) == 2
