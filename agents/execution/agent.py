@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
-from stockade import Policy, PolicyError, SessionError
+from stockade import Policy, PolicyError, SessionError, SetupError, UnsupportedError
 
 from ..agent import ChatAgent
-from ..errors import ConfigError
+from ..errors import ConfigError, SandboxSetupError
 from ..messages import Message
 from ..runtime.context import Context
 from ..tools import Tool
@@ -175,7 +175,15 @@ class CodeExecutionAgent(ChatAgent):
                 run = _block_run(await self._run(block.code, block.language, self.last_files))
         except PolicyError as exc:  # the message asked for something a run cannot take
             run = BlockRun("error", None, None, "", "", False, False, 0.0, str(exc))
+        except UnsupportedError as exc:
+            raise SandboxSetupError(
+                f"the sandbox cannot run here: {exc.missing}", exc.hint
+            ) from exc
+        except SetupError as exc:
+            raise SandboxSetupError(f"the sandbox could not set up the run: {exc}") from exc
         self.host.record_sandbox_run(self.name, block.language, block.code, run)
+        if run.status == "setup_failed":  # no code ran: its output would tell a model nothing
+            raise SandboxSetupError(f"the sandbox could not set up the run: {run.error}")
         if run.wall_time == 0.0:
             run = _with(run, wall_time=time.monotonic() - start)
         return run
