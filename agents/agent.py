@@ -56,7 +56,7 @@ class ChatAgent:
     routing field against. The admin of a group chat may also override `override_route`.
     With `human_handoff=True` the agent hands the chat to a human whenever a message reaches
     it (after its handler, as `ctx.handoff` does); its default handler then asks no model,
-    and passes the human's reply on to whoever started the conversation.
+    and passes the human's reply on to whoever started the conversation, which ends the chat.
     """
 
     runs_code: ClassVar[bool] = False
@@ -99,8 +99,9 @@ class ChatAgent:
     async def on_message(self, message: Message, ctx: Context) -> None:
         if not self.human_handoff:
             await ctx.answer(await self.process_with_tools(message))
-        elif message.sender == HUMAN:
+        elif message.sender == HUMAN:  # the human took over: their word ends the chat
             await ctx.send_to(ctx.root.sender, message)
+            await ctx.stop("a human answered")
 
     async def override_route(
         self, state: ChatState, message: Message, proposed: tuple[str, ...]
