@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .errors import (
     ConfigError,
@@ -33,7 +33,7 @@ from .models.base import (
     filter_input,
     filter_output,
 )
-from .runtime.context import Counters
+from .runtime.context import HUMAN, Counters
 from .tools import Tool, ToolFunction, ToolOutcome, as_tool
 from .trace.events import FilterEvent, ModelCallEvent, SandboxRunEvent, ToolCallEvent
 from .trace.log import Trace
@@ -49,11 +49,18 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 class ChatAgent:
     """An agent backed by a model and tools. Override `on_message`; the default handler
-    answers every message with `process_with_tools` and replies to its sender.
+    answers every message with `process_with_tools` through `ctx.answer` (to its sender, or,
+    in a role-based chat, to whoever acts on the answer next).
 
-    `role` (default: the name) is what role-based routing matches a message's routing field
-    against. The admin of a group chat may also override `override_route`.
+    `role` (default: the name) is what role-based routing matches a message's intent and
+    routing field against. The admin of a group chat may also override `override_route`.
+    With `human_handoff=True` the agent hands the chat to a human whenever a message reaches
+    it (after its handler, as `ctx.handoff` does); its default handler then asks no model,
+    and passes the human's reply on to whoever started the conversation, which ends the chat.
     """
+
+    runs_code: ClassVar[bool] = False
+    """Whether the agent runs the code it is sent: a role-based chat sends code to those that do."""
 
     def __init__(
         self,
@@ -67,6 +74,7 @@ class ChatAgent:
         content_filter: ContentFilter | None = None,
         max_tool_steps: int = 8,
         history_limit: int = 20,
+        human_handoff: bool = False,
     ) -> None:
         if not NAME_PATTERN.match(name):
             raise ConfigError(f"agent name {name!r} is invalid", hint="use 1-64 of [A-Za-z0-9_.-]")
@@ -82,13 +90,18 @@ class ChatAgent:
         self.content_filter = content_filter
         self.max_tool_steps = max_tool_steps
         self.history_limit = history_limit
+        self.human_handoff = human_handoff
         self.state: dict[str, Any] = {}
         self.runtime: Host | None = None
         """The runtime that registered this agent; None until one does."""
         self._detached: _DetachedHost | None = None
 
     async def on_message(self, message: Message, ctx: Context) -> None:
-        await ctx.reply(await self.process_with_tools(message))
+        if not self.human_handoff:
+            await ctx.answer(await self.process_with_tools(message))
+        elif message.sender == HUMAN:  # the human took over: their word ends the chat
+            await ctx.send_to(ctx.root.sender, message)
+            await ctx.stop("a human answered")
 
     async def override_route(
         self, state: ChatState, message: Message, proposed: tuple[str, ...]

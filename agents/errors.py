@@ -7,6 +7,9 @@
     ├── ToolDefinitionError       a tool's JSON schema cannot be derived from its type hints
     ├── ContentBlockedError       the content filter (ours or the provider's) blocked a model call
     ├── StateError                a saved state, a trace file or a stored message cannot be read
+    ├── SandboxSetupError         the sandbox could not set up a run of the code: this machine
+    │                             lacks what the policy asks for, or the run failed in its
+    │                             setup; has the sandbox's message and its hint
     └── ModelError                a model call failed
         ├── ModelAuthError        the server refused the credentials (401 / 403)
         ├── ModelUnavailableError rate limits, 5xx, timeouts or connection errors outlasted retries
@@ -74,6 +77,17 @@ class ContentBlockedError(AgentError):
 
 class StateError(AgentError):
     """A saved state, a trace file or a stored message cannot be read back."""
+
+
+class SandboxSetupError(AgentError):
+    """The sandbox could not set up a run of an agent's code (the sandbox's `UnsupportedError`
+    or `SetupError`, or a run whose status is `setup_failed`). Every later run would fail the
+    same way, so a chat ends on it and the review loop stops."""
+
+    def __init__(self, problem: str, hint: str = "") -> None:
+        self.problem = problem
+        self.hint = hint
+        super().__init__(f"{problem} (hint: {hint})" if hint else problem)
 
 
 class ModelError(AgentError):

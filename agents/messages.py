@@ -9,7 +9,8 @@ A message type is declared the way DESIGN.md shows::
         routing_field: ClassVar[str] = "issue_type"   # optional, for role-based routing
 
 Every message carries an envelope (sender, recipients, id, parent_id, timestamp) that the
-runtime stamps when the message is sent; the payload fields are the subclass's own. On the
+runtime stamps when the message is sent, and an optional `intent` that the sender sets; the
+payload fields are the subclass's own. On the
 wire a message is a JSON object whose `type` names its class (the discriminator), so states
 and traces round-trip.
 """
@@ -31,7 +32,7 @@ import pydantic_core
 
 from .errors import ConfigError, MessageValidationError, StateError
 
-ENVELOPE_FIELDS = ("sender", "recipients", "id", "parent_id", "timestamp")
+ENVELOPE_FIELDS = ("sender", "recipients", "id", "parent_id", "timestamp", "intent")
 
 _registry: dict[str, type[Message]] = {}
 _field_models: dict[type[Message], type[pydantic.BaseModel]] = {}
@@ -46,6 +47,8 @@ class Message:
     """Base of every message. Subclass it with `@dataclass` and declare the payload fields.
 
     The envelope fields are keyword-only, so a subclass may declare fields without defaults.
+    `intent` is the sender's word for what the message is for (`"billing"`, `"review"`); it
+    is optional, kept as sent, and under role-based routing picks the agents of that role.
     `message_type` (the JSON discriminator) defaults to the class name; `routing_field` names
     a payload field whose value picks the recipient by role under role-based routing.
     """
@@ -55,6 +58,7 @@ class Message:
     id: str = field(default_factory=new_id)
     parent_id: str | None = None
     timestamp: float = field(default_factory=time.time)
+    intent: str | None = None
 
     message_type: ClassVar[str] = "Message"
     routing_field: ClassVar[str | None] = None

@@ -12,7 +12,9 @@ runner (a `CodeExecutionAgent`) runs every test file in the sandbox: the given `
 `test_task.py` and the specialist's own, each test module importing from `solution`. The
 reviewer (optional) reads the code and the test run and answers with feedback; give it
 `tools=[runner.as_tool()]` to run linters or more tests in the sandbox. The tests decide:
-the loop ends in the first round whose test run passes, or after `max_rounds`.
+the loop ends in the first round whose test run passes, or after `max_rounds`. A sandbox that
+cannot set up the run raises `SandboxSetupError` out of the first round, with the sandbox's
+message and hint: no later round could run either.
 """
 
 from __future__ import annotations

@@ -5,14 +5,16 @@ ends, with a `ChatResult.termination` saying why, when:
 
     completed      an agent called `ctx.stop()`, or a message went to the user and no agent,
                    with nothing else queued for an agent
-    max_turns      `max_turns` turns were taken in this `run` (or `resume`) call
+    max_turns      `max_turns` turns were taken in this `run` (or `resume`) call, and the
+                   admin, if any, given the chat's last message for one final turn, did not
+                   hand off (`handoff`) or stop (`completed`)
     loop_detected  the same sender→recipients→content cycle came round `loop_repeats` times
     stalled        no agent is willing to speak (and the admin, if any, had nothing either)
     handoff        an agent called `ctx.handoff(reason)`; `resume(human_reply)` carries on
     error          a handler or the routing raised; the exception is in `ChatResult.error`
 
-The admin agent, if given, may override every routing decision (`override_route`) and
-receives the chat's last message when it stalls.
+The admin agent, if given, may override every routing decision (`override_route`), and
+receives the chat's last message when it stalls or runs out of turns.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,15 +31,23 @@ from ..errors import ConfigError, StateError, UnknownAgentError
 from ..memory import Memory
 from ..messages import Message, TextMessage, digest
 from ..models.base import ContentFilter, ModelClient
+from ..runtime.context import HUMAN
 from ..runtime.runtime import Delivery, Runtime
 from ..trace.events import HandoffEvent, RoutingEvent, TerminationEvent
 from ..trace.log import Trace
-from .routing import ROUTERS, ChatState, RouteFunction, RoutingMode, normalise, route
+from .routing import (
+    ROUTERS,
+    ChatState,
+    RouteFunction,
+    RoutingMode,
+    answer_to,
+    normalise,
+    route,
+)
 
 TerminationReason = Literal[
     "completed", "max_turns", "loop_detected", "stalled", "handoff", "error"
 ]
-HUMAN = "human"
 
 
 @dataclass
@@ -103,6 +114,7 @@ class GroupChat:
         self.state = ChatState(
             agents=tuple(a.name for a in agents),
             roles={a.name: a.role for a in agents},
+            runners=tuple(a.name for a in agents if a.runs_code),
             admin=admin_agent.name if admin_agent else None,
             user=user,
             mode=routing if isinstance(routing, str) else getattr(routing, "__name__", "custom"),
@@ -219,7 +231,7 @@ class GroupChat:
                 return self._end("loop_detected", loop)
             if budget == 0:
                 self.state.pending.insert(0, message)
-                return self._end("max_turns", f"{self.max_turns} turns taken")
+                return await self._out_of_turns()
             budget -= 1
             ended = await self._turn(targets, message)
             if ended is not None:
@@ -271,6 +283,17 @@ class GroupChat:
         self.state.pending.insert(0, message)
         return True
 
+    async def _out_of_turns(self) -> ChatResult:
+        """The chat has used its turns: the admin, if any, gets the chat's last message for
+        one final turn (it may hand off or stop), then the chat ends."""
+        spent = f"{self.max_turns} turns taken"
+        if self.admin is None:
+            return self._end("max_turns", spent)
+        last, admin = self.state.messages[-1], (self.admin.name,)
+        self._record_route(last, (), admin, None, "max_turns")
+        ended = await self._turn(admin, last)
+        return ended or self._end("max_turns", f"{spent}, and {self.admin.name} had the last")
+
     def _loop(self, message: Message, targets: tuple[str, ...]) -> str | None:
         """Record this routing's fingerprint; describe the cycle if one keeps repeating."""
         sigs = self.state.signatures
@@ -288,8 +311,10 @@ class GroupChat:
     async def _turn(self, targets: tuple[str, ...], message: Message) -> ChatResult | None:
         self.state.turns += 1
         deliveries: list[Delivery] = []
+        role_based = self.router is ROUTERS["role_based"]
         for name in targets:
-            delivery = await self.runtime.deliver(name, message)
+            address = partial(answer_to, self.state, message, name) if role_based else None
+            delivery = await self.runtime.deliver(name, message, address=address)
             deliveries.append(delivery)
             self.state.speakers.append(name)
             self.state.messages += delivery.outbox

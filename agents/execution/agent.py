@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
-from stockade import Policy, PolicyError, SessionError
+from stockade import Policy, PolicyError, SessionError, SetupError, UnsupportedError
 
 from ..agent import ChatAgent
-from ..errors import ConfigError
+from ..errors import ConfigError, SandboxSetupError
 from ..messages import Message
 from ..runtime.context import Context
 from ..tools import Tool
@@ -85,6 +85,8 @@ class CodeExecutionAgent(ChatAgent):
     that run with `persist_workspace` or `stateful` hand back none.
     """
 
+    runs_code = True
+
     def __init__(
         self,
         name: str = "code_runner",
@@ -129,8 +131,8 @@ class CodeExecutionAgent(ChatAgent):
         self._sessions: dict[str, Any] = {}  # conversation -> sandbox session, by last use
 
     async def on_message(self, message: Message, ctx: Context) -> None:
-        result = await self.execute(message, conversation=_thread_root(ctx))
-        await ctx.reply(result)
+        result = await self.execute(message, conversation=ctx.root.id)
+        await ctx.answer(result)
 
     async def execute(self, message: Message | str, *, conversation: str = "") -> ExecutionResult:
         """Run the message's code blocks and return the result, without sending anything.
@@ -186,7 +188,15 @@ class CodeExecutionAgent(ChatAgent):
                 run = _with(_block_run(result), files=_made(result, block.code, files))
         except PolicyError as exc:  # the message asked for something a run cannot take
             run = BlockRun("error", None, None, "", "", False, False, 0.0, str(exc))
+        except UnsupportedError as exc:
+            raise SandboxSetupError(
+                f"the sandbox cannot run here: {exc.missing}", exc.hint
+            ) from exc
+        except SetupError as exc:
+            raise SandboxSetupError(f"the sandbox could not set up the run: {exc}") from exc
         self.host.record_sandbox_run(self.name, block.language, block.code, run)
+        if run.status == "setup_failed":  # no code ran: its output would tell a model nothing
+            raise SandboxSetupError(f"the sandbox could not set up the run: {run.error}")
         if run.wall_time == 0.0:
             run = _with(run, wall_time=time.monotonic() - start)
         return run
@@ -312,15 +322,6 @@ def _refusal(blocks: Sequence[CodeBlock]) -> str | None:
             if name.startswith("/") or normal in (".", "..") or normal.startswith("../"):
                 return f"block {number}: file {name!r} must be a relative path inside /workspace"
     return None
-
-
-def _thread_root(ctx: Context) -> str:
-    """The id of the outside message this one descends from: one conversation's key."""
-    by_id = {m.id: m for m in ctx.runtime.conversation}
-    message = ctx.message
-    while message.parent_id in by_id:
-        message = by_id[message.parent_id]
-    return message.id
 
 
 def _block_run(result: Result) -> BlockRun:

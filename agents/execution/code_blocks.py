@@ -24,9 +24,7 @@ from ..messages import Message, TextMessage
 LANGUAGES = ("python", "bash", "sh")
 ALIASES = {"py": "python", "python3": "python", "shell": "sh"}
 
-ExecutionStatus = Literal[
-    "ok", "nonzero_exit", "timeout", "memory_limit", "signaled", "setup_failed", "error"
-]
+ExecutionStatus = Literal["ok", "nonzero_exit", "timeout", "memory_limit", "signaled", "error"]
 
 # As Markdown has them: ``` or ~~~ (or longer), possibly indented (in a list item), closed by
 # a line of at least as many of the same character. Matched line by line (possessively): a
@@ -53,7 +51,8 @@ class ExecutionResult(Message):
     `signal` are those of the last block run, `stdout` / `stderr` the blocks' output joined
     (at most `max_output_size` bytes each; `*_truncated` says when some was dropped), and
     `duration` the blocks' wall time in seconds. `status` is the sandbox's `Result.status`,
-    or `"error"` when nothing could run (no code, an unknown language); `error` says why.
+    or `"error"` when nothing could run (no code, an unknown language); `error` says why. A
+    run the sandbox could not set up is no result: it raises `SandboxSetupError`.
     `artifacts` are the files the blocks made in /workspace (name -> content; see the
     agent's `collect`), carried as base64 when the message is stored or traced, and shown to
     a model by name and size only.

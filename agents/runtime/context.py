@@ -7,7 +7,7 @@ what one handler call may do.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from ..trace.events import ModelCallEvent
     from ..trace.log import Trace
     from .runtime import Runtime
+
+HUMAN = "human"
+"""The outside party a chat is handed to (`ctx.handoff`), whose replies `resume` brings in."""
 
 
 @dataclass
@@ -60,16 +63,24 @@ class Host(Protocol):
 
 
 class Context:
-    """What one handler call may do: send, reply, broadcast, hand off to a human, stop.
+    """What one handler call may do: send, reply, answer, broadcast, hand off to a human, stop.
 
     Every verb is a coroutine (`await ctx.reply(...)`). A send validates the message at once:
     a bad one raises `MessageValidationError` here, in the sender, and is never delivered.
     """
 
-    def __init__(self, runtime: Runtime, agent: ChatAgent, message: Message) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        agent: ChatAgent,
+        message: Message,
+        address: Callable[[Message], Sequence[str]] | None = None,
+    ) -> None:
         self.runtime = runtime
         self.agent = agent
         self.message = message
+        self._address = address
+        """How the chat addresses an answer, when it does (role-based routing)."""
         self.outbox: list[Message] = []
         self.handoff_reason: str | None = None
         self.stop_reason: str | None = None
@@ -82,6 +93,15 @@ class Context:
     @property
     def trace(self) -> Trace:
         return self.runtime.trace
+
+    @property
+    def root(self) -> Message:
+        """The outside message the one being handled descends from: its conversation's start."""
+        by_id = {m.id: m for m in self.runtime.conversation}
+        message = self.message
+        while message.parent_id in by_id:
+            message = by_id[message.parent_id]
+        return message
 
     async def send_to(self, to: str | Sequence[str], message: Message | str) -> Message:
         """Validate `message` and send it to the named agent(s); returns the sent copy."""
@@ -100,6 +120,15 @@ class Context:
     async def reply(self, message: Message | str) -> Message:
         """Send to whoever sent the message being handled."""
         return await self.send_to(self.message.sender, message)
+
+    async def answer(self, message: Message | str) -> Message:
+        """Answer the message being handled. In a role-based group chat the chat addresses
+        the answer by what it is: code to the chat's code runners, a run's result to its
+        reviewers, a review back to the code's author (see `chat.routing.answer_to`);
+        elsewhere the answer goes to the sender, as `reply` does."""
+        answer = as_message(message)
+        to = tuple(self._address(answer)) if self._address is not None else ()
+        return await self.send_to(to or self.message.sender, answer)
 
     async def broadcast(self, message: Message | str) -> Message:
         """Send to every other registered agent."""

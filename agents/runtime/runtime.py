@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from ..models.base import ContentFilter, ModelClient
 from ..tools import as_tool
 from ..trace.events import ErrorEvent, HandoffEvent, MessageEvent, SandboxRunEvent
 from ..trace.log import Trace
-from .context import Context, Counters
+from .context import HUMAN, Context, Counters
 
 STATE_VERSION = 1
 
@@ -53,7 +53,7 @@ class Runtime:
         trace: Trace | str | Path | None = None,
         model: ModelClient | None = None,
         content_filter: ContentFilter | None = None,
-        external: Iterable[str] = ("user", "human"),
+        external: Iterable[str] = ("user", HUMAN),
     ) -> None:
         self.agents: dict[str, ChatAgent] = {}
         self.external: set[str] = set(external)
@@ -125,10 +125,17 @@ class Runtime:
         self.pending.append(sent)
         return sent
 
-    async def deliver(self, name: str, message: Message) -> Delivery:
-        """Run one agent's handler on one message; a handler's exception becomes data."""
+    async def deliver(
+        self,
+        name: str,
+        message: Message,
+        *,
+        address: Callable[[Message], Sequence[str]] | None = None,
+    ) -> Delivery:
+        """Run one agent's handler on one message; a handler's exception becomes data.
+        `address` is how the chat addresses the handler's `ctx.answer`, if it does."""
         agent = self.agent(name)
-        ctx = Context(self, agent, message)
+        ctx = Context(self, agent, message, address)
         self.counters.deliveries += 1
         self.memory.record(name, "received", message)
         try:
@@ -139,9 +146,12 @@ class Runtime:
             self.counters.errors += 1
             self.trace.record(ErrorEvent(agent=name, error_type=type(exc).__name__, error=str(exc)))
             return Delivery(name, ctx.outbox, error=exc)
-        if ctx.handoff_reason is not None:
-            self.trace.record(HandoffEvent(agent=name, reason=ctx.handoff_reason))
-        return Delivery(name, ctx.outbox, ctx.handoff_reason, ctx.stop_reason)
+        handoff = ctx.handoff_reason
+        if handoff is None and agent.human_handoff and message.sender != HUMAN:
+            handoff = f"{name} hands every message to a human (human_handoff=True)"
+        if handoff is not None:
+            self.trace.record(HandoffEvent(agent=name, reason=handoff))
+        return Delivery(name, ctx.outbox, handoff, ctx.stop_reason)
 
     async def run_until_idle(self, max_deliveries: int = 100) -> list[Message]:
         """Deliver queued messages to their agent recipients until none are left; returns

@@ -47,6 +47,7 @@ EXPECTED = [
     "PendingHandoff",
     "RoutingMode",
     "Runtime",
+    "SandboxSetupError",
     "ScriptExhaustedError",
     "ScriptedModel",
     "StateError",
