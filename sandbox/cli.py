@@ -244,7 +244,7 @@ def _write_file(top: int, parts: list[str], data: bytes) -> None:
             below = os.open(part, nofollow, dir_fd=parent)  # ENOTDIR: a link, or a file
             os.close(parent)
             parent = below
-        temporary = f".{parts[-1]}.{os.urandom(6).hex()}.part"
+        temporary = f".stockade-{os.urandom(6).hex()}.part"  # fits whatever the name's length
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(temporary, flags, 0o644, dir_fd=parent)
         try:

@@ -31,6 +31,7 @@ ExecutionStatus = Literal["ok", "nonzero_exit", "timeout", "memory_limit", "sign
 # text of many fences that never close costs no more than one pass.
 _OPENING = re.compile(r"(?P<indent>[ \t]*)(?P<fence>`{3,}+|~{3,}+)[ \t]*(?P<info>[^`]*)")
 _FILENAME = re.compile(r"^[\w.-]+\.\w+$")
+_LISTED = 20  # the names of the files a block made that a model is shown
 
 
 @dataclass
@@ -86,8 +87,12 @@ class ExecutionResult(Message):
         if self.error:
             parts.append(f"error: {self.error}")
         if self.artifacts:
-            made = ", ".join(f"{name} ({len(data)} bytes)" for name, data in self.artifacts.items())
-            parts.append(f"files made: {made}")
+            # The names are the code's: quoted, so none can pose as a line of this account,
+            # and only the first few, so that they cannot outgrow the output's own limits.
+            listed = list(self.artifacts.items())
+            made = ", ".join(f"{name!r} ({len(data)} bytes)" for name, data in listed[:_LISTED])
+            more = f", and {len(listed) - _LISTED} more" if len(listed) > _LISTED else ""
+            parts.append(f"files made: {made}{more}")
         for name, text, cut in (
             ("stdout", self.stdout, self.stdout_truncated),
             ("stderr", self.stderr, self.stderr_truncated),

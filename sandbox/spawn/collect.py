@@ -18,7 +18,9 @@ Three halves, one concern:
   host never opens a path of the workload's.
 
 What travels: ("file", name, base64 of a chunk) for each piece of a file (an empty file sends
-one empty chunk), ("left_out", name, why) for what matched but is not sent.
+one empty chunk), then ("end", name, "") once it is whole; ("left_out", name, why) for what
+matched but is not sent. A file without its "end" (the run was ended while it was read) does
+not come back, and nothing does from a run ended at its time or memory limit.
 """
 
 # Not `from __future__ import annotations`: it would cost every command (see spawn/plan.py).
@@ -33,6 +35,7 @@ from stockade.errors import PolicyError
 
 CHUNK = 16 << 10  # bytes per message: its base64 and a name of PATH_MAX fit one 64 KiB datagram
 _NAMED = 8  # left-out names listed in a warning; the rest are counted
+ENDED_AT_A_LIMIT = "the run was ended at its time or memory limit: no files come back"
 WORKSPACE = "/workspace"
 
 
@@ -62,6 +65,10 @@ def _translate(pattern: object) -> str:
     if pattern.endswith("/"):
         raise PolicyError("collect", f"{pattern!r} names a directory: use {pattern + '**'!r}")
     segments = [s for s in pattern.split("/") if s not in ("", ".")]
+    # `**/**` is `**`, and `**` within a segment is `*`: without repeats, the expression
+    # cannot backtrack through every way of splitting a deep name.
+    segments = [s if s == "**" else re.sub(r"\*+", "*", s) for s in segments]
+    segments = [s for i, s in enumerate(segments) if s != "**" or segments[i - 1 : i] != ["**"]]
     if ".." in segments:
         raise PolicyError("collect", f"{pattern!r}: '..' would leave /workspace")
     if not segments:
@@ -186,6 +193,7 @@ def _read(name: str, path: str, room: int) -> Iterator[tuple[str, str, str]]:
                 break
             left -= len(chunk)
             yield "file", path, binascii.b2a_base64(chunk, newline=False).decode()
+        yield "end", path, ""  # whole: a file cut off by the run's end never has this
         return size
     finally:
         os.close(fd)
@@ -203,6 +211,7 @@ class Collected:
         self.size = 0
         self.full = False  # the other side sent more than the cap: nothing more is taken
         self._files: dict[str, bytearray] = {}
+        self._whole: set[str] = set()  # the files whose "end" came
         self._left_out: list[tuple[str, str]] = []  # the first few, to name
         self._left_count = 0
 
@@ -212,6 +221,8 @@ class Collected:
             return
         if kind == "left_out":
             self._leave_out(name, value)
+        elif kind == "end" and name in self._files:
+            self._whole.add(name)
         elif kind == "file" and not self.full:
             try:
                 data = binascii.a2b_base64(value, strict_mode=True)
@@ -236,11 +247,22 @@ class Collected:
         if len(self._left_out) < _NAMED:
             self._left_out.append((name, why[:200]))
 
+    def abandon(self, why: str) -> None:
+        """The run was ended at a limit: what came out may be cut anywhere, so none of it."""
+        for name in self._files:
+            self._leave_out(name, why)
+        self._files.clear()
+
     def files(self) -> dict[str, bytes]:
+        """The whole files; one that was cut off is left out (and named by `warnings`)."""
+        for name in [name for name in self._files if name not in self._whole]:
+            del self._files[name]
+            self._leave_out(name, "cut off: the run ended while it was read")
         return {name: bytes(data) for name, data in self._files.items()}
 
     def warnings(self) -> tuple[str, ...]:
-        """What was left out, named (the first few) and counted, for `Result.warnings`."""
+        """What was left out, named (the first few) and counted, for `Result.warnings`; ask
+        after `files()`, which may leave out more."""
         if not self._left_count:
             return ()
         named = "; ".join(f"{name} ({why})" for name, why in self._left_out)

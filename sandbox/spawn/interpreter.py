@@ -78,10 +78,15 @@ def find(shown: bool, named: str | None) -> Interpreter | None:
 
 
 def _on_host_path(name: str) -> str:
-    # Empty entries (the working directory) are skipped: a policy means an installed Python.
+    # Only absolute entries: an empty one, "." or a relative one is the working directory, and
+    # what is found is run here, outside any sandbox. A policy means an installed Python.
     for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
         candidate = f"{directory}/{name}"
-        if directory and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+        if (
+            directory.startswith("/")
+            and os.path.isfile(candidate)
+            and os.access(candidate, os.X_OK)
+        ):
             return candidate
     raise PolicyError(FIELD, f"{name!r} is not a command on this machine's PATH")
 

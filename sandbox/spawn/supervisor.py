@@ -28,7 +28,7 @@ from stockade.net import namespace as net
 from stockade.result import decode_wait_status, describe_end
 from stockade.spawn import child
 from stockade.spawn.call import Stdio
-from stockade.spawn.collect import Collected
+from stockade.spawn.collect import ENDED_AT_A_LIMIT, Collected
 from stockade.spawn.plan import RunPlan
 
 RUN_DIR_PREFIX = "stockade-"
@@ -385,7 +385,7 @@ class _Watch:
         for line in lines:
             if line.strip():
                 message = json.loads(line)
-                if message["kind"] in ("file", "left_out"):
+                if message["kind"] in ("file", "end", "left_out"):
                     self.collected.take(message["kind"], message["name"], message["value"])
                 else:
                     self.messages.append(message)
@@ -422,6 +422,9 @@ class _Watch:
                 setup_error = f"the run's init ended before the workload ({how})"
             workload_status = status
         exit_code, signum = decode_wait_status(workload_status)
+        if self.timed_out or oom_killed:
+            self.collected.abandon(ENDED_AT_A_LIMIT)
+        files = self.collected.files()  # before its warnings: it may leave out more
         return RunReport(
             exit_code=exit_code,
             signal=signum,
@@ -433,7 +436,7 @@ class _Watch:
             cpu_time=stats.cpu_time if stats else usage.ru_utime + usage.ru_stime,  # type: ignore[attr-defined]
             peak_memory=stats.peak_memory if stats else usage.ru_maxrss * 1024,  # type: ignore[attr-defined]
             warnings=warnings + self.collected.warnings(),
-            files=self.collected.files(),
+            files=files,
         )
 
 

@@ -36,7 +36,7 @@ from stockade.result import Result, describe_end, make_result
 from stockade.spawn import running
 from stockade.spawn.cancel import cancelled, tracked
 from stockade.spawn.capture import Sink
-from stockade.spawn.collect import Collected, plan_collect
+from stockade.spawn.collect import ENDED_AT_A_LIMIT, Collected, plan_collect
 from stockade.spawn.plan import check_files  # the same checks as any run
 from stockade.spawn.supervisor import RunReport
 from stockade.warm import host as interpreter
@@ -187,6 +187,9 @@ class Pool:
             timed_out = outcome.hard_killed or outcome.cpu_exceeded
             wall, cpu, peak = outcome.wall, 0.0, outcome.peak or 0
             error = _death_text(death, self._closed)
+        if timed_out or outcome.oom_kills > 0:
+            collected.abandon(ENDED_AT_A_LIMIT)
+        files = collected.files()  # before its warnings: it may leave out more
         return make_result(
             out,
             err,
@@ -199,7 +202,7 @@ class Pool:
             peak_memory=peak,
             error=error,
             warnings=warm.warnings + collected.warnings(),
-            files=collected.files(),
+            files=files,
         )
 
     # ------------------------------------------------------------------ the sandboxes

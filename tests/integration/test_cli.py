@@ -391,3 +391,11 @@ def test_output_dir_flags_are_checked_before_the_run(tmp_path: Path) -> None:
     assert done.returncode == 2 and b"needs --output-dir" in done.stderr, done
     done = sandbox("run", "--output-dir", str(tmp_path), "--collect", "../x", "--", "true")
     assert done.returncode == 2 and b"collect: '../x'" in done.stderr, done
+
+
+def test_output_dir_takes_a_file_whose_name_is_as_long_as_names_go(tmp_path: Path) -> None:
+    name = "n" * 250  # the longest a name may be, less what the run's own files need
+    code = f"open({name!r}, 'w').write('long')"
+    done = sandbox("code", "--output-dir", str(tmp_path), "-", stdin=code.encode())
+    assert done.returncode == 0, done
+    assert (tmp_path / name).read_text() == "long"

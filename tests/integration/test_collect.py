@@ -140,3 +140,12 @@ def test_a_bad_pattern_is_refused_before_anything_runs(
         with pytest.raises(PolicyError) as caught:
             box.run_code("print(1)", collect=bad)  # type: ignore[arg-type]
     assert caught.value.field == "collect"
+
+
+@pytest.mark.parametrize("pool", [0, 1])
+def test_a_run_ended_at_its_time_limit_brings_back_no_file(pool: int) -> None:
+    spin = "open('made.txt', 'w').write('half a result')\nwhile True: pass\n"
+    with Sandbox(_policy().override(timeout=1), pool=pool) as box:
+        result = box.run_code(spin, collect=True)
+    assert result.status == Status.TIMEOUT
+    assert result.files == {}

@@ -253,3 +253,20 @@ def test_the_workloads_python3_is_its_own_first_on_path() -> None:
         )
     assert done.ok, done.stderr
     assert done.stdout == "/.stockade/bin/python3\n/.stockade/bin/python\n"
+
+
+@pytest.mark.parametrize("entry", ["", ".", "bin"])
+def test_a_relative_path_entry_is_never_searched_for_a_named_interpreter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entry: str
+) -> None:
+    # What is found is run on the host, as the caller: never from the working directory.
+    planted = tmp_path / (entry if entry not in ("", ".") else "") / "python3-planted"
+    planted.parent.mkdir(exist_ok=True)
+    proof = tmp_path / "ran"
+    planted.write_text(f"#!/bin/sh\ntouch {proof}\n")
+    planted.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", f"{entry}:/usr/bin:/bin")
+    with pytest.raises(PolicyError, match="not a command on this machine's PATH"):
+        Sandbox(_policy(interpreter="python3-planted"))
+    assert not proof.exists()

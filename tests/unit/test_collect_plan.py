@@ -82,7 +82,9 @@ def test_collected_holds_the_files_and_names_what_was_left_out() -> None:
     got.take("file", "a/b.bin", "")
     got.take("file", "a/b.bin", chunk(b"\0\1"))
     got.take("file", "a/b.bin", chunk(b"\2"))
+    got.take("end", "a/b.bin", "")
     got.take("file", "empty", "")
+    got.take("end", "empty", "")
     got.take("left_out", "link", "a symbolic link: never followed")
     assert got.files() == {"a/b.bin": b"\0\1\2", "empty": b""}
     (warning,) = got.warnings()
@@ -98,12 +100,40 @@ def test_collected_drops_names_outside_the_workspace(name: str) -> None:
     assert got.warnings() == ()
 
 
+def test_a_file_cut_off_by_the_runs_end_does_not_come_back() -> None:
+    got = Collected(100)
+    got.take("file", "whole", chunk(b"all of it"))
+    got.take("end", "whole", "")
+    got.take("file", "cut", chunk(b"the first half"))  # and no "end": the run was ended
+    assert got.files() == {"whole": b"all of it"}
+    assert "cut (cut off: the run ended while it was read)" in got.warnings()[0]
+
+
+def test_a_run_ended_at_a_limit_brings_back_nothing() -> None:
+    got = Collected(100)
+    got.take("file", "whole", chunk(b"all of it"))
+    got.take("end", "whole", "")
+    got.abandon("ended at a limit")
+    assert got.files() == {}
+    assert "whole (ended at a limit)" in got.warnings()[0]
+
+
+@pytest.mark.parametrize(
+    ("repeated", "plain"), [("**/**/**/*.png", "**/*.png"), ("a/***b", "a/*b"), ("**/**", "**")]
+)
+def test_repeated_stars_make_the_expression_of_the_plain_pattern(repeated: str, plain: str) -> None:
+    # Repeats would let the expression backtrack through every split of a deep name.
+    assert plan_collect([repeated]) == plan_collect([plain])
+
+
 def test_collected_keeps_to_its_cap_whatever_the_other_side_sends() -> None:
     got = Collected(10)
     got.take("file", "a", chunk(b"123"))  # 1 + 3 bytes
     got.take("file", "b", chunk(b"12345"))  # 1 + 5: 10 in all
     got.take("file", "b", chunk(b"6"))  # over: b goes, and nothing more is taken
     got.take("file", "c", "")
+    for name in "abc":
+        got.take("end", name, "")
     assert got.files() == {"a": b"123"}
     assert got.size <= 10
     assert "b (over limits.collect_size)" in got.warnings()[0]

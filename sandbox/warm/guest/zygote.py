@@ -318,8 +318,8 @@ def _serve(channel: Channel, prepared: _Prepared, started: dict, early: bool) ->
         # host measured the rest. Their exits (slow) and reaping overlap with its work.
         _kill_tree()
         wall = time.monotonic() - began
-        if pattern is not None:  # files are read once nothing of the run can change them
-            _kill_all()
+        if pattern is not None and not (timed_out or stopped):  # none from a run ended early
+            _kill_all()  # files are read once nothing of the run can change them
             _collect(channel, pattern, cap)
         channel.send(op="done", status=reported << 8, wall=wall, **result)
         _kill_all()
@@ -328,7 +328,7 @@ def _serve(channel: Channel, prepared: _Prepared, started: dict, early: bool) ->
     _kill_all()  # everything the run left running, before we say it is over
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.monotonic() - began
-    if pattern is not None:
+    if pattern is not None and not (timed_out or stopped):  # none from a run ended early
         _collect(channel, pattern, cap)
     channel.send(
         op="done",
@@ -448,6 +448,7 @@ def _read(name: str, path: str, room: int) -> Iterator[tuple[str, str, str]]:
                 break
             left -= len(chunk)
             yield "file", path, binascii.b2a_base64(chunk, newline=False).decode()
+        yield "end", path, ""  # whole: a file cut off by the run's end never has this
         return size
     finally:
         os.close(fd)
@@ -930,6 +931,7 @@ def _send_file(channel: Channel, path: str, cap: int) -> None:
             channel.send(
                 op="file", name=name, value=binascii.b2a_base64(chunk, newline=False).decode()
             )
+        channel.send(op="end", name=name, value="")  # whole (what collect.Collected wants)
     finally:
         os.close(fd)
 
