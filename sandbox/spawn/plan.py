@@ -21,7 +21,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from stockade.errors import PolicyError
-from stockade.kernel import limits, mounts, seccomp
+from stockade.kernel import limits, mounts, namespaces, seccomp
+from stockade.kernel.cgroups import control as cgroups
 from stockade.kernel.cgroups.base import CgroupLimits
 from stockade.kernel.limits import Rlimits
 from stockade.kernel.mounts import RootPlan
@@ -85,7 +86,7 @@ class Planner:
         checked_argv, environment = check_argv(argv), self.environment(env)
         checked_files, patterns = check_files(files), plan_collect(collect)
         network = plan_network(policy.network)  # names are resolved here, once per run
-        return RunPlan(
+        plan = RunPlan(
             argv=checked_argv,
             env=environment,
             root=self._plan_root(network.hosts) if network.hosts else self._default_root(),
@@ -102,6 +103,8 @@ class Planner:
             collect=patterns,
             collect_size=policy.limits.collect_size,
         )
+        require_support(plan)
+        return plan
 
     def environment(self, extra: Mapping[str, str]) -> dict[str, str]:
         """The workload's environment: the base, then the policy's, then the call's."""
@@ -151,6 +154,20 @@ class Planner:
                 stack=lim.stack,
             )
         return self._rlimits
+
+
+def require_support(plan: RunPlan) -> None:
+    """Raise UnsupportedError, with its hint, when this machine lacks a protection the plan
+    asks for, before anything of the run is made: every mode (run, start, prepared runs,
+    pools, sessions) plans here first. Each check is read once per process."""
+    if plan.rootless:
+        namespaces.require_user_namespaces()
+    if plan.cgroups_required:
+        cgroups.require(plan.cgroup_limits)
+    if plan.network.rules and not plan.rootless:  # rootless relays without BPF
+        from stockade.net import steer
+
+        steer.require()
 
 
 def check_argv(argv: Sequence[str]) -> tuple[str, ...]:
