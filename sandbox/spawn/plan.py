@@ -51,6 +51,7 @@ class RunPlan(NamedTuple):
     network: NetworkPlan = NetworkPlan()  # no rules: no network
     collect: str | None = None  # the files to bring back out of /workspace (collect.py)
     collect_size: int = 0  # bytes of them at most, names included
+    warnings: tuple[str, ...] = ()  # for the Result: what of the policy this machine lacks
 
 
 LANGUAGES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -72,6 +73,7 @@ class Planner:
         self.python = interpreter.find(policy.filesystem.python, policy.python.interpreter)
         self._root: RootPlan | None = None
         self._rlimits: Rlimits | None = None
+        self._missing: tuple[str, ...] | None = None
 
     def plan(
         self,
@@ -102,6 +104,7 @@ class Planner:
             network=network,
             collect=patterns,
             collect_size=policy.limits.collect_size,
+            warnings=self._warnings(),
         )
         require_support(plan)
         return plan
@@ -124,6 +127,14 @@ class Planner:
             if not name or "=" in name or "\0" in name or "\0" in value:
                 raise PolicyError("env", f"invalid variable {name!r}: NAME=VALUE, no NUL bytes")
         return env
+
+    def _warnings(self) -> tuple[str, ...]:
+        if self._missing is None:  # once per planner, as the root it plans from them
+            self._missing = mounts.missing_paths(self.policy.filesystem.readonly)
+        return tuple(
+            f"filesystem.readonly: {path} does not exist on this machine; the run cannot see it"
+            for path in self._missing
+        )
 
     def _default_root(self) -> RootPlan:
         if self._root is None:

@@ -107,7 +107,8 @@ def supervise(
         if stdio is not None:
             stack.callback(_close_all, stdio)
         try:
-            cgroup, warnings = _make_cgroup(plan)
+            cgroup, weaker = _make_cgroup(plan)
+            warnings = plan.warnings + weaker
             if cgroup is None:
                 plan = plan._replace(rlimits=plan.rlimits + _fallback_rlimits(plan))
             else:
