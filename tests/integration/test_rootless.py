@@ -663,3 +663,15 @@ def test_an_allowlist_without_sk_lookup_raises_before_anything_runs(user: User) 
     missing, left = done.stdout.splitlines()
     assert missing.startswith("BPF sk_lookup, which a network allowlist needs | Linux >= 5.9")
     assert left == "left []"
+
+
+def test_best_effort_without_writing_toml_says_what_is_weaker(user: User) -> None:
+    """No delegation, no TOML: the built-in policy or the flag runs on rlimits, and the
+    command says which limits are weaker."""
+    for done in (
+        user.sandbox("run", "--", "python3", "-c", "print(6 * 7)", policy="best_effort"),
+        user.sandbox("run", "--cgroups", "best_effort", "--", "python3", "-c", "print(6 * 7)"),
+    ):
+        assert (done.returncode, done.stdout) == (0, "42\n"), done
+        assert "sandbox: warning: no cgroup" in done.stderr
+        assert "sandbox: warning: memory: RLIMIT_AS" in done.stderr
