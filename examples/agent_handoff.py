@@ -51,6 +51,10 @@ async def main(workdir: Path) -> None:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp())
+    given = len(sys.argv) > 1
+    target = Path(sys.argv[1]) if given else Path(tempfile.mkdtemp(prefix="agent-handoff-"))
     asyncio.run(main(target))
+    if not given:  # a directory of our own: keep only the trace, which the line below names
+        for name in ("memory.db", "chat.json"):
+            (target / name).unlink(missing_ok=True)
     print(f"trace: python -m stockade.agents.trace {target / 'refund.jsonl'}")

@@ -189,7 +189,8 @@ async def main(workdir: Path) -> None:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp())
+    # Only the traces go there, and the last line names the directory.
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="support-"))
     target.mkdir(parents=True, exist_ok=True)
     asyncio.run(main(target))
     print(f"traces: python -m stockade.agents.trace {target / 'T-4.jsonl'}")

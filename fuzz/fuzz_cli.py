@@ -1,5 +1,5 @@
 """Fuzz target: the command line's argument handling. Any argv (the input split on NUL
-bytes) must end in a run (stubbed out here), in exit 2 with a `sandbox:` or usage message,
+bytes) must end in a run (stubbed out here), in exit 125 with a `sandbox:` or usage message,
 or in argparse's own exit; never in another exception.
 
     python fuzz/fuzz_cli.py -max_total_time=60 fuzz/corpus-cli fuzz/seeds/cli
@@ -40,9 +40,9 @@ def TestOneInput(data: bytes) -> None:
             code = cli.main(argv)
         except SystemExit as exc:
             code = exc.code
-    if code not in (0, 2):
+    if code not in (0, 125):
         raise AssertionError(f"exit {code!r} for {argv!r}: {err.getvalue()}")
-    if code == 2 and "Traceback" in err.getvalue():
+    if code == 125 and "Traceback" in err.getvalue():
         raise AssertionError(f"traceback for {argv!r}")
 
 

@@ -18,8 +18,10 @@ __all__ = [
     "Policy",
     "PolicyError",
     "Result",
+    "Running",
     "Sandbox",
     "SandboxError",
+    "Session",
     "SessionError",
     "SetupError",
     "Status",
@@ -30,8 +32,10 @@ _HOMES = {
     "Policy": "policy.model",
     "PolicyError": "errors",
     "Result": "result",
+    "Running": "spawn.running",
     "Sandbox": "runner",
     "SandboxError": "errors",
+    "Session": "warm.session",
     "SessionError": "errors",
     "SetupError": "errors",
     "Status": "result",
@@ -49,6 +53,8 @@ if TYPE_CHECKING:
     from stockade.policy.model import Policy
     from stockade.result import Result, Status
     from stockade.runner import Sandbox
+    from stockade.spawn.running import Running
+    from stockade.warm.session import Session
 
 
 def __getattr__(name: str) -> Any:

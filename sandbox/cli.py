@@ -1,9 +1,10 @@
 """The `sandbox` command: run | code | doctor | policies.
 
 Exit codes (the contract): the program's own; 124 wall or CPU time ran out; 137 killed for
-memory; 128+N death by signal N; 125 the sandbox could not be set up; 126/127 the command
-cannot be executed / is not found; 2 bad usage or an invalid policy or flag. With --json: 0
-whenever the sandbox ran, 125 when it could not.
+memory; 128+N death by signal N; 126/127 the command cannot be executed / is not found; 125
+the command's own failure: bad usage, an invalid policy or flag, a sandbox that could not be
+set up (as `docker run` and `timeout` do, so a workload's own exit 2 is never taken for
+ours). With --json: 0 whenever the sandbox ran, 125 when it could not.
 """
 
 from __future__ import annotations
@@ -18,18 +19,22 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
 
-USAGE_ERROR = 2
-SETUP_FAILED = 125
+OWN_FAILURE = 125  # bad usage, an invalid policy or flag, a sandbox that could not be set up
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:
-        self.exit(USAGE_ERROR, f"sandbox: {message}\n")
+        # argparse's own exit code is 2, which a workload may well exit with itself.
+        self.print_usage(sys.stderr)
+        self.exit(OWN_FAILURE, f"sandbox: {message}\n")
 
 
 def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    from stockade import __version__
+
     parser = _Parser(prog="sandbox", description="Run untrusted code in a hardened sandbox.")
+    parser.add_argument("--version", action="version", version=f"sandbox {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     # Only the named command's parser when argv names one: argparse never looks at the others
     # then, and building them all costs every command a few ms. Help and usage errors at the
@@ -50,6 +55,11 @@ def _add_code_command(code: argparse.ArgumentParser) -> None:
     _add_run_options(code)
     code.add_argument("--language", choices=("python", "bash", "sh"), default=None)
     code.add_argument("source", nargs="?", default="-", metavar="FILE | -")
+    code.add_argument("args", nargs=argparse.REMAINDER, metavar="-- ARG...")
+
+
+def _add_policies_command(policies: argparse.ArgumentParser) -> None:
+    policies.add_argument("--show", metavar="NAME", help="print a built-in policy's every key")
 
 
 def _add_doctor_command(doctor: argparse.ArgumentParser) -> None:
@@ -61,7 +71,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     add("--policy", default="default", metavar="NAME|PATH", help="built-in name or TOML file")
     add("--timeout", metavar="SECONDS", help="wall-clock limit")
     add("--cpu-time", metavar="SECONDS", help="CPU-time limit for the whole tree")
-    add("--memory", metavar="SIZE", help="memory limit for the whole tree, e.g. 256M")
+    add("--memory", metavar="SIZE", help="memory limit for the whole tree, e.g. 256M or 1GiB")
     add("--pids", metavar="N", help="most processes/threads at once")
     add("--output-limit", metavar="SIZE", help="most bytes kept of stdout and of stderr each")
     add("--allow-net", action="append", metavar="HOST[:PORT]", help="allow one destination")
@@ -70,6 +80,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     add("--env", action="append", default=[], metavar="NAME=VALUE", help="set one variable")
     add("--output-dir", metavar="DIR", help="write the files the run left in /workspace here")
     add("--collect", action="append", metavar="GLOB", help="only these files (with --output-dir)")
+    add("--cgroups", choices=("required", "best_effort"), help="best_effort: run on rlimits")
     add("--json", action="store_true", help="print the Result as one JSON object")
 
 
@@ -77,7 +88,7 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "run": ("run a command in the sandbox", _add_run_command),
     "code": ("run source code (a file, or - for stdin)", _add_code_command),
     "doctor": ("what this machine supports", _add_doctor_command),
-    "policies": ("list the built-in policies", lambda parser: None),
+    "policies": ("list the built-in policies, or --show one", _add_policies_command),
 }
 
 
@@ -110,7 +121,7 @@ def _exit_now(code: int) -> None:
 def _main(argv: list[str]) -> int:
     args = _parser(argv).parse_args(argv)
     if args.command == "policies":
-        return _policies()
+        return _policies(args.show)
     if args.command == "doctor":
         from stockade.doctor import main as doctor_main
 
@@ -124,19 +135,33 @@ def _main(argv: list[str]) -> int:
         return INTERRUPTED
     except PolicyError as exc:
         print(f"sandbox: {exc}", file=sys.stderr)
-        return USAGE_ERROR
+        return OWN_FAILURE
     except SandboxError as exc:
         if args.json:
             print(json.dumps({"status": "setup_failed", "error": str(exc)}))
         print(f"sandbox: {exc}", file=sys.stderr)
-        return SETUP_FAILED
+        return OWN_FAILURE
 
 
-def _policies() -> int:
+def _policies(show: str | None) -> int:
+    from stockade.errors import PolicyError
     from stockade.policy.source import builtin_policies
 
-    for name, description in builtin_policies().items():
-        print(f"{name:<12} {description}")
+    if show is None:
+        for name, description in builtin_policies().items():
+            print(f"{name:<12} {description}")
+        return 0
+    if show not in builtin_policies():
+        known = ", ".join(builtin_policies())
+        print(f"sandbox: --show: unknown policy {show!r}; built-in: {known}", file=sys.stderr)
+        return OWN_FAILURE
+    from stockade.policy.model import Policy
+
+    try:
+        print(Policy.load(show).to_toml(), end="")
+    except PolicyError as exc:  # a built-in policy is valid: only a broken install gets here
+        print(f"sandbox: {exc}", file=sys.stderr)
+        return OWN_FAILURE
     return 0
 
 
@@ -151,11 +176,10 @@ def _run(args: argparse.Namespace) -> int:
     env = dict(_parse_env(item) for item in args.env)
     stdin: bytes | int = 0
     if args.command == "code":
-        language, code = _read_source(args.source, args.language, most)
-        from stockade.runner import LANGUAGES
-
-        filename, argv = LANGUAGES[language]
-        files[filename] = code
+        argv, name, code = _program(args, most)
+        if name in files:
+            raise PolicyError("--file", f"{name!r} is the program's own name in /workspace")
+        files[name] = code
         stdin = b"" if args.source == "-" else 0
     else:
         argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
@@ -192,9 +216,11 @@ def _run(args: argparse.Namespace) -> int:
             print(f"sandbox: {warning}", file=sys.stderr)
     if args.json:
         print(result.to_json())
-        return SETUP_FAILED if result.status == "setup_failed" else 0
+        return OWN_FAILURE if result.status == "setup_failed" else 0
     if result.error:
         print(f"sandbox: {result.error}", file=sys.stderr)
+    for line in _notes(result, sandbox.policy.limits, args):
+        print(f"sandbox: {line}", file=sys.stderr)
     return result.exit_status()
 
 
@@ -258,6 +284,64 @@ def _write_file(top: int, parts: list[str], data: bytes) -> None:
         os.close(parent)
 
 
+def _program(args: argparse.Namespace, most: int) -> tuple[list[str], str, bytes]:
+    """`sandbox code`'s command, the program's name in /workspace and its source. A file
+    keeps its own name there, so tracebacks name it; arguments after `--` are its argv."""
+    from stockade.runner import LANGUAGES
+
+    language, code = _read_source(args.source, args.language, most)
+    default_name, (interpreter, _) = LANGUAGES[language]
+    name = default_name if args.source == "-" else os.path.basename(args.source)
+    extra = args.args[1:] if args.args[:1] == ["--"] else args.args
+    return [interpreter, name, *extra], name, code
+
+
+def _notes(result: Any, limits: Any, args: argparse.Namespace) -> list[str]:
+    """What the output alone does not say: the run's warnings, output that was cut, and which
+    limit ended the run, from the policy or a flag (the JSON has these as fields)."""
+    # collect's warnings are said already, where --output-dir's files are written
+    notes = [f"warning: {w}" for w in result.warnings if not w.startswith("collect:")]
+    for stream in ("stdout", "stderr"):
+        if getattr(result, f"{stream}_truncated"):
+            notes.append(
+                f"{stream} truncated at the output limit, {_size_text(limits.output)} "
+                f"({_source(args, 'output_limit')})"
+            )
+    if result.status == "timeout":
+        import signal
+
+        cpu = limits.cpu_time is not None and (
+            result.signal == signal.SIGXCPU or result.cpu_time >= limits.cpu_time
+        )
+        if cpu and result.wall_time < limits.timeout:
+            notes.append(
+                f"killed: CPU-time limit {limits.cpu_time:g} s ({_source(args, 'cpu_time')})"
+            )
+        else:
+            notes.append(
+                f"killed: wall-clock limit {limits.timeout:g} s ({_source(args, 'timeout')})"
+            )
+    elif result.status == "memory_limit":
+        notes.append(
+            f"killed: memory limit {_size_text(limits.memory)} ({_source(args, 'memory')})"
+        )
+    return notes
+
+
+def _source(args: argparse.Namespace, key: str) -> str:
+    flag = "--" + key.replace("_", "-")
+    return (
+        f"set by {flag}" if getattr(args, key) is not None else f"policy default; {flag} to change"
+    )
+
+
+def _size_text(size: int) -> str:
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if size >= 1 << shift:
+            return f"{size / (1 << shift):.4g} {unit}"
+    return f"{size} bytes"
+
+
 def _kind_of_stdin() -> str:
     try:
         mode = os.fstat(0).st_mode
@@ -285,6 +369,7 @@ def _reopen_stdin() -> int:
 
 def _policy(args: argparse.Namespace) -> Any:
     # Through the cache of validated policies: a policy run before needs no pydantic.
+    from stockade.errors import PolicyError
     from stockade.policy.view import load_policy
 
     flags = {
@@ -295,8 +380,28 @@ def _policy(args: argparse.Namespace) -> Any:
         "output_limit": args.output_limit,
         "allow_net": tuple(args.allow_net) if args.allow_net else None,
         "interpreter": args.python,
+        "cgroups": args.cgroups,
     }
-    return load_policy(args.policy, {k: v for k, v in flags.items() if v is not None})
+    bare = (
+        args.memory is not None and args.memory.strip().isascii() and args.memory.strip().isdigit()
+    )
+    if bare and int(args.memory) < 1 << 20:
+        # A bare number is bytes, as everywhere in a policy: far too little to run in.
+        raise PolicyError("--memory", f"{args.memory} is bytes; did you mean {args.memory}M?")
+    policy = load_policy(args.policy, {k: v for k, v in flags.items() if v is not None})
+    if args.memory is not None:
+        _check_memory(args.memory, policy.limits.memory)
+    return policy
+
+
+def _check_memory(flag: str, memory: int) -> None:
+    from stockade.errors import PolicyError
+
+    machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if memory > machine:
+        raise PolicyError(
+            "--memory", f"{flag} is more than this machine's memory ({_size_text(machine)})"
+        )
 
 
 def _read_file(spec: str, most: int) -> tuple[str, bytes]:
@@ -335,6 +440,10 @@ def _read_source(source: str, language: str | None, most: int) -> tuple[str, byt
         language = "sh" if source.endswith(".sh") else "python"
     try:
         if source == "-":
+            if sys.stdin.isatty():  # else it looks as if the command hangs
+                print(
+                    "sandbox: reading the program from stdin (end it with Ctrl-D)", file=sys.stderr
+                )
             return language, _read_at_most(sys.stdin.buffer, most, "FILE", "-")
         with open(source, "rb") as file:
             return language, _read_at_most(file, most, "FILE", source)

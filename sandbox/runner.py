@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from stockade.warm.session import Session
 
 Stdin = bytes | int | None
+Duration = float | str | None
+Size = int | str | None
+# A call's own limits, by the names `Policy.override` takes: the argument a PolicyError names.
+_FIELDS = {"limits.timeout": "timeout", "limits.cpu_time": "cpu_time", "limits.memory": "memory",
+           "limits.pids": "pids", "limits.output": "output_limit"}  # fmt: skip
 
 
 class Sandbox:
@@ -76,19 +81,28 @@ class Sandbox:
         stdout_fd: int | None = None,
         stderr_fd: int | None = None,
         collect: bool | Sequence[str] | None = None,
+        timeout: Duration = None,
+        cpu_time: Duration = None,
+        memory: Size = None,
+        pids: int | None = None,
+        output_limit: Size = None,
     ) -> Result:
         """Run `argv` in a fresh sandbox. `stdin` is bytes to feed, or an fd to hand over.
         `files` land in /workspace. `stdout_fd`/`stderr_fd` forward output live instead of
         keeping it (up to the output limit either way). `collect` (glob patterns, or True
         for all) brings the matching regular files of /workspace back in `Result.files`, up
-        to the policy's `limits.collect_size`."""
+        to the policy's `limits.collect_size`. `timeout`, `cpu_time`, `memory`, `pids` and
+        `output_limit` are this call's limits instead of the policy's, in the policy's units
+        and ranges."""
         check_stdin(stdin)
-        plan = self.plan(argv, files=files or {}, env=env or {}, collect=collect)
-        out, err = (Sink(self.policy.limits.output, fd) for fd in (stdout_fd, stderr_fd))
+        planner = self._planner_for(timeout, cpu_time, memory, pids, output_limit)
+        plan = planner.plan(argv, files=files or {}, env=env or {}, collect=collect)
+        out, err = (Sink(planner.policy.limits.output, fd) for fd in (stdout_fd, stderr_fd))
         if self._standby is None:
             return _execute(plan, stdin, out, err, forkserver.launch)
         result = _execute(plan, stdin, out, err, self._standby.launch)
-        self._standby.prepare(plan)
+        if planner is self.planner:  # prepare for the policy's limits, the usual call
+            self._standby.prepare(plan)
         return result
 
     def run_code(
@@ -100,20 +114,40 @@ class Sandbox:
         files: Mapping[str, bytes | str] | None = None,
         env: Mapping[str, str] | None = None,
         collect: bool | Sequence[str] | None = None,
+        timeout: Duration = None,
+        cpu_time: Duration = None,
+        memory: Size = None,
+        pids: int | None = None,
+        output_limit: Size = None,
     ) -> Result:
         """Run source code: it is written to /workspace/main.py (or main.sh) and started.
-        With a pool, Python runs in a warm pooled sandbox instead of a fresh one. `collect`
-        as for `run`."""
+        With a pool, Python runs in a warm pooled sandbox instead of a fresh one; a call
+        with its own `memory` or `pids` runs fresh, since a pooled sandbox's cgroup is
+        shared by its runs. `collect` and the limits are as `run` takes them."""
         if language not in LANGUAGES:
             raise PolicyError(
                 "language", f"unknown language {language!r}; known: {', '.join(LANGUAGES)}"
             )
         check_stdin(stdin)
-        if self.pool is not None and language == "python" and self.pool.here():
-            return self.pool.run_code(code, stdin=stdin, files=files, env=env, collect=collect)
+        limits = {"timeout": timeout, "cpu_time": cpu_time, "output_limit": output_limit}
+        pooled = memory is None and pids is None
+        if pooled and self.pool is not None and language == "python" and self.pool.here():
+            call = self._planner_for(timeout, cpu_time, None, None, output_limit).policy.limits
+            return self.pool.run_code(
+                code, stdin=stdin, files=files, env=env, collect=collect, limits=call
+            )
         filename, argv = LANGUAGES[language]
         files = {**(files or {}), filename: code}
-        return self.run(argv, stdin=stdin, files=files, env=env, collect=collect)
+        return self.run(
+            argv,
+            stdin=stdin,
+            files=files,
+            env=env,
+            collect=collect,
+            memory=memory,
+            pids=pids,
+            **limits,
+        )
 
     async def arun(self, argv: Sequence[str], **options: object) -> Result:
         """`run` for asyncio: the run happens in a worker thread, the loop stays free.
@@ -168,6 +202,26 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _planner_for(
+        self,
+        timeout: Duration,
+        cpu_time: Duration,
+        memory: Size,
+        pids: int | None,
+        output_limit: Size,
+    ) -> Planner:
+        """The planner of a call with its own limits (the policy's, validated by the policy's
+        own rules), or the sandbox's when it has none."""
+        given = {"timeout": timeout, "cpu_time": cpu_time, "memory": memory, "pids": pids}
+        given = {k: v for k, v in {**given, "output_limit": output_limit}.items() if v is not None}
+        if not given:
+            return self.planner
+        try:
+            policy = self.policy.override(**given)
+        except PolicyError as exc:
+            raise PolicyError(_FIELDS.get(exc.field, exc.field), exc.reason) from None
+        return Planner(policy)
 
     def plan(
         self,

@@ -8,8 +8,10 @@ def test_sandbox_all() -> None:
         "Policy",
         "PolicyError",
         "Result",
+        "Running",
         "Sandbox",
         "SandboxError",
+        "Session",
         "SessionError",
         "SetupError",
         "Status",
@@ -22,3 +24,14 @@ def test_sandbox_all() -> None:
 def test_error_tree() -> None:
     for name in ("PolicyError", "SessionError", "SetupError", "UnsupportedError"):
         assert issubclass(getattr(stockade, name), stockade.SandboxError)
+
+
+def test_what_public_methods_return_is_exported() -> None:
+    """`Sandbox.start` returns a Running and `Sandbox.session` a Session: both importable
+    from `stockade`, for annotations and isinstance."""
+    from stockade.spawn import running
+    from stockade.warm import session
+
+    assert stockade.Sandbox.start.__annotations__["return"] == "running.Running"
+    assert stockade.Sandbox.session.__annotations__["return"] == "Session"
+    assert (stockade.Running, stockade.Session) == (running.Running, session.Session)

@@ -148,6 +148,19 @@ def plan_mounts(
     return RootPlan(tuple(mounts), uid, gid)
 
 
+# The runtime a policy shows by default; not every machine has each (lib32, libx32).
+DEFAULT_READONLY = (
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+    "/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d",
+    "/etc/ssl", "/etc/ca-certificates", "/etc/localtime",
+)  # fmt: skip
+
+
+def missing_paths(paths: tuple[str, ...]) -> tuple[str, ...]:
+    """The paths a policy asked to show that this machine lacks, but for the defaults."""
+    return tuple(p for p in paths if p not in DEFAULT_READONLY and not os.path.lexists(p))
+
+
 _STDIO = ("stdin", "stdout", "stderr")
 _ETC_FILES = ("passwd", "group", "hostname", "hosts", "nsswitch.conf", "resolv.conf")
 # The run's own commands, first on the workload's PATH: links to the policy's interpreter.

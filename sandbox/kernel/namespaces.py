@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import signal
 import socket
 import struct
 
+from stockade.errors import UnsupportedError
 from stockade.kernel import syscalls as sc
 
 # Everything but the pid namespace, which the supervisor makes for the child.
@@ -52,6 +54,7 @@ def in_user_namespace_without_setgroups() -> bool:
         return False
 
 
+USER_NAMESPACES_MISSING = "unprivileged user namespaces, which running without root needs"
 _USERNS_SYSCTLS = (
     ("kernel/unprivileged_userns_clone", "0", "sysctl -w kernel.unprivileged_userns_clone=1"),
     ("user/max_user_namespaces", "0", "sysctl -w user.max_user_namespaces=15000"),
@@ -63,6 +66,21 @@ _USERNS_SYSCTLS = (
         "(like /etc/apparmor.d/bwrap-userns-restrict)",
     ),
 )
+
+
+@functools.cache
+def require_user_namespaces() -> None:
+    """Raise UnsupportedError before a rootless run starts where a sysctl turns unprivileged
+    user namespaces off. Only the sysctls that decide it alone are read (cheap, no fork):
+    under AppArmor's restriction a profile may still grant them, and a container's seccomp
+    profile shows only when the run tries, which then raises the same error."""
+    for name, bad, _ in _USERNS_SYSCTLS[:2]:
+        try:
+            with open(f"/proc/sys/{name}") as file:
+                if file.read().strip() == bad:
+                    raise UnsupportedError(USER_NAMESPACES_MISSING, user_namespace_hint())
+        except OSError:
+            continue
 
 
 def user_namespace_hint() -> str:

@@ -215,17 +215,24 @@ def _unmapped(address: Address) -> Address:
     return address
 
 
+def _overlap(network: Net, bad: Net) -> str:
+    """How an allowed network meets a forbidden one, the right way round."""
+    if network.subnet_of(bad):  # type: ignore[arg-type]  # same version: overlaps() held
+        return f"{network} is inside {bad}"
+    return f"{network} covers {bad}"
+
+
 def _check_network(network: Net, text: str, local: set[Address] | None) -> None:
     for bad in _NOT_UNICAST:
         if network.overlaps(bad):
-            raise PolicyError(FIELD, f"{text!r}: {network} covers {bad}, never a destination")
+            raise PolicyError(FIELD, f"{text!r}: {_overlap(network, bad)}, never a destination")
     if local is None:  # allow_host_loopback
         return
     for bad in _HOST_ONLY:
         if network.overlaps(bad):
             raise PolicyError(
                 FIELD,
-                f"{text!r}: {network} covers {bad} (loopback, link-local, metadata or "
+                f"{text!r}: {_overlap(network, bad)} (loopback, link-local, metadata or "
                 "IPv4-mapped addresses are never reachable; allow_host_loopback = true lifts "
                 "this for local development)",
             )

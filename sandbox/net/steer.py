@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import os
 import platform
 import socket
@@ -242,16 +243,40 @@ def _attach(netns: int, rules: Sequence[Rule], listeners: Sequence[socket.socket
         step = "net.steer.link"
         return _link(fds[1], netns)  # the link keeps the program, the program the map
     except OSError as exc:
-        missing = exc.errno in (errno.EPERM, errno.ENOSYS) or (
-            exc.errno == errno.EINVAL and step != "net.steer" and not isinstance(exc, _Refused)
-        )
-        if missing:
-            raise UnsupportedError(
-                f"BPF sk_lookup, which a network allowlist needs ({exc})",
-                "Linux >= 5.9 with CONFIG_BPF_SYSCALL, as root, outside a container profile "
-                "that forbids bpf(2)",
-            ) from None
+        _raise_if_missing(exc, step)
         raise SetupError(step, exc.errno or 0, str(exc)) from None
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _raise_if_missing(exc: OSError, step: str) -> None:
+    missing = exc.errno in (errno.EPERM, errno.ENOSYS) or (
+        exc.errno == errno.EINVAL and step != "net.steer" and not isinstance(exc, _Refused)
+    )
+    if missing:
+        raise UnsupportedError(
+            f"BPF sk_lookup, which a network allowlist needs ({exc})",
+            "Linux >= 5.9 with CONFIG_BPF_SYSCALL, as root, outside a container profile "
+            "that forbids bpf(2)",
+        ) from None
+
+
+@functools.cache
+def require() -> None:
+    """Raise UnsupportedError, before a run starts, where no sk_lookup program can be loaded
+    (an old kernel, bpf(2) refused). Loading one needs no namespace, so it is tried here in
+    the caller's own process (no fork: the caller may have threads), once per process; only
+    attaching it, which a run does, is left untried."""
+    step = "net.steer"
+    fds: list[int] = []
+    try:
+        fds.append(_create_sockmap())
+        step = "net.steer.load"
+        fds.append(_load(program((), fds[0])))
+    except OSError as exc:
+        _raise_if_missing(exc, step)
+        # Anything else is the run's to meet and report with its step.
     finally:
         for fd in fds:
             os.close(fd)

@@ -7,12 +7,13 @@ is the only way flags change a policy, so files and flags have one source of tru
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -23,31 +24,35 @@ from pydantic import (
     StrictBool,
     ValidationError,
 )
+from pydantic.fields import FieldInfo
 
 from stockade.errors import PolicyError
-from stockade.kernel.mounts import OWN_PATHS
+from stockade.kernel.mounts import DEFAULT_READONLY, OWN_PATHS
 from stockade.net.allowlist import parse_entry
 from stockade.policy.source import builtin_policies as builtin_policies  # the API's home
 from stockade.policy.source import read_policy_text
 
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+# Binary multiples only, spelled K or KiB: "KB" (decimal to some, binary to others) and "k"
+# are refused rather than guessed.
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([KMGT])(?:iB)?)?\s*$")
+SIZE_FORMS = "bytes, or a number with K, M, G, T or KiB, MiB, GiB, TiB (binary), e.g. 256M"
 _DURATION_UNITS = {"": 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 
 
 def parse_size(value: object) -> int:
-    """Bytes from an int or a string such as '512K', '256M', '1G' (binary multiples)."""
+    """Bytes from an int or a string such as '512K', '256M', '1GiB' (binary multiples)."""
     if isinstance(value, bool):
         raise ValueError("expected a size such as 256M, not a boolean")
     if isinstance(value, int):
         return value
     if isinstance(value, str) and (match := _SIZE.match(value)):
         try:
-            return int(float(match[1]) * _SIZE_UNITS[match[2].upper()])
+            return int(float(match[1]) * _SIZE_UNITS[match[2] or ""])
         except OverflowError:
             raise ValueError(f"{value!r} is too large") from None
-    raise ValueError(f"expected a size such as 512K, 256M or 1G, got {value!r}")
+    raise ValueError(f"expected a size: {SIZE_FORMS}; got {value!r}")
 
 
 def parse_duration(value: object) -> float:
@@ -108,13 +113,6 @@ class Limits(_Section):
     'best_effort': run on rlimits alone and say in Result.warnings which limits are weaker."""
 
 
-DEFAULT_READONLY = (
-    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
-    "/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d",
-    "/etc/ssl", "/etc/ca-certificates", "/etc/localtime",
-)  # fmt: skip
-
-
 def _host_path(value: str) -> str:
     # A relative path would be joined to the new root's path by string, landing outside it.
     if not value.startswith("/") or "\0" in value:
@@ -130,7 +128,8 @@ def _host_path(value: str) -> str:
 
 class Filesystem(_Section):
     readonly: tuple[Annotated[str, AfterValidator(_host_path)], ...] = DEFAULT_READONLY
-    """Host paths bound read-only at the same place; missing ones are skipped."""
+    """Host paths bound read-only at the same place; a missing one is skipped, with a warning
+    unless it is one of the defaults (which cover several distributions' layouts)."""
     python: StrictBool = True
     """Show the interpreter of [python] (its installation read-only, and `python3` first on
     PATH); false for none."""
@@ -227,6 +226,28 @@ class Policy(_Section):
         except ValidationError as exc:
             raise _policy_error(exc) from None
 
+    def to_toml(self) -> str:
+        """The policy as TOML with every key and its value, which `from_toml` reads back as an
+        equal policy: a starting point for one's own. A limit lifted with None (TOML has no
+        null) cannot be written: a PolicyError names it."""
+        lines = [f"{key} = {_toml_value(getattr(self, key))}" for key in ("name", "description")]
+        sections = [name for name, value in self if isinstance(value, BaseModel)]
+        for section in sections:
+            model = getattr(self, section)
+            lines += ["", f"[{section}]"]
+            for key, field in type(model).model_fields.items():
+                value = getattr(model, key)
+                if value is None and field.default is None:  # left out means None
+                    lines.append(f"# {key} is left out: its default")
+                    continue
+                if value is None:
+                    raise PolicyError(f"{section}.{key}", "None (no limit) has no TOML form")
+                text = _size_text(value) if _is_size(field) else _toml_value(value)
+                if len(text) > 80 and isinstance(value, tuple):  # one item a line
+                    text = "[\n" + "".join(f"  {_toml_value(v)},\n" for v in value) + "]"
+                lines.append(f"{key} = {text}")
+        return "\n".join(lines) + "\n"
+
     def override(self, **flags: Any) -> Policy:
         """A copy with flags applied, e.g. override(timeout=5, memory="256M")."""
         data = self.model_dump()
@@ -252,6 +273,41 @@ OVERRIDES: dict[str, tuple[str, str]] = {
     **{key: ("network", key) for key in ("max_connections", "max_bytes")},
     "interpreter": ("python", "interpreter"),
 }
+
+
+def _is_size(field: FieldInfo) -> bool:
+    """Is the field a `Size` (also as `Size | None`, whose validator pydantic keeps inside)?"""
+    pending: list[Any] = [field.annotation, *field.metadata]
+    while pending:
+        part = pending.pop()
+        if getattr(part, "func", None) is parse_size:
+            return True
+        pending += [*get_args(part), *getattr(part, "__metadata__", ())]
+    return False
+
+
+def _size_text(size: int) -> str:
+    """A size as its shortest exact TOML string: 268435456 -> "256M"."""
+    for unit in "TGMK":
+        multiple = _SIZE_UNITS[unit]
+        if size and size % multiple == 0:
+            return f'"{size // multiple}{unit}"'
+    return str(size)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, Mapping):
+        pairs = (f"{name} = {_toml_value(item)}" for name, item in value.items())
+        return "{ " + ", ".join(pairs) + " }" if value else "{}"
+    raise TypeError(f"no TOML form for {value!r}")
 
 
 def _policy_error(exc: ValidationError) -> PolicyError:

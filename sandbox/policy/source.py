@@ -24,6 +24,8 @@ def read_policy_text(name_or_path: str) -> tuple[str, str]:
         try:
             with open(name_or_path, encoding="utf-8") as file:
                 text = file.read(_MOST + 1)  # bounded: a device such as /dev/zero never ends
+        except IsADirectoryError:
+            raise PolicyError("policy", _a_directory(name_or_path)) from None
         except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL byte
             raise PolicyError("policy", f"cannot read {name_or_path!r}: {exc}") from None
         if len(text) > _MOST:
@@ -31,10 +33,17 @@ def read_policy_text(name_or_path: str) -> tuple[str, str]:
         return text, name_or_path
     path = os.path.join(_builtin_dir(), f"{name_or_path}.toml")
     if not _BUILTIN_NAME.fullmatch(name_or_path) or not os.path.isfile(path):
+        if os.path.isdir(name_or_path):
+            raise PolicyError("policy", _a_directory(name_or_path))
         known = ", ".join(builtin_policies())
         raise PolicyError("policy", f"unknown policy {name_or_path!r}; built-in: {known}")
     with open(path, encoding="utf-8") as file:
         return file.read(), f"policy {name_or_path!r}"
+
+
+def _a_directory(path: str) -> str:
+    known = ", ".join(builtin_policies())
+    return f"{path!r} is a directory: give a policy's TOML file, or a built-in name ({known})"
 
 
 def builtin_policies() -> dict[str, str]:

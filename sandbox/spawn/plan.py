@@ -21,7 +21,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from stockade.errors import PolicyError
-from stockade.kernel import limits, mounts, seccomp
+from stockade.kernel import limits, mounts, namespaces, seccomp
+from stockade.kernel.cgroups import control as cgroups
 from stockade.kernel.cgroups.base import CgroupLimits
 from stockade.kernel.limits import Rlimits
 from stockade.kernel.mounts import RootPlan
@@ -50,6 +51,7 @@ class RunPlan(NamedTuple):
     network: NetworkPlan = NetworkPlan()  # no rules: no network
     collect: str | None = None  # the files to bring back out of /workspace (collect.py)
     collect_size: int = 0  # bytes of them at most, names included
+    warnings: tuple[str, ...] = ()  # for the Result: what of the policy this machine lacks
 
 
 LANGUAGES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -71,6 +73,7 @@ class Planner:
         self.python = interpreter.find(policy.filesystem.python, policy.python.interpreter)
         self._root: RootPlan | None = None
         self._rlimits: Rlimits | None = None
+        self._missing: tuple[str, ...] | None = None
 
     def plan(
         self,
@@ -85,7 +88,7 @@ class Planner:
         checked_argv, environment = check_argv(argv), self.environment(env)
         checked_files, patterns = check_files(files), plan_collect(collect)
         network = plan_network(policy.network)  # names are resolved here, once per run
-        return RunPlan(
+        plan = RunPlan(
             argv=checked_argv,
             env=environment,
             root=self._plan_root(network.hosts) if network.hosts else self._default_root(),
@@ -101,7 +104,10 @@ class Planner:
             network=network,
             collect=patterns,
             collect_size=policy.limits.collect_size,
+            warnings=self._warnings(),
         )
+        require_support(plan)
+        return plan
 
     def environment(self, extra: Mapping[str, str]) -> dict[str, str]:
         """The workload's environment: the base, then the policy's, then the call's."""
@@ -121,6 +127,14 @@ class Planner:
             if not name or "=" in name or "\0" in name or "\0" in value:
                 raise PolicyError("env", f"invalid variable {name!r}: NAME=VALUE, no NUL bytes")
         return env
+
+    def _warnings(self) -> tuple[str, ...]:
+        if self._missing is None:  # once per planner, as the root it plans from them
+            self._missing = mounts.missing_paths(self.policy.filesystem.readonly)
+        return tuple(
+            f"filesystem.readonly: {path} does not exist on this machine; the run cannot see it"
+            for path in self._missing
+        )
 
     def _default_root(self) -> RootPlan:
         if self._root is None:
@@ -151,6 +165,20 @@ class Planner:
                 stack=lim.stack,
             )
         return self._rlimits
+
+
+def require_support(plan: RunPlan) -> None:
+    """Raise UnsupportedError, with its hint, when this machine lacks a protection the plan
+    asks for, before anything of the run is made: every mode (run, start, prepared runs,
+    pools, sessions) plans here first. Each check is read once per process."""
+    if plan.rootless:
+        namespaces.require_user_namespaces()
+    if plan.cgroups_required:
+        cgroups.require(plan.cgroup_limits)
+    if plan.network.rules and not plan.rootless:  # rootless relays without BPF
+        from stockade.net import steer
+
+        steer.require()
 
 
 def check_argv(argv: Sequence[str]) -> tuple[str, ...]:

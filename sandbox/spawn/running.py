@@ -15,7 +15,7 @@ import os
 import socket
 from collections.abc import Callable
 
-from stockade.errors import SetupError
+from stockade.errors import SetupError, UnsupportedError
 from stockade.result import Result, make_result
 from stockade.spawn import server as forkserver
 from stockade.spawn.call import Stdio
@@ -204,7 +204,10 @@ def _lost() -> RunReport:
 
 
 def report_result(report: RunReport, out: Sink, err: Sink) -> Result:
-    """The Result of a run from its supervisor's report and its captured output."""
+    """The Result of a run from its supervisor's report and its captured output; raises
+    UnsupportedError when the machine lacked what the run needs (nothing of it ran)."""
+    if report.unsupported is not None:
+        raise UnsupportedError(*report.unsupported)
     return make_result(
         out,
         err,

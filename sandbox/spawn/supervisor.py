@@ -49,6 +49,7 @@ class RunReport(NamedTuple):
     peak_memory: int = 0
     warnings: tuple[str, ...] = ()
     files: dict[str, bytes] = {}  # noqa: RUF012 (never changed: a report is replaced whole)
+    unsupported: tuple[str, str] | None = None  # what the machine lacks, and the hint
 
 
 class Started(NamedTuple):
@@ -106,7 +107,8 @@ def supervise(
         if stdio is not None:
             stack.callback(_close_all, stdio)
         try:
-            cgroup, warnings = _make_cgroup(plan)
+            cgroup, weaker = _make_cgroup(plan)
+            warnings = plan.warnings + weaker
             if cgroup is None:
                 plan = plan._replace(rlimits=plan.rlimits + _fallback_rlimits(plan))
             else:
@@ -132,7 +134,11 @@ def supervise(
                 netns = network.netns if network else None
                 child.run_init(plan, root, join, stdio, report_w, netns, call)
         except (SandboxError, OSError) as exc:
-            return RunReport(setup_error=_describe(exc), wall_time=time.monotonic() - started)
+            # What the caller's up-front check could not see (a container's seccomp profile
+            # refusing unshare) is still the machine's lack, raised as such in the caller.
+            lacks = (exc.missing, exc.hint) if isinstance(exc, UnsupportedError) else None
+            elapsed = time.monotonic() - started
+            return RunReport(setup_error=_describe(exc), wall_time=elapsed, unsupported=lacks)
         os.close(report_w)
         stack.callback(_kill_and_reap, init, cgroup)
         reported = b""

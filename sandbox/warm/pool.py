@@ -43,6 +43,7 @@ from stockade.warm import host as interpreter
 from stockade.warm.host import Outcome, StartFailed, Warm
 
 if TYPE_CHECKING:
+    from stockade.policy.model import Limits
     from stockade.spawn.plan import Planner
 
 
@@ -105,13 +106,16 @@ class Pool:
         files: Mapping[str, bytes | str] | None = None,
         env: Mapping[str, str] | None = None,
         collect: bool | Sequence[str] | None = None,
+        limits: Limits | None = None,
     ) -> Result:
-        """Run Python source in a pooled sandbox: as `Sandbox.run_code` does, faster."""
+        """Run Python source in a pooled sandbox: as `Sandbox.run_code` does, faster. `limits`
+        (the policy's by default) gives the call's timeout, cpu_time and output."""
+        limits = limits or self.planner.policy.limits
         checked = check_files({**(files or {}), "main.py": code})
         pattern = plan_collect(collect)
         environment = self.planner.environment(env) if env else self._environment
         payload = marshal.dumps({"code": code, "files": checked, "env": environment})
-        out, err = (Sink(self.planner.policy.limits.output) for _ in range(2))
+        out, err = (Sink(limits.output) for _ in range(2))
         for _attempt in range(3):  # a sandbox that turns out dead before the run: take another
             warm = self._acquire()
             if isinstance(warm, Result):
@@ -125,7 +129,9 @@ class Pool:
                     continue
                 collected = Collected(self.planner.policy.limits.collect_size)
                 with tracked(warm):  # a cancelled arun_code kills it; the pool replaces it
-                    outcome = self._request(warm, payload, stdin, out, err, pattern, collected)
+                    outcome = self._request(
+                        warm, payload, stdin, out, err, pattern, collected, limits
+                    )
                 healthy = outcome.done is not None
                 return self._result(warm, outcome, out, err, collected)
             finally:
@@ -141,8 +147,8 @@ class Pool:
         err: Sink,
         pattern: str | None,
         collected: Collected,
+        limits: Limits,
     ) -> Outcome:
-        limits = self.planner.policy.limits
         fds, made = [], []
         if isinstance(stdin, int) and not isinstance(stdin, bool):
             fds.append(stdin)  # handed over: the run reads it as its stdin

@@ -218,3 +218,46 @@ def test_close_leaves_alone_an_fd_the_caller_closed_and_gave_up(box: Sandbox) ->
     finally:
         os.close(number)
         os.close(reused)
+
+
+def test_a_call_takes_its_own_limits_as_subprocess_run_takes_a_timeout() -> None:
+    with Sandbox() as box:
+        slow = box.run(["sleep", "5"], timeout=0.5)
+        assert slow.status is Status.TIMEOUT and slow.wall_time < 3
+        assert box.run_code("import time; time.sleep(5)", timeout="500ms").status is Status.TIMEOUT
+        spin = box.run_code("while True: pass", cpu_time=0.3, timeout=5)
+        assert spin.status is Status.TIMEOUT and spin.wall_time < 3
+        hog = "b = bytearray(100 << 20); b[::4096] = b'x' * len(b[::4096])"
+        assert box.run_code(hog, memory="32M").status is Status.MEMORY_LIMIT
+        assert box.run_code(hog).status is Status.OK  # the policy's 256M again
+        forks = box.run(["sh", "-c", "for i in 1 2 3 4 5 6; do sleep 1 & done; wait"], pids=4)
+        assert forks.status is Status.NONZERO_EXIT or "fork" in forks.stderr.lower(), forks
+        cut = box.run(["seq", "1000"], output_limit=6)
+        assert (cut.stdout, cut.stdout_truncated) == ("1\n2\n3\n", True)
+        assert asyncio.run(box.arun(["sleep", "5"], timeout=0.3)).status is Status.TIMEOUT
+        late = asyncio.run(box.arun_code("import time; time.sleep(5)", timeout=0.3))
+        assert late.status is Status.TIMEOUT
+
+
+def test_a_pooled_call_takes_its_own_limits() -> None:
+    with Sandbox(pool=1) as box:
+        assert box.run_code("import time; time.sleep(5)", timeout=0.5).status is Status.TIMEOUT
+        cut = box.run_code("print('x' * 100)", output_limit=10)
+        assert (cut.stdout, cut.stdout_truncated) == ("x" * 10, True)
+        hog = "b = bytearray(100 << 20); b[::4096] = b'x' * len(b[::4096])"
+        assert box.run_code(hog, memory="32M").status is Status.MEMORY_LIMIT  # ran fresh
+        assert box.run_code("print(1)").stdout == "1\n"
+
+
+@pytest.mark.parametrize(
+    ("limit", "value"),
+    [("timeout", 0), ("timeout", "soon"), ("cpu_time", -1), ("memory", "256MB"), ("memory", 1),
+     ("pids", 1), ("output_limit", "lots")],
+)  # fmt: skip
+def test_a_call_limit_is_validated_as_the_policy_s(limit: str, value: object) -> None:
+    box = Sandbox(prefork=False)
+    for call in (lambda: box.run(["true"], **{limit: value}),
+                 lambda: box.run_code("pass", **{limit: value})):  # fmt: skip
+        with pytest.raises(PolicyError) as error:
+            call()
+        assert error.value.field == limit

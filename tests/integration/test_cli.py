@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -87,7 +88,7 @@ def test_json_with_non_utf8_output() -> None:
 def test_code_from_file_and_stdin(tmp_path: Path) -> None:
     script = tmp_path / "hello.py"
     script.write_text("import sys; print('hello', sys.argv[0])")
-    assert sandbox("code", str(script)).stdout == b"hello main.py\n"
+    assert sandbox("code", str(script)).stdout == b"hello hello.py\n"  # its own name
     assert sandbox("code", "-", stdin=b"print(6 * 7)").stdout == b"42\n"
     assert sandbox("code", "--language", "sh", "-", stdin=b"echo $0").stdout == b"main.sh\n"
 
@@ -170,7 +171,7 @@ def test_doctor_says_why_an_overlay_cannot_be_mounted() -> None:
 )
 def test_bad_input_is_refused_clearly(args: tuple[str, ...], message: bytes) -> None:
     done = sandbox("run", *args)
-    assert done.returncode == 2, done
+    assert done.returncode == 125, done
     assert message in done.stderr
 
 
@@ -178,11 +179,13 @@ def test_invalid_toml_policy(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[limits]\ntimeout = = 3\n")
     done = sandbox("run", "--policy", str(bad), "--", "true")
-    assert done.returncode == 2 and b"invalid TOML" in done.stderr
+    assert done.returncode == 125 and b"invalid TOML" in done.stderr
 
 
 def test_unknown_command_is_a_usage_error() -> None:
-    assert sandbox("frobnicate").returncode == 2
+    done = sandbox("frobnicate")
+    assert done.returncode == 125
+    assert done.stderr.startswith(b"usage: sandbox") and b"invalid choice" in done.stderr
 
 
 def test_setup_failure_is_125(tmp_path: Path) -> None:
@@ -210,7 +213,7 @@ def test_setup_failure_is_125(tmp_path: Path) -> None:
 )
 def test_an_endless_input_is_refused(args: tuple[str, ...], message: bytes) -> None:
     done = sandbox(*args)
-    assert done.returncode == 2 and message in done.stderr
+    assert done.returncode == 125 and message in done.stderr
 
 
 def test_ctrl_c_ends_the_run_without_a_traceback() -> None:
@@ -303,7 +306,7 @@ def test_a_piped_stdin_reaches_the_workload_through_an_open_file_of_its_own() ->
 
 def test_a_pids_limit_must_leave_room_for_the_workload() -> None:
     done = sandbox("run", "--pids", "1", "--", "true")  # the run's init is one of them
-    assert done.returncode == 2 and b"limits.pids" in done.stderr
+    assert done.returncode == 125 and b"limits.pids" in done.stderr
 
 
 def test_a_second_run_of_a_policy_needs_no_pydantic(tmp_path: Path) -> None:
@@ -377,7 +380,7 @@ def test_output_dir_never_writes_through_a_link_planted_in_it(tmp_path: Path) ->
     assert not (out / "b.txt").is_symlink() and (out / "b.txt").read_text() == "b"
     (out / "out").symlink_to(elsewhere)  # a directory link: not followed, the write refused
     done = sandbox("code", "--output-dir", str(out), "-", stdin=MAKE_FILES.encode())
-    assert done.returncode == 2, done
+    assert done.returncode == 125, done
     assert b"--output-dir: cannot write 'out/deep/a.bin'" in done.stderr
     assert list(elsewhere.iterdir()) == []
 
@@ -386,11 +389,142 @@ def test_output_dir_flags_are_checked_before_the_run(tmp_path: Path) -> None:
     marker = tmp_path / "file"
     marker.write_text("")
     done = sandbox("run", "--output-dir", str(marker), "--", "true")
-    assert done.returncode == 2 and b"is not a directory" in done.stderr, done
+    assert done.returncode == 125 and b"is not a directory" in done.stderr, done
     done = sandbox("run", "--collect", "*.png", "--", "true")
-    assert done.returncode == 2 and b"needs --output-dir" in done.stderr, done
+    assert done.returncode == 125 and b"needs --output-dir" in done.stderr, done
     done = sandbox("run", "--output-dir", str(tmp_path), "--collect", "../x", "--", "true")
-    assert done.returncode == 2 and b"collect: '../x'" in done.stderr, done
+    assert done.returncode == 125 and b"collect: '../x'" in done.stderr, done
+
+
+def test_version() -> None:
+    from stockade import __version__
+
+    done = sandbox("--version")
+    assert (done.returncode, done.stdout) == (0, f"sandbox {__version__}\n".encode())
+
+
+def test_a_workload_exit_2_is_never_taken_for_a_usage_error() -> None:
+    assert sandbox("run", "--", "sh", "-c", "exit 2").returncode == 2
+    done = sandbox("run", "--bogus", "--", "true")
+    assert done.returncode == 125
+    assert done.stderr.startswith(b"usage: sandbox") and b"--bogus" in done.stderr
+
+
+WHY = [
+    (("--timeout", "0.5", "--", "sleep", "5"), "killed: wall-clock limit 0.5 s (set by --timeout)"),
+    (
+        ("--policy", "strict", "--", "sleep", "60"),
+        "killed: wall-clock limit 5 s (policy default; --timeout to change)",
+    ),
+    (
+        ("--cpu-time", "0.3", "--", "python3", "-c", "while 1: pass"),
+        "killed: CPU-time limit 0.3 s (set by --cpu-time)",
+    ),
+    (
+        ("--memory", "32M", "--", "python3", "-c", "b = bytearray(200 << 20)"),
+        "killed: memory limit 32 MiB (set by --memory)",
+    ),
+    (
+        ("--output-limit", "4", "--", "echo", "hello"),
+        "stdout truncated at the output limit, 4 bytes (set by --output-limit)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "says"), WHY)
+def test_the_command_says_why_a_run_ended_or_was_cut(args: tuple[str, ...], says: str) -> None:
+    done = sandbox("run", *args)
+    assert f"sandbox: {says}\n".encode() in done.stderr, done
+    assert b"sandbox:" not in sandbox("run", "--json", *args).stderr  # the JSON has it all
+
+
+def test_warnings_go_to_stderr(tmp_path: Path) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text('[filesystem]\nreadonly = ["/usr", "/lib", "/lib64", "/bin", "/no-such"]\n')
+    done = sandbox("run", "--policy", str(policy), "--", "true")
+    assert done.returncode == 0
+    assert done.stderr == (
+        b"sandbox: warning: filesystem.readonly: /no-such does not exist on this machine; "
+        b"the run cannot see it\n"
+    )
+    as_json = json.loads(sandbox("run", "--json", "--policy", str(policy), "--", "true").stdout)
+    assert as_json["warnings"] == [done.stderr.decode()[len("sandbox: warning: ") : -1]]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--memory", "256"), b"sandbox: --memory: 256 is bytes; did you mean 256M?\n"),
+        (("--memory", "256MB"), b"M, G, T or KiB, MiB, GiB, TiB (binary), e.g. 256M; got '256MB'"),
+        (("--memory", "1g"), b"got '1g'"),
+        (("--memory", "1000G"), b"--memory: 1000G is more than this machine's memory"),
+        (("--policy", "/tmp"), b"policy: '/tmp' is a directory: give a policy's TOML file"),
+        (("--cgroups", "sometimes"), b"usage: sandbox run"),
+    ],
+)
+def test_flags_are_refused_helpfully(args: tuple[str, ...], message: bytes) -> None:
+    done = sandbox("run", *args, "--", "true")
+    assert done.returncode == 125 and message in done.stderr, done
+
+
+def test_sizes_take_binary_units_both_ways() -> None:
+    for size in ("64M", "64MiB", "65536K", "65536KiB"):
+        done = sandbox("run", "--json", "--memory", size, "--", "true")
+        assert json.loads(done.stdout)["status"] == "ok", (size, done)
+
+
+def test_code_keeps_the_file_name_and_takes_arguments(tmp_path: Path) -> None:
+    program = tmp_path / "job.py"
+    program.write_text("import sys\nprint(sys.argv)\nraise SystemExit(sys.argv[1])\n")
+    done = sandbox("code", str(program), "--", "boom", "-x", "--y")
+    assert done.stdout == b"['job.py', 'boom', '-x', '--y']\n", done
+    assert done.returncode == 1 and done.stderr == b"boom\n"
+    broken = tmp_path / "broken.py"
+    broken.write_text("1 / 0\n")
+    assert b'File "/workspace/broken.py", line 1' in sandbox("code", str(broken)).stderr
+    clash = sandbox("code", "--file", f"{program}:job.py", str(program))
+    assert clash.returncode == 125
+    assert b"--file: 'job.py' is the program's own name in /workspace" in clash.stderr
+    piped = sandbox("code", "-", "--", "a", stdin=b"import sys; print(sys.argv)")
+    assert piped.stdout == b"['main.py', 'a']\n"
+
+
+def test_code_on_a_terminal_says_it_reads_stdin() -> None:
+    pid, terminal = pty.fork()
+    if pid == 0:
+        os.execv(sys.executable, [sys.executable, "-m", "stockade", "code"])
+    seen = b""
+    while b"Ctrl-D" not in seen:
+        seen += os.read(terminal, 1024)
+    os.write(terminal, b"print(6 * 7)\n\x04")
+    with contextlib.suppress(OSError):  # EIO once the command is gone
+        while chunk := os.read(terminal, 1024):
+            seen += chunk
+    os.close(terminal)
+    os.waitpid(pid, 0)
+    assert b"sandbox: reading the program from stdin (end it with Ctrl-D)" in seen
+    assert b"42" in seen
+
+
+def test_policies_show_prints_a_complete_valid_policy(tmp_path: Path) -> None:
+    from stockade import Policy
+    from stockade.policy.source import builtin_policies
+
+    for name in builtin_policies():
+        done = sandbox("policies", "--show", name)
+        assert done.returncode == 0, done
+        assert Policy.from_toml(done.stdout.decode()) == Policy.load(name)
+        assert b"stack = " in done.stdout and b"readonly = " in done.stdout  # every key
+    assert sandbox("policies", "--show", "nope").returncode == 125
+
+
+def test_best_effort_by_flag_and_by_policy() -> None:
+    """As root the cgroup is there, so best_effort changes nothing but is accepted; what it
+    does without delegation is test_rootless's."""
+    for args in (("--cgroups", "best_effort"), ("--policy", "best_effort")):
+        done = sandbox("run", "--json", *args, "--", "true")
+        assert json.loads(done.stdout)["status"] == "ok", done
+    assert b"best_effort " in sandbox("policies").stdout
 
 
 def test_output_dir_takes_a_file_whose_name_is_as_long_as_names_go(tmp_path: Path) -> None:

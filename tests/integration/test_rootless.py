@@ -476,7 +476,7 @@ def test_an_entry_without_a_port_is_refused_rootless_before_anything_starts(
 ) -> None:
     for entry in (remote.a, remote.network):
         done = user.sandbox("run", "--allow-net", entry, "--", "true", policy=networked)
-        assert done.returncode == 2, done
+        assert done.returncode == 125, done
         assert f"network.allow: {entry!r} allows every port" in done.stderr
         assert "give a port, such as" in done.stderr and ":443" in done.stderr
 
@@ -593,3 +593,85 @@ def test_names_are_pinned_rootless(
         f"{remote.a}\tstockade-remote.test",
         f"{remote.a} {PORT}",
     ]
+
+
+EVERY_MODE = r"""
+import glob, os
+from stockade import Sandbox, UnsupportedError
+def attempts(box):
+    yield "run", lambda: box.run(["true"])
+    yield "run_code", lambda: box.run_code("print(1)")
+    yield "start", lambda: box.start(["true"])
+    yield "session", lambda: box.session()
+    yield "pool", lambda: Sandbox(pool=1)
+box = Sandbox()
+for mode, attempt in attempts(box):
+    try:
+        attempt()
+        print(mode, "ran")
+    except UnsupportedError as error:
+        print(mode, "Delegate=yes" in error.hint)
+mine = [p for p in glob.glob("/tmp/stockade-*") if os.stat(p).st_uid == os.getuid()]
+print("left", mine)
+"""
+
+
+def test_every_mode_raises_unsupported_without_delegation_before_anything_runs(
+    user: User,
+) -> None:
+    """Without a delegated cgroup (the default policy requires one), each way into the
+    sandbox raises UnsupportedError with the delegation hint, and makes no run dir."""
+    done = user.python("-c", EVERY_MODE)
+    assert done.returncode == 0, done.stderr
+    modes = ("run", "run_code", "start", "session", "pool")
+    assert done.stdout.splitlines() == [*(f"{mode} True" for mode in modes), "left []"]
+
+
+def test_the_command_refuses_without_delegation_with_125_and_the_hint(user: User) -> None:
+    for json_flag in ((), ("--json",)):
+        done = user.sandbox("run", *json_flag, "--", "true")
+        assert done.returncode == 125, done
+        assert "sandbox: cgroup" in done.stderr and "Delegate=yes" in done.stderr
+
+
+ALLOWLIST_WITHOUT_BPF = r"""
+import glob
+from stockade import Policy, Sandbox, UnsupportedError
+policy = Policy.load("networked").override(allow_net=["192.0.2.1:80"], cgroups="best_effort")
+before = set(glob.glob("/tmp/stockade-*"))
+try:
+    Sandbox(policy).run(["true"])
+    print("ran")
+except UnsupportedError as error:
+    print(error.missing.split(" (")[0], "|", error.hint)
+print("left", sorted(set(glob.glob("/tmp/stockade-*")) - before))
+"""
+
+
+def test_an_allowlist_without_sk_lookup_raises_before_anything_runs(user: User) -> None:
+    """Root in a user namespace of its own may not load BPF: a machine without sk_lookup,
+    as far as a run can tell. The allowlist is refused up front with the hint."""
+    wrap = (sys.executable, str(NO_NESTING), str(user.uid), str(user.gid))  # we stay uid 0
+    done = subprocess.run(
+        [*wrap, "env", "-i", f"PYTHONPATH={user.kit}", SYSTEM_PYTHON, "-c", ALLOWLIST_WITHOUT_BPF],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd="/",
+    )
+    assert done.returncode == 0, done.stderr
+    missing, left = done.stdout.splitlines()
+    assert missing.startswith("BPF sk_lookup, which a network allowlist needs | Linux >= 5.9")
+    assert left == "left []"
+
+
+def test_best_effort_without_writing_toml_says_what_is_weaker(user: User) -> None:
+    """No delegation, no TOML: the built-in policy or the flag runs on rlimits, and the
+    command says which limits are weaker."""
+    for done in (
+        user.sandbox("run", "--", "python3", "-c", "print(6 * 7)", policy="best_effort"),
+        user.sandbox("run", "--cgroups", "best_effort", "--", "python3", "-c", "print(6 * 7)"),
+    ):
+        assert (done.returncode, done.stdout) == (0, "42\n"), done
+        assert "sandbox: warning: no cgroup" in done.stderr
+        assert "sandbox: warning: memory: RLIMIT_AS" in done.stderr

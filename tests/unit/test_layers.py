@@ -32,7 +32,8 @@ FLOORS: dict[str, set[str]] = {
     "stockade.runner": BASE
     | {"stockade.result", "stockade.spawn", "stockade.warm", "stockade.policy"},
     "stockade.doctor": BASE | {"stockade.kernel", "stockade.net"},
-    "stockade.cli": BASE | {"stockade.doctor", "stockade.policy", "stockade.runner"},
+    "stockade.cli": BASE  # and `stockade` for __version__, as policy does
+    | {"stockade", "stockade.doctor", "stockade.policy", "stockade.runner"},
     "stockade.__main__": {"stockade.cli"},
     "stockade": set(),  # the facade's names are imported lazily, by name
     "stockade.agents": {"stockade"},  # and only names in stockade.__all__

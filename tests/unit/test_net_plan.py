@@ -320,3 +320,13 @@ def test_the_relay_checks_what_was_dialled_again() -> None:
     assert answer in (b"", b"reset")
     assert relay.counters() == net_relay.Counters(0, 1, 0, False)
     assert listener.fileno() == -1  # the relay closed its listener on the way out
+
+
+def test_a_forbidden_range_is_named_the_right_way_round() -> None:
+    """An address inside the loopback range is "inside" it; a network around it "covers" it."""
+    inside = Policy.load("networked").override(allow_net=["127.0.0.1:80"])
+    with pytest.raises(PolicyError, match=r"127\.0\.0\.1/32 is inside 127\.0\.0\.0/8"):
+        plan_network(inside.network)
+    around = Policy.load("networked").override(allow_net=["126.0.0.0/7:80"])
+    with pytest.raises(PolicyError, match=r"126\.0\.0\.0/7 covers 127\.0\.0\.0/8"):
+        plan_network(around.network)

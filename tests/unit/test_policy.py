@@ -146,3 +146,26 @@ keys = st.sampled_from(["timeout", "memory", "pids", "uid", "allow", "env", "rea
 def test_any_dict_loads_or_raises_policy_error(data: dict) -> None:
     with contextlib.suppress(PolicyError):
         assert isinstance(Policy.from_dict(data), Policy)
+
+
+def test_the_documented_policy_is_valid_toml_with_every_key() -> None:
+    """docs/policies.md's "Every key" block parses as a policy, and names every key there is."""
+    text = (Path(__file__).parents[2] / "docs" / "policies.md").read_text()
+    block = text.split("## Every key", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    policy = Policy.from_toml(block)
+    default, shown = Policy().model_dump(), policy.model_dump()
+    assert shown["python"]["interpreter"] == "/usr/bin/python3.12"  # an example, not the default
+    shown["python"] = default["python"]
+    assert shown == {**default, "name": "mine", "description": policy.description}
+    for section in ("limits", "filesystem", "process", "network", "python"):
+        for key in type(getattr(policy, section)).model_fields:
+            assert f"\n{key} = " in block.split(f"[{section}]", 1)[1], f"{section}.{key}"
+
+
+def test_to_toml_reads_back_as_the_same_policy() -> None:
+    for name in builtin_policies():
+        assert Policy.from_toml(Policy.load(name).to_toml()) == Policy.load(name)
+    odd = Policy.load("default").override(memory="5632K", env={"Q": 'a "b"\n'}, allow_net=["x:1"])
+    assert Policy.from_toml(odd.to_toml()) == odd
+    with pytest.raises(PolicyError, match=r"limits\.memory"):
+        Policy.load("default").override(memory=None).to_toml()

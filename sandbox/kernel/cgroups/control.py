@@ -56,7 +56,10 @@ def _detect() -> CgroupSupport:
     return plan_support(own_paths, mounts, enabled, os.geteuid() == 0)
 
 
-def _require(support: CgroupSupport, limits: CgroupLimits) -> None:
+def require(limits: CgroupLimits) -> None:
+    """Raise UnsupportedError, with its hint, when this machine has no cgroup controller a run
+    with `limits` needs (none, or not delegated to us): cheap after the first `detect`."""
+    support = detect()
     for controller in needed(limits):
         if not support.controllers[controller]:
             label = V1_SUBSYSTEM[controller] if support.version == 1 else controller
@@ -70,8 +73,8 @@ def create(name: str, limits: CgroupLimits) -> Cgroup:
     """Make the run's cgroup with `limits` applied. `name` is "<supervisor pid>-<counter>"."""
     if supervisor_pid(name) is None:
         raise ValueError(f"cgroup run name {name!r} is not '<pid>-<counter>'")
+    require(limits)
     support = detect()
-    _require(support, limits)
     for attempt in range(3):
         try:
             with step("cgroups.create"):

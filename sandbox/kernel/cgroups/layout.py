@@ -104,7 +104,7 @@ def plan_support(
     v2 = [m for m in mounts if m.version == 2]
     on_v1 = {c for c in CONTROLLERS if any(V1_SUBSYSTEM[c] in m.options for m in v1)}
     if on_v1 & {"memory", "pids"} or (on_v1 and not v2):
-        return _plan_v1(own, mounts)
+        return _plan_v1(own, mounts, is_root, writable)
     if v2:
         delegated = None if is_root else _delegated_v2(v2[-1], own.get("", "/"), writable)
         return _plan_v2(v2[-1], v2_controllers, is_root, delegated)
@@ -117,14 +117,21 @@ def unsupported(reason: str) -> CgroupSupport:
     )
 
 
-def _plan_v1(own: dict[str, str], mounts: list[CgroupMount]) -> CgroupSupport:
+def _plan_v1(
+    own: dict[str, str], mounts: list[CgroupMount], is_root: bool, writable: Callable[[str], bool]
+) -> CgroupSupport:
     paths, reasons = {}, {}
     for controller in CONTROLLERS:
         subsystem = V1_SUBSYSTEM[controller]
         found = [m for m in mounts if m.version == 1 and subsystem in m.options]
         dirs = [d for m in found if (d := cgroup_dir(m, own.get(subsystem, "/"))) is not None]
-        if dirs:  # the last mount wins: it hides any earlier one on the same point
-            paths[controller] = posixpath.join(dirs[-1], PARENT)
+        parent = posixpath.join(dirs[-1], PARENT) if dirs else None  # the last mount wins
+        # Without root, a run may make its cgroup only in a `stockade` directory root made
+        # ours (or where we may make one): known here, not when the first run fails.
+        if parent and not is_root and not (writable(parent) or writable(dirs[-1])):
+            reasons[controller] = DELEGATION_HINT
+        elif parent:
+            paths[controller] = parent
         elif found:
             reasons[controller] = (
                 f"cgroup v1 {subsystem} is mounted, but not the part holding our cgroup "
