@@ -1,4 +1,4 @@
-"""The `sandbox` command: run | code | doctor | policies.
+"""The `sandbox` command: run | code | doctor | policies | env.
 
 Exit codes (the contract): the program's own; 124 wall or CPU time ran out; 137 killed for
 memory; 128+N death by signal N; 125 the sandbox could not be set up; 126/127 the command
@@ -73,11 +73,25 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     add("--json", action="store_true", help="print the Result as one JSON object")
 
 
+def _add_env_command(env: argparse.ArgumentParser) -> None:
+    actions = env.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    create = actions.add_parser("create", help="build an environment and name it")
+    create.add_argument("name", metavar="NAME")
+    create.add_argument(
+        "packages", nargs="*", metavar="PKG", help="a requirement, e.g. 'pandas>=2'"
+    )
+    create.add_argument("-r", "--requirement", action="append", default=[], metavar="FILE")
+    actions.add_parser("list", help="the environments and what they hold")
+    remove = actions.add_parser("rm", help="forget names (and remove what no name keeps)")
+    remove.add_argument("names", nargs="+", metavar="NAME")
+
+
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "run": ("run a command in the sandbox", _add_run_command),
     "code": ("run source code (a file, or - for stdin)", _add_code_command),
     "doctor": ("what this machine supports", _add_doctor_command),
     "policies": ("list the built-in policies", lambda parser: None),
+    "env": ("make, list and remove Python environments for runs", _add_env_command),
 }
 
 
@@ -115,6 +129,10 @@ def _main(argv: list[str]) -> int:
         from stockade.doctor import main as doctor_main
 
         return doctor_main(json_output=args.json)
+    if args.command == "env":
+        from stockade.environments.command import main as env_main
+
+        return env_main(args)
     from stockade.errors import PolicyError, SandboxError
 
     try:
