@@ -70,6 +70,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     add("--env", action="append", default=[], metavar="NAME=VALUE", help="set one variable")
     add("--output-dir", metavar="DIR", help="write the files the run left in /workspace here")
     add("--collect", action="append", metavar="GLOB", help="only these files (with --output-dir)")
+    add("--python-packages", action="store_true", help="show this venv's packages, read-only")
+    add("--environment", metavar="NAME", help="show an environment of `sandbox env create`")
     add("--json", action="store_true", help="print the Result as one JSON object")
 
 
@@ -313,6 +315,8 @@ def _policy(args: argparse.Namespace) -> Any:
         "output_limit": args.output_limit,
         "allow_net": tuple(args.allow_net) if args.allow_net else None,
         "interpreter": args.python,
+        "site_packages": args.python_packages or None,
+        "environment": args.environment,
     }
     return load_policy(args.policy, {k: v for k, v in flags.items() if v is not None})
 
