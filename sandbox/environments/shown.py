@@ -35,13 +35,21 @@ def package_dirs(
     if environment is not None:
         dirs.append(store.by_name(environment, interpreter).site)
     elif requirements:
-        from stockade.environments import build  # pip and temporary directories: only here
-
-        progress = _to_terminal if sys.stderr is not None and sys.stderr.isatty() else None
-        dirs.append(build.ensure(requirements, interpreter, progress).site)
+        dirs.append(_built(requirements, interpreter).site)
     if site_packages:
         dirs += caller_site_packages()
     return tuple(dict.fromkeys(os.path.realpath(d) for d in dirs))
+
+
+def _built(requirements: tuple[str, ...], interpreter: Interpreter) -> store.Environment:
+    wanted = store.requirement_set(requirements)
+    found = store.by_key(store.key_for(wanted, interpreter))
+    if found is not None:
+        return found
+    from stockade.environments import build  # pip and temporary directories: only to build
+
+    progress = _to_terminal if sys.stderr is not None and sys.stderr.isatty() else None
+    return build.ensure(wanted, interpreter, progress)
 
 
 def caller_site_packages() -> list[str]:

@@ -174,3 +174,17 @@ def test_an_environment_needs_the_interpreter_shown(cache: Path) -> None:
         Sandbox(policy)
     assert refused.value.field == "python"
     assert entries(cache) == []  # no build was attempted
+
+
+def test_a_run_with_an_environment_stays_lean(cache: Path) -> None:
+    """A run that shows a built environment looks it up; it never imports the builder (pip,
+    temporary directories, threads) nor the modules a plain run does without."""
+    assert sandbox("env", "create", "tiny", TINY).returncode == 0
+    heavy = ("stockade.environments.build", "tempfile", "threading", "subprocess", "pydantic")
+    probe = (
+        "import sys; from stockade.cli import main; code = main(sys.argv[1:]); "
+        f"print(sorted(name for name in {heavy!r} if name in sys.modules), code)"
+    )
+    argv = [sys.executable, "-c", probe, "run", "--environment", "tiny", "--", "true"]
+    runs = [subprocess.run(argv, capture_output=True, text=True, timeout=60) for _ in range(2)]
+    assert runs[-1].stdout == "[] 0\n", runs
