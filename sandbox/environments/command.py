@@ -44,7 +44,9 @@ def _create(name: str, packages: list[str], files: list[str]) -> int:
             store.normalise(requirement)
         except ValueError as exc:
             raise PolicyError("PKG", str(exc)) from None
-    interpreter = Interpreter(os.path.realpath(sys.executable), sys.version_info[:2])
+    # The default interpreter of runs (spawn/interpreter.py): the running one's real binary.
+    running = getattr(sys, "_base_executable", "") or sys.executable
+    interpreter = Interpreter(os.path.realpath(running), sys.version_info[:2])
     environment = build.create(name, requirements, interpreter, progress=_say)
     print(f"{name}: {', '.join(environment.info['installed'])}")
     return 0

@@ -19,6 +19,7 @@ import sys
 
 from stockade.environments import store
 from stockade.environments.store import Interpreter
+from stockade.errors import PolicyError
 
 
 def package_dirs(
@@ -37,6 +38,14 @@ def package_dirs(
     elif requirements:
         dirs.append(_built(requirements, interpreter).site)
     if site_packages:
+        if interpreter.version != sys.version_info[:2]:
+            raise PolicyError(
+                "python.site_packages",
+                "the caller's packages are for Python {}.{}, and runs use {} ({}.{}): build "
+                "an environment for it instead".format(
+                    *sys.version_info[:2], interpreter.executable, *interpreter.version
+                ),
+            )
         dirs += caller_site_packages()
     return tuple(dict.fromkeys(os.path.realpath(d) for d in dirs))
 
