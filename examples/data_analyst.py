@@ -96,6 +96,7 @@ async def analyse(out_dir: Path) -> Path:
 
 def main() -> None:
     out_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp())
+    out_dir.mkdir(parents=True, exist_ok=True)
     chart = asyncio.run(analyse(out_dir))
     print(f"saved {chart} ({chart.stat().st_size} bytes)")
 

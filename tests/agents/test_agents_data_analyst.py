@@ -9,7 +9,6 @@ runs themselves have no network.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,6 @@ import pytest
 from agents_testkit import example_module
 
 from stockade import Sandbox, Status
-from stockade.agents import CodeExecutionAgent
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, mounts)")
 
@@ -48,10 +46,6 @@ def test_the_analysts_code_draws_its_chart_in_the_environment(analyst: Any) -> N
     assert verdict == "True" and int(size) > 10_000
 
 
-@pytest.mark.skipif(
-    "collect" not in inspect.signature(CodeExecutionAgent).parameters,
-    reason="files back out of the sandbox (collect=, ExecutionResult artifacts) not merged yet",
-)
 def test_the_example_saves_the_chart(analyst: Any, tmp_path: Path) -> None:
     chart = asyncio.run(analyst.analyse(tmp_path))
     data = chart.read_bytes()
