@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"  # the one place it is written: pyproject.toml reads it from here
 
 __all__ = [
+    "BuildError",
     "Policy",
     "PolicyError",
     "Result",
@@ -29,6 +30,7 @@ __all__ = [
 ]
 
 _HOMES = {
+    "BuildError": "errors",
     "Policy": "policy.model",
     "PolicyError": "errors",
     "Result": "result",
@@ -44,6 +46,7 @@ _HOMES = {
 
 if TYPE_CHECKING:
     from stockade.errors import (
+        BuildError,
         PolicyError,
         SandboxError,
         SessionError,

@@ -1,4 +1,4 @@
-"""The `sandbox` command: run | code | doctor | policies.
+"""The `sandbox` command: run | code | doctor | policies | env.
 
 Exit codes (the contract): the program's own; 124 wall or CPU time ran out; 137 killed for
 memory; 128+N death by signal N; 126/127 the command cannot be executed / is not found; 125
@@ -81,7 +81,22 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     add("--output-dir", metavar="DIR", help="write the files the run left in /workspace here")
     add("--collect", action="append", metavar="GLOB", help="only these files (with --output-dir)")
     add("--cgroups", choices=("required", "best_effort"), help="best_effort: run on rlimits")
+    add("--python-packages", action="store_true", help="show this venv's packages, read-only")
+    add("--environment", metavar="NAME", help="show an environment of `sandbox env create`")
     add("--json", action="store_true", help="print the Result as one JSON object")
+
+
+def _add_env_command(env: argparse.ArgumentParser) -> None:
+    actions = env.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    create = actions.add_parser("create", help="build an environment and name it")
+    create.add_argument("name", metavar="NAME")
+    create.add_argument(
+        "packages", nargs="*", metavar="PKG", help="a requirement, e.g. 'pandas>=2'"
+    )
+    create.add_argument("-r", "--requirement", action="append", default=[], metavar="FILE")
+    actions.add_parser("list", help="the environments and what they hold")
+    remove = actions.add_parser("rm", help="forget names (and remove what no name keeps)")
+    remove.add_argument("names", nargs="+", metavar="NAME")
 
 
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
@@ -89,6 +104,7 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "code": ("run source code (a file, or - for stdin)", _add_code_command),
     "doctor": ("what this machine supports", _add_doctor_command),
     "policies": ("list the built-in policies, or --show one", _add_policies_command),
+    "env": ("make, list and remove Python environments for runs", _add_env_command),
 }
 
 
@@ -129,6 +145,10 @@ def _main(argv: list[str]) -> int:
     from stockade.errors import PolicyError, SandboxError
 
     try:
+        if args.command == "env":
+            from stockade.environments.command import main as env_main
+
+            return env_main(args)
         return _run(args)
     except KeyboardInterrupt:  # the run is killed and cleaned up on the way out
         print("sandbox: interrupted", file=sys.stderr)
@@ -137,7 +157,7 @@ def _main(argv: list[str]) -> int:
         print(f"sandbox: {exc}", file=sys.stderr)
         return OWN_FAILURE
     except SandboxError as exc:
-        if args.json:
+        if getattr(args, "json", False):
             print(json.dumps({"status": "setup_failed", "error": str(exc)}))
         print(f"sandbox: {exc}", file=sys.stderr)
         return OWN_FAILURE
@@ -381,6 +401,8 @@ def _policy(args: argparse.Namespace) -> Any:
         "allow_net": tuple(args.allow_net) if args.allow_net else None,
         "interpreter": args.python,
         "cgroups": args.cgroups,
+        "site_packages": args.python_packages or None,
+        "environment": args.environment,
     }
     bare = (
         args.memory is not None and args.memory.strip().isascii() and args.memory.strip().isdigit()

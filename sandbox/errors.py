@@ -4,6 +4,8 @@
     ├── PolicyError              a policy or a flag is invalid; names the field and the reason
     ├── UnsupportedError         this machine lacks a protection the policy asks for; has a hint
     ├── SetupError               the sandbox could not be set up; carries the step and the errno
+    ├── BuildError               a Python environment could not be built; names the requirements
+                                 and carries the installer's message
     └── SessionError             a session's interpreter is gone (or never started); its state
                                  is lost; carries the last call's Result when there is one
 
@@ -51,6 +53,18 @@ class SetupError(SandboxError):
         super().__init__(
             f"setup step {step!r} failed: {cause}" + (f" ({detail})" if detail else "")
         )
+
+
+class BuildError(SandboxError):
+    """An environment for the sandbox could not be built (a requirement that does not resolve
+    or fails to build); `requirements` names the ones the installer failed on, `output` is
+    what it said. Nothing of the attempt is left in the cache."""
+
+    def __init__(self, requirements: tuple[str, ...], output: str) -> None:
+        self.requirements = requirements
+        self.output = output
+        named = ", ".join(repr(r) for r in requirements)
+        super().__init__(f"cannot build the environment: could not install {named}\n{output}")
 
 
 class SessionError(SandboxError):

@@ -5,6 +5,7 @@ import stockade
 
 def test_sandbox_all() -> None:
     assert stockade.__all__ == [
+        "BuildError",
         "Policy",
         "PolicyError",
         "Result",
@@ -22,7 +23,7 @@ def test_sandbox_all() -> None:
 
 
 def test_error_tree() -> None:
-    for name in ("PolicyError", "SessionError", "SetupError", "UnsupportedError"):
+    for name in ("BuildError", "PolicyError", "SessionError", "SetupError", "UnsupportedError"):
         assert issubclass(getattr(stockade, name), stockade.SandboxError)
 
 

@@ -126,13 +126,16 @@ def plan_mounts(
     tmp_size: int,
     inodes: int,
     commands: tuple[tuple[str, str], ...] = (),
+    packages: tuple[str, ...] = (),
 ) -> RootPlan:
     """Everything the new root holds, in the order the child mounts it. `commands` are
-    (name, host path) pairs, linked in COMMANDS (the workload's interpreter)."""
+    (name, host path) pairs, linked in COMMANDS (the workload's interpreter); `packages` are
+    host directories of Python packages, shown read-only at PACKAGES/0, PACKAGES/1, ..."""
     scratch = f"size={tmp_size},nr_inodes={inodes},mode=1777"
     mounts: list[Mount] = [
         *plan_runtime(runtime),
         *(Symlink(f"{COMMANDS}/{name}", target) for name, target in commands),
+        *(Overlay(source, f"{PACKAGES}/{i}") for i, source in enumerate(packages)),
         Proc(),
         Tmpfs("/dev", "size=64k,nr_inodes=64,mode=0755", devices=True),
         *(Device(f"/dev/{name}") for name in DEVICES),
@@ -166,6 +169,9 @@ _ETC_FILES = ("passwd", "group", "hostname", "hosts", "nsswitch.conf", "resolv.c
 # The run's own commands, first on the workload's PATH: links to the policy's interpreter.
 # Not under /usr or /opt, which the host's directories may cover.
 COMMANDS = "/.stockade/bin"
+# Package directories, each at a path of the run's own: at the host's path, a venv under /tmp
+# would be hidden by the run's /tmp.
+PACKAGES = "/.stockade/packages"
 # What every run makes itself, which no host path may cover (the policy refuses it).
 OWN_PATHS = (
     "/proc", "/dev", "/tmp", "/workspace", "/.stockade",

@@ -23,9 +23,11 @@ from pydantic import (
     Field,
     StrictBool,
     ValidationError,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 
+from stockade.environments.store import NAME, normalise
 from stockade.errors import PolicyError
 from stockade.kernel.mounts import DEFAULT_READONLY, OWN_PATHS
 from stockade.net.allowlist import parse_entry
@@ -169,11 +171,31 @@ def _interpreter(value: str) -> str:
     return value
 
 
+def _requirement(value: str) -> str:
+    normalise(value)  # the syntax only; whether it installs is pip's answer, at first use
+    return value
+
+
 class Python(_Section):
     interpreter: Annotated[str, AfterValidator(_interpreter)] | None = None
     """The interpreter runs get as `python3` and `python`: an absolute path, or a command
     looked up on this machine's PATH, resolved through venvs and shims to its real binary.
     None (left out): the interpreter running Stockade."""
+    site_packages: StrictBool = False
+    """Show the caller's own packages: the running virtualenv's site-packages, read-only and
+    on sys.path (not the base installation's, nor ~/.local's)."""
+    environment: Annotated[str, Field(pattern=NAME.pattern)] | None = None
+    """The name of an environment made with `sandbox env create NAME ...`, shown read-only
+    and on sys.path; an unknown name is refused before anything runs."""
+    requirements: tuple[Annotated[str, AfterValidator(_requirement)], ...] = ()
+    """Requirements (pip's syntax: 'numpy', 'pandas>=2') of an environment built on first
+    use into the cache and shown read-only, on sys.path; not with `environment`."""
+
+    @model_validator(mode="after")
+    def _one_environment(self) -> Python:
+        if self.environment is not None and self.requirements:
+            raise ValueError("give either environment or requirements, not both")
+        return self
 
 
 def _allow_entry(value: str) -> str:
@@ -271,7 +293,7 @@ OVERRIDES: dict[str, tuple[str, str]] = {
     "allow_net": ("network", "allow"),
     "allow_host_loopback": ("network", "allow_host_loopback"),
     **{key: ("network", key) for key in ("max_connections", "max_bytes")},
-    "interpreter": ("python", "interpreter"),
+    **{key: ("python", key) for key in Python.model_fields},
 }
 
 

@@ -68,9 +68,11 @@ class Planner:
     sessions each hold one; what does not change between calls is computed once."""
 
     def __init__(self, policy: "Policy | PolicyView") -> None:
-        """Finds the policy's interpreter: a PolicyError now, before anything runs."""
+        """Finds the policy's interpreter and its Python packages (building them on first
+        use): a PolicyError or a BuildError now, before anything runs."""
         self.policy = policy
         self.python = interpreter.find(policy.filesystem.python, policy.python.interpreter)
+        self.packages = _package_dirs(policy, self.python)
         self._root: RootPlan | None = None
         self._rlimits: Rlimits | None = None
         self._missing: tuple[str, ...] | None = None
@@ -121,6 +123,9 @@ class Planner:
         env = {"PATH": path, "HOME": "/workspace", "TMPDIR": "/tmp"}
         env.update(self.policy.process.env)
         env.update(extra)
+        if self.packages:  # after a PYTHONPATH of the policy's or the call's own
+            shown = [f"{mounts.PACKAGES}/{i}" for i in range(len(self.packages))]
+            env["PYTHONPATH"] = ":".join(filter(None, (env.get("PYTHONPATH"), *shown)))
         for name, value in env.items():
             if not isinstance(name, str) or not isinstance(value, str):
                 raise PolicyError("env", f"{name!r}: names and values must be strings")
@@ -153,6 +158,7 @@ class Planner:
             tmp_size=fs.tmp_size,
             inodes=fs.inodes,
             commands=python.commands() if python else (),
+            packages=self.packages,
         )
 
     def _plan_rlimits(self) -> Rlimits:
@@ -179,6 +185,25 @@ def require_support(plan: RunPlan) -> None:
         from stockade.net import steer
 
         steer.require()
+
+
+def _package_dirs(
+    policy: "Policy | PolicyView", python: "interpreter.Interpreter | None"
+) -> tuple[str, ...]:
+    section = policy.python
+    if not (section.site_packages or section.environment or section.requirements):
+        return ()  # and a plain run imports none of the environments' code
+    if python is None:
+        raise PolicyError("python", "packages need the interpreter: filesystem.python is false")
+    from stockade.environments.shown import package_dirs
+    from stockade.environments.store import Interpreter
+
+    return package_dirs(
+        environment=section.environment,
+        requirements=section.requirements,
+        site_packages=section.site_packages,
+        interpreter=Interpreter(python.executable, python.version),
+    )
 
 
 def check_argv(argv: Sequence[str]) -> tuple[str, ...]:

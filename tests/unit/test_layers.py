@@ -19,12 +19,20 @@ FLOORS: dict[str, set[str]] = {
     "stockade.result": set(),
     "stockade.disk_cache": BASE,
     "stockade.policies": set(),
+    "stockade.environments": BASE | {"stockade.disk_cache"},
     "stockade.kernel": BASE | {"stockade.disk_cache"},
     "stockade.net.allowlist": BASE,
     "stockade.net": BASE | {"stockade.kernel", "stockade.net.allowlist"},
     "stockade.policy": BASE
-    | {"stockade", "stockade.disk_cache", "stockade.kernel", "stockade.net.allowlist"},
-    "stockade.spawn": BASE | {"stockade.kernel", "stockade.net", "stockade.result"},
+    | {
+        "stockade",
+        "stockade.disk_cache",
+        "stockade.environments.store",
+        "stockade.kernel",
+        "stockade.net.allowlist",
+    },
+    "stockade.spawn": BASE
+    | {"stockade.environments", "stockade.kernel", "stockade.net", "stockade.result"},
     "stockade.spawn.child": BASE
     | {"stockade.kernel", "stockade.spawn.call", "stockade.spawn.collect", "stockade.spawn.plan"},
     "stockade.warm": BASE | {"stockade.kernel", "stockade.result", "stockade.spawn"},
@@ -33,7 +41,13 @@ FLOORS: dict[str, set[str]] = {
     | {"stockade.result", "stockade.spawn", "stockade.warm", "stockade.policy"},
     "stockade.doctor": BASE | {"stockade.kernel", "stockade.net"},
     "stockade.cli": BASE  # and `stockade` for __version__, as policy does
-    | {"stockade", "stockade.doctor", "stockade.policy", "stockade.runner"},
+    | {
+        "stockade",
+        "stockade.doctor",
+        "stockade.environments",
+        "stockade.policy",
+        "stockade.runner",
+    },
     "stockade.__main__": {"stockade.cli"},
     "stockade": set(),  # the facade's names are imported lazily, by name
     "stockade.agents": {"stockade"},  # and only names in stockade.__all__
