@@ -223,17 +223,6 @@ class Sandbox:
             raise PolicyError(_FIELDS.get(exc.field, exc.field), exc.reason) from None
         return Planner(policy)
 
-    def plan(
-        self,
-        argv: Sequence[str],
-        *,
-        files: Mapping[str, bytes | str],
-        env: Mapping[str, str],
-        collect: bool | Sequence[str] | None = None,
-    ) -> RunPlan:
-        """The run's plan (pure): validates the arguments and computes everything to do."""
-        return self.planner.plan(argv, files=files, env=env, collect=collect)
-
 
 def _execute(plan: RunPlan, stdin: Stdin, out: Sink, err: Sink, launch: running.Launch) -> Result:
     # One path for every run: start it (running.py), then capture its output to the end.

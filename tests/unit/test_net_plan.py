@@ -239,9 +239,11 @@ def test_the_runners_plan_carries_the_network_and_pins() -> None:
     from stockade import Sandbox
 
     policy = Policy.load("networked").override(allow_net=["203.0.113.5:443"])
-    run = Sandbox(policy).plan(["true"], files={}, env={})
+    run = Sandbox(policy).planner.plan(["true"], files={}, env={})
     assert run.network.rules == (Rule(net("203.0.113.5/32"), 443),)
-    assert Sandbox(Policy.load("default")).plan(["true"], files={}, env={}).network.rules == ()
+    assert (
+        Sandbox(Policy.load("default")).planner.plan(["true"], files={}, env={}).network.rules == ()
+    )
 
 
 def _jumps(code: bytes) -> list[tuple[int, int]]:

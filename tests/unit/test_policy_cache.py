@@ -96,7 +96,9 @@ def test_a_sandbox_plans_the_same_run_from_the_view(directory: Path) -> None:
     view = load_policy("strict", {"timeout": "3"})
     assert isinstance(view, PolicyView)
     argv = ["python3", "-c", "print(1)"]
-    assert Sandbox(view).plan(argv, files={}, env={}) == Sandbox(model).plan(argv, files={}, env={})
+    assert Sandbox(view).planner.plan(argv, files={}, env={}) == Sandbox(model).planner.plan(
+        argv, files={}, env={}
+    )
 
 
 @pytest.mark.parametrize(
