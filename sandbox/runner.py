@@ -170,7 +170,7 @@ class Sandbox:
         pipes the caller holds (`Running.stdin` to write, `.stdout`/`.stderr` to read), with
         `wait()`, `kill()` and `close()`. It also ends when the caller dies."""
         check_stdin(stdin, data=False)
-        plan = self.plan(argv, files=files or {}, env=env or {})
+        plan = self.planner.plan(argv, files=files or {}, env=env or {})
         return running.start(plan, stdin, self.policy.limits.output)
 
     def session(
