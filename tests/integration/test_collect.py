@@ -113,7 +113,7 @@ def test_a_shell_run_and_arun_collect_too() -> None:
 
 
 def test_a_failed_or_killed_run_still_says_what_it_is() -> None:
-    box = Sandbox(_policy(timeout=1), prefork=False)
+    box = Sandbox(_policy(timeout=3), prefork=False)  # room for a slow start (an emulated VM)
     failed = box.run_code("open('a', 'w').write('a'); raise SystemExit(3)", collect=["a"])
     assert failed.status is Status.NONZERO_EXIT
     assert failed.files == {"a": b"a"}  # what the program left before it failed comes back
