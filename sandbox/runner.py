@@ -221,7 +221,7 @@ class Sandbox:
             policy = self.policy.override(**given)
         except PolicyError as exc:
             raise PolicyError(_FIELDS.get(exc.field, exc.field), exc.reason) from None
-        return Planner(policy)
+        return self.planner.with_limits(policy)
 
 
 def _execute(plan: RunPlan, stdin: Stdin, out: Sink, err: Sink, launch: running.Launch) -> Result:

@@ -77,6 +77,13 @@ class Planner:
         self._rlimits: Rlimits | None = None
         self._missing: tuple[str, ...] | None = None
 
+    def with_limits(self, policy: "Policy | PolicyView") -> "Planner":
+        """A planner for `policy`, this one's with other limits (a call's own): the
+        interpreter, packages and root found for this one serve it as they are."""
+        planner = object.__new__(Planner)
+        planner.__dict__.update(self.__dict__, policy=policy, _rlimits=None)
+        return planner
+
     def plan(
         self,
         argv: Sequence[str],
