@@ -6,7 +6,6 @@ valid policy or raise PolicyError; a flag override on top likewise. Anything els
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import sys
@@ -14,16 +13,21 @@ import tempfile
 
 FLAGS = ("timeout", "cpu_time", "memory", "pids", "output_limit", "open_files", "file_size",
          "stack", "workspace_size", "tmp_size", "uid", "gid", "hostname", "allow_net")  # fmt: skip
-_PATH: list[str] = []  # one scratch policy file per process, removed at exit
+_SCRATCH: list[int] = []  # one scratch policy file per process, open and already unlinked
 
 
-def _scratch() -> str:
-    if not _PATH:
+def _scratch(document: bytes) -> str:
+    """A path that reads as `document`. The file is unlinked as soon as it is made, and read
+    through /proc/self/fd: libFuzzer ends the process without Python's atexit, and a named
+    file would be left in the temp dir at every run's end."""
+    if not _SCRATCH:
         fd, path = tempfile.mkstemp(prefix="fuzz-policy-", suffix=".toml")
-        os.close(fd)
-        atexit.register(os.unlink, path)
-        _PATH.append(path)
-    return _PATH[0]
+        os.unlink(path)
+        _SCRATCH.append(fd)
+    fd = _SCRATCH[0]
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, document, 0)
+    return f"/proc/self/fd/{fd}"
 
 
 def _check(policy: object) -> None:
@@ -41,11 +45,8 @@ def TestOneInput(data: bytes) -> None:
 
     # The document is the input up to a NUL; after it, "flag=value" lines to override.
     document, _, overrides = data.partition(b"\0")
-    path = _scratch()
-    with open(path, "wb") as file:
-        file.write(document)
     try:
-        policy = Policy.load(path)
+        policy = Policy.load(_scratch(document))
     except PolicyError:
         return
     _check(policy)
