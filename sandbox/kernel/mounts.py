@@ -136,9 +136,9 @@ def plan_mounts(
         *plan_runtime(runtime),
         *(Symlink(f"{COMMANDS}/{name}", target) for name, target in commands),
         *(Overlay(source, f"{PACKAGES}/{i}") for i, source in enumerate(packages)),
-        Proc(),
         Tmpfs("/dev", "size=64k,nr_inodes=64,mode=0755", devices=True),
         *(Device(f"/dev/{name}") for name in DEVICES),
+        Proc(),  # after /dev: its masks are the run's own /dev/null
         Symlink("/dev/fd", "/proc/self/fd"),
         *(Symlink(f"/dev/{n}", f"/proc/self/fd/{i}") for i, n in enumerate(_STDIO)),
         Tmpfs("/dev/shm", scratch),
@@ -249,9 +249,40 @@ def _apply(root: str, mount: Mount) -> None:
         case Proc():
             _make_mountpoint(target, directory=True)
             sc.mount("proc", target, "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
-            # Sysctls stay read-only even for a process that somehow regains root.
-            sc.mount(target + "/sys", target + "/sys", None, sc.MS_BIND)
-            sc.mount(None, target + "/sys", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
+            _lock_proc(target)
+
+
+# What Docker masks in /proc, and two more. Masked files read as empty (the run's own
+# /dev/null bound over them): the keys and key quotas of every user on the machine (keys,
+# key-users), other processes' timers and scheduling (timer_list, sched_debug), kernel memory
+# and latencies (kcore, latency_stats), the host's boot parameters (cmdline: disk ids,
+# sometimes secrets given to the kernel) and kernel build options (config.gz: a map for
+# picking an exploit). No program needs them to run. Masked directories are an empty
+# read-only tmpfs.
+PROC_MASKED_FILES = (
+    "keys", "key-users", "timer_list", "sched_debug", "latency_stats", "kcore", "cmdline",
+    "config.gz",
+)  # fmt: skip
+PROC_MASKED_DIRS = ("acpi", "scsi", "asound")
+# Read-only even for a process that somehow regains root: sysctls, and what writing would
+# act on: PSI triggers (pressure/*, writable by everyone), interrupts, buses, the SysRq key.
+PROC_READ_ONLY = ("sys", "pressure", "irq", "bus", "fs", "sysrq-trigger")
+
+
+def _lock_proc(proc: str) -> None:
+    """Mask and lock the parts of a fresh /proc that are not the run's (see above); each only
+    where this kernel has it."""
+    null = os.path.join(os.path.dirname(proc), "dev/null")  # not the host's: its file locks
+    for name in PROC_MASKED_FILES:
+        if os.path.isfile(path := f"{proc}/{name}"):
+            sc.mount(null, path, None, sc.MS_BIND)
+    for name in PROC_MASKED_DIRS:
+        if os.path.isdir(path := f"{proc}/{name}"):
+            sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV, "size=0")
+    for name in PROC_READ_ONLY:
+        if os.path.exists(path := f"{proc}/{name}"):
+            sc.mount(path, path, None, sc.MS_BIND)
+            sc.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
 
 
 def _make_node(source: str, target: str) -> None:

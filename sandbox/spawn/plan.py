@@ -239,6 +239,15 @@ def check_stdin(stdin: object, *, data: bool = True) -> None:
         raise PolicyError("stdin", f"expected {wanted} or None, not {type(stdin).__name__}")
     if isinstance(stdin, int) and stdin < 0:
         raise PolicyError("stdin", f"{stdin} is not a file descriptor")
+    if isinstance(stdin, int) and os.isatty(stdin):
+        # A terminal handed over stays the caller's: the workload could set its line
+        # discipline (N_NULL drops all later input and output), its modes, exclusive mode.
+        raise PolicyError(
+            "stdin",
+            f"fd {stdin} is a terminal, which is never handed to a sandbox (the program "
+            "could change its modes and line discipline for its other users): pass its "
+            "input as bytes, or through a pipe",
+        )
 
 
 def check_files(files: Mapping[str, bytes | str]) -> dict[str, bytes]:

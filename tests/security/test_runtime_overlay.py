@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from stockade import Policy, Sandbox, Status
+from stockade.kernel.mounts import PROC_MASKED_DIRS, PROC_MASKED_FILES, PROC_READ_ONLY
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, mounts)")
 
@@ -61,8 +62,10 @@ def test_runtime_directories_are_read_only_overlays(box: Sandbox) -> None:
         assert "upperdir" not in options
     # Nothing of the host's is bound (the device nodes are the run's own, made with mknod);
     # the host run dir is never named.
-    own = {"/", "/proc", "/proc/sys", "/dev", "/dev/shm", "/tmp", "/workspace"}
-    assert {t for t, (_, fstype, _) in mounts.items() if fstype != "overlay"} == own
+    own = {"/", "/proc", "/proc/sys", "/proc/keys", "/dev", "/dev/shm", "/tmp", "/workspace"}
+    locked = {f"/proc/{n}" for n in (*PROC_MASKED_FILES, *PROC_MASKED_DIRS, *PROC_READ_ONLY)}
+    found = {t for t, (_, fstype, _) in mounts.items() if fstype != "overlay"}
+    assert own <= found and found - own <= locked, found  # /proc's masks: where the kernel has it
     assert "stockade-" not in result.stdout
 
 

@@ -42,7 +42,6 @@ import sys
 import tempfile
 import threading
 import time
-import tty
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -578,25 +577,6 @@ def listen_probe(ctx: Ctx) -> Outcome:
     return outcome
 
 
-def pty_stdin(ctx: Ctx) -> Outcome:
-    """stdin is a terminal (a pty of ours, in raw mode); nothing may be pushed into it."""
-    master, slave = os.openpty()
-    try:
-        tty.setraw(slave)
-        outcome = ctx.launch([], stdin=slave)
-        os.set_blocking(slave, False)
-        try:
-            pushed = os.read(slave, 1024)
-        except BlockingIOError:
-            pushed = b""
-        if not ctx.on_host:
-            assert pushed == b"", f"input was pushed into the caller's terminal: {pushed!r}"
-        return outcome
-    finally:
-        os.close(master)
-        os.close(slave)
-
-
 def inherited_fds(ctx: Ctx) -> Outcome:
     """The CLI is started with two extra inheritable fds: a host directory holding a file
     named after the token, and that file open read-write. argv: token."""
@@ -712,7 +692,6 @@ HARNESSES: dict[str, Callable[[Ctx], Outcome]] = {
     "host-abstract": host_abstract,
     "concurrent": concurrent,
     "listen-probe": listen_probe,
-    "pty": pty_stdin,
     "inherited-fds": inherited_fds,
     "judge0": judge0,
     "setuid-helper": setuid_helper,
