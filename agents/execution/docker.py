@@ -52,7 +52,10 @@ class DockerExecutor:
         limits, fs = self.policy.limits, self.policy.filesystem
         argv = [self.docker, "run", "--rm", "-i", "--name", name, "--network", "none"]
         argv += ["--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--read-only"]
-        argv += ["--user", f"{self.policy.process.uid}:{self.policy.process.gid}"]
+        # Left out of the policy, a uid of the sandbox's own: here nobody's (containers run
+        # in the host's user namespace; Docker has no uid allocator).
+        uid = self.policy.process.uid or 65534
+        argv += ["--user", f"{uid}:{self.policy.process.gid or uid}"]
         argv += ["--tmpfs", f"/workspace:rw,exec,size={fs.workspace_size},mode=1777"]
         argv += ["--tmpfs", f"/tmp:rw,size={fs.tmp_size},mode=1777"]
         argv += ["-w", "/workspace", "-e", "HOME=/workspace"]

@@ -92,8 +92,23 @@ for _kind in Mount.__args__:
 
 class RootPlan(NamedTuple):
     mounts: tuple[Mount, ...]
-    uid: int
+    uid: int  # the workload's; the supervisor sets the sandbox's own (kernel/uids.py)
     gid: int
+    workspace: str = ""  # the /workspace tmpfs's options but its owner
+
+
+def owned_mounts(plan: RootPlan) -> tuple[Mount, ...]:
+    """What depends on the workload's ids, known only once its sandbox has taken them (the
+    supervisor): /workspace owned by it, and the /etc/passwd and /etc/group naming it."""
+    uid, gid = plan.uid, plan.gid
+    return (
+        Tmpfs("/workspace", f"{plan.workspace},uid={uid},gid={gid}"),
+        File(
+            "/etc/passwd",
+            f"root:x:0:0::/:/bin/sh\nsandbox:x:{uid}:{gid}::/workspace:/bin/sh\n".encode(),
+        ),
+        File("/etc/group", f"root:x:0:\nsandbox:x:{gid}:\n".encode()),
+    )
 
 
 def plan_runtime(paths: tuple[str, ...]) -> tuple[Mount, ...]:
@@ -143,12 +158,10 @@ def plan_mounts(
         *(Symlink(f"/dev/{n}", f"/proc/self/fd/{i}") for i, n in enumerate(_STDIO)),
         Tmpfs("/dev/shm", scratch),
         Tmpfs("/tmp", scratch),
-        Tmpfs(
-            "/workspace", f"size={workspace_size},nr_inodes={inodes},mode=0700,uid={uid},gid={gid}"
-        ),
-        *_etc_files(uid, gid, hostname, hosts),
+        *_etc_files(hostname, hosts),
     ]
-    return RootPlan(tuple(mounts), uid, gid)
+    workspace = f"size={workspace_size},nr_inodes={inodes},mode=0700"
+    return RootPlan(tuple(mounts), uid, gid, workspace)
 
 
 # The runtime a policy shows by default; not every machine has each (lib32, libx32).
@@ -179,18 +192,13 @@ OWN_PATHS = (
 )  # fmt: skip
 
 
-def _etc_files(uid: int, gid: int, hostname: str, hosts: tuple[tuple[str, str], ...]) -> list[File]:
+def _etc_files(hostname: str, hosts: tuple[tuple[str, str], ...]) -> list[File]:
     host_lines = [
         f"127.0.0.1\tlocalhost {hostname}",
         "::1\tlocalhost",
         *(f"{a}\t{n}" for n, a in hosts),
     ]
     return [
-        File(
-            "/etc/passwd",
-            f"root:x:0:0::/:/bin/sh\nsandbox:x:{uid}:{gid}::/workspace:/bin/sh\n".encode(),
-        ),
-        File("/etc/group", f"root:x:0:\nsandbox:x:{gid}:\n".encode()),
         File("/etc/hostname", f"{hostname}\n".encode()),
         File("/etc/hosts", ("\n".join(host_lines) + "\n").encode()),
         # Names resolve from /etc/hosts only: there is no resolver to ask.
@@ -209,7 +217,7 @@ def build_root(root: str, plan: RootPlan) -> None:
     # directory (the supervisor only ever rmdirs it), the empty second layer of every overlay.
     os.chdir(root)
     sc.mount("tmpfs", root, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "size=1m,nr_inodes=4096,mode=0755")
-    for mount in plan.mounts:
+    for mount in (*plan.mounts, *owned_mounts(plan)):
         _apply(root, mount)
 
 

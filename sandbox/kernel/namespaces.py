@@ -10,6 +10,7 @@ process left in the namespace. Killing it from outside therefore ends the whole 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
 import os
@@ -26,16 +27,71 @@ CHILD_NAMESPACES = (
 )
 
 
-def enter_user_namespace(inner_uid: int, inner_gid: int) -> None:
+def enter_user_namespace(
+    inner_uid: int, inner_gid: int, subordinate: tuple[int, int] | None = None
+) -> None:
     """Rootless mode: move this process into a new user namespace where the caller's own
     uid and gid appear as `inner_uid`/`inner_gid`, with every capability *inside* it (and
-    none outside), so the namespaces, mounts and the rest of setup work as for root."""
+    none outside), so the namespaces, mounts and the rest of setup work as for root.
+
+    With `subordinate` (a uid and a gid of the caller's /etc/subuid and /etc/subgid ranges),
+    the caller is root inside instead, and `inner_uid`/`inner_gid` are those host ids: the
+    workload is then a host user of its own (kernel/uids.py). Only newuidmap and newgidmap,
+    setuid tools run from outside the namespace, may write such a map."""
     outer_uid, outer_gid = os.geteuid(), os.getegid()
+    if subordinate is not None:
+        _unshare_mapped_by_tools(
+            (f"0 {outer_uid} 1 {inner_uid} {subordinate[0]} 1").split(),
+            (f"0 {outer_gid} 1 {inner_gid} {subordinate[1]} 1").split(),
+        )
+        return
     sc.unshare(sc.CLONE_NEWUSER)
     # An unprivileged process may map only its own ids, and only once setgroups is denied.
     _write_proc("/proc/self/setgroups", "deny")
     _write_proc("/proc/self/uid_map", f"{inner_uid} {outer_uid} 1")
     _write_proc("/proc/self/gid_map", f"{inner_gid} {outer_gid} 1")
+
+
+def _unshare_mapped_by_tools(uid_map: list[str], gid_map: list[str]) -> None:
+    """unshare(CLONE_NEWUSER), with the maps written by newuidmap and newgidmap from a helper
+    forked before it (a child forked after would be inside, where their setuid bit is void)."""
+    from stockade.kernel import uids
+
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
+    helper = os.fork()
+    if helper == 0:  # single-threaded (the supervisor), so this fork is safe
+        code = 1
+        try:
+            os.close(go_w)
+            if os.read(go_r, 1):
+                target = str(os.getppid())
+                tools = zip(uids.MAPPERS, (uid_map, gid_map), strict=True)
+                code = 0 if all(_run(uids.mapper(t) or t, [t, target, *m]) for t, m in tools) else 1
+        finally:
+            os._exit(code)
+    os.close(go_r)
+    try:
+        sc.unshare(sc.CLONE_NEWUSER)
+        os.write(go_w, b"1")
+    finally:
+        os.close(go_w)  # without the byte: the helper maps nothing and exits
+        _, status = os.waitpid(helper, 0)
+    if status != 0:
+        raise PermissionError(
+            errno.EPERM,
+            "newuidmap or newgidmap refused to map the subordinate ids",
+            " ".join(uid_map),
+        )
+
+
+def _run(path: str, argv: list[str]) -> bool:
+    null = os.open("/dev/null", os.O_RDWR)
+    try:
+        actions = [(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)]
+        pid = os.posix_spawn(path, argv, {}, file_actions=actions)
+    finally:
+        os.close(null)
+    return os.waitpid(pid, 0)[1] == 0
 
 
 def _write_proc(path: str, text: str) -> None:

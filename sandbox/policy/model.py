@@ -29,6 +29,7 @@ from pydantic.fields import FieldInfo
 
 from stockade.environments.store import NAME, normalise
 from stockade.errors import PolicyError
+from stockade.kernel import uids
 from stockade.kernel.mounts import DEFAULT_READONLY, OWN_PATHS
 from stockade.net.allowlist import parse_entry
 from stockade.policy.source import builtin_policies as builtin_policies  # the API's home
@@ -146,11 +147,23 @@ class Filesystem(_Section):
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
+def _uid_range(value: str) -> str:
+    uids.parse_range(value)
+    return value
+
+
 class Process(_Section):
-    uid: Count = Field(65534, ge=1, le=(1 << 32) - 2)
-    """The workload's uid; never 0."""
-    gid: Count = Field(65534, ge=1, le=(1 << 32) - 2)
-    """The workload's gid; never 0."""
+    uid: Count | None = Field(None, ge=1, le=uids.MAX_ID)
+    """The workload's uid for every sandbox of this policy; never 0. Left out (None): each
+    live sandbox takes a uid of its own from `uid_range`, so that none shares the kernel's
+    per-user counts with another (set, a warning says they share them)."""
+    gid: Count | None = Field(None, ge=1, le=uids.MAX_ID)
+    """The workload's gid; never 0. Left out (None): the same number as its uid."""
+    uid_range: Annotated[str, AfterValidator(_uid_range)] = uids.DEFAULT_RANGE
+    """'FIRST-LAST': where a sandbox's own uid (and gid) comes from, as root. A uid that names
+    a host user or group, or lies in a subordinate range of /etc/subuid or /etc/subgid, is
+    skipped. The default, 0x70000000 and the 65,535 after it, is a range no distribution or
+    systemd hands out."""
     hostname: str = Field("sandbox", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9.-]{0,62}$")
     """The hostname inside the sandbox."""
     env: dict[EnvName, Annotated[str, Field(pattern=r"^[^\x00]*$")]] = Field(

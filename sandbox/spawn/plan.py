@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from stockade.errors import PolicyError
-from stockade.kernel import limits, mounts, namespaces, seccomp
+from stockade.kernel import limits, mounts, namespaces, seccomp, uids
 from stockade.kernel.cgroups import control as cgroups
 from stockade.kernel.cgroups.base import CgroupLimits
 from stockade.kernel.limits import Rlimits
@@ -52,6 +52,7 @@ class RunPlan(NamedTuple):
     collect: str | None = None  # the files to bring back out of /workspace (collect.py)
     collect_size: int = 0  # bytes of them at most, names included
     warnings: tuple[str, ...] = ()  # for the Result: what of the policy this machine lacks
+    ids: "uids.IdPlan" = uids.IdPlan()  # where the sandbox's uid comes from (its supervisor's)
 
 
 LANGUAGES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -114,6 +115,7 @@ class Planner:
             collect=patterns,
             collect_size=policy.limits.collect_size,
             warnings=self._warnings(),
+            ids=self._ids(),
         )
         require_support(plan)
         return plan
@@ -148,6 +150,10 @@ class Planner:
             for path in self._missing
         )
 
+    def _ids(self) -> "uids.IdPlan":
+        process = self.policy.process
+        return uids.IdPlan(process.uid, process.gid, *uids.parse_range(process.uid_range))
+
     def _default_root(self) -> RootPlan:
         if self._root is None:
             self._root = self._plan_root(())
@@ -157,8 +163,9 @@ class Planner:
         fs, process, python = self.policy.filesystem, self.policy.process, self.python
         return mounts.plan_mounts(
             fs.readonly + (python.installation if python else ()),
-            uid=process.uid,
-            gid=process.gid,
+            # The supervisor sets the sandbox's own ids (kernel/uids.py), before anything uses them.
+            uid=process.uid or uids.NOBODY,
+            gid=process.gid or process.uid or uids.NOBODY,
             hostname=process.hostname,
             hosts=hosts,
             workspace_size=fs.workspace_size,

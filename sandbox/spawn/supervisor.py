@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from stockade.errors import SandboxError, SetupError, UnsupportedError
-from stockade.kernel import namespaces
+from stockade.kernel import namespaces, uids
 from stockade.kernel.cgroups import control as cgroups
 from stockade.kernel.cgroups.base import Cgroup, CgroupStats
 from stockade.kernel.limits import Rlimits
@@ -107,8 +107,11 @@ def supervise(
         if stdio is not None:
             stack.callback(_close_all, stdio)
         try:
+            # First, so it is released last: the uid is free again only once nothing of the
+            # run is left (a SIGKILLed supervisor's lock goes with it, and its run too).
+            plan, shared, subordinate = _take_ids(plan, stack)
             cgroup, weaker = _make_cgroup(plan)
-            warnings = plan.warnings + weaker
+            warnings = plan.warnings + shared + weaker
             if cgroup is None:
                 plan = plan._replace(rlimits=plan.rlimits + _fallback_rlimits(plan))
             else:
@@ -121,7 +124,7 @@ def supervise(
             network = stack.enter_context(net.isolate(plan.network, rootless=plan.rootless))
             # Host-side resources (cgroup, run dir) are made above, as the caller's own user.
             if plan.rootless:
-                _enter_user_namespace(plan)
+                _enter_user_namespace(plan, subordinate)
                 if network is not None:  # rootless: its namespace is made in the user one
                     network.make_namespace()
             namespaces.unshare_pid_for_children()
@@ -248,9 +251,45 @@ def _fallback_rlimits(plan: RunPlan) -> Rlimits:
     return tuple(extra)
 
 
-def _enter_user_namespace(plan: RunPlan) -> None:
+def _take_ids(
+    plan: RunPlan, stack: contextlib.ExitStack
+) -> tuple[RunPlan, tuple[str, ...], tuple[int, int] | None]:
+    """The sandbox's uid and gid for its whole life (kernel/uids.py), in its plan: the
+    policy's own, or a uid of its own held until the stack closes. Also what it shares with
+    other sandboxes (a warning), and without root the host ids its ids map to (None: the
+    caller's own)."""
+    ids = plan.ids
+    if plan.rootless:
+        inner_uid = ids.uid or uids.NOBODY
+        inner = plan.root._replace(uid=inner_uid, gid=ids.gid or inner_uid)
+        held = uids.subordinate_lease()
+        if held is None:
+            return plan._replace(root=inner), (_SHARED_ROOTLESS,), None
+        stack.callback(held[0].release)
+        return plan._replace(root=inner), (), (held[0].id, held[1])
+    if ids.uid is not None:
+        own = plan.root._replace(uid=ids.uid, gid=ids.gid or ids.uid)
+        shared = (
+            f"process.uid is set ({ids.uid}): every sandbox of this policy runs as it and "
+            f"shares the kernel's per-user counts with the others ({uids.SHARED_COUNTS}); "
+            "leave it out for a uid of each sandbox's own",
+        )
+        return plan._replace(root=own), shared, None
+    lease = uids.lease(ids.first, ids.last)
+    stack.callback(lease.release)
+    return plan._replace(root=plan.root._replace(uid=lease.id, gid=ids.gid or lease.id)), (), None
+
+
+_SHARED_ROOTLESS = (
+    "without root and without subordinate ids (newuidmap and newgidmap, and a range of yours "
+    "in /etc/subuid and /etc/subgid), every sandbox runs as your own uid and shares the "
+    f"kernel's per-user counts with your other sandboxes and programs ({uids.SHARED_COUNTS})"
+)
+
+
+def _enter_user_namespace(plan: RunPlan, subordinate: tuple[int, int] | None) -> None:
     try:
-        namespaces.enter_user_namespace(plan.root.uid, plan.root.gid)
+        namespaces.enter_user_namespace(plan.root.uid, plan.root.gid, subordinate)
     except OSError as exc:
         raise UnsupportedError(
             f"unprivileged user namespaces ({exc.strerror}), which running without root needs",

@@ -62,6 +62,12 @@ IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.
 
 OWN_FILENAME = sys._getframe().f_code.co_filename  # "<string>" under -c: our frames
 _libc = ctypes.CDLL(None, use_errno=True)
+# ioprio_get(2) and sched_getattr(2), which `os` lacks: a run can set both on us (getppid())
+_MACHINE = os.uname().machine
+SYS_IOPRIO_GET = {"x86_64": 252, "aarch64": 31}[_MACHINE]
+SYS_SCHED_GETATTR = {"x86_64": 315, "aarch64": 275}[_MACHINE]
+IOPRIO_WHO_PROCESS = 1
+SCHED_ATTR_SIZE = 56  # struct sched_attr with the utilisation clamps (SCHED_ATTR_SIZE_VER1)
 
 
 def _prctl(option: int, arg: int | ctypes.c_void_p) -> None:
@@ -160,9 +166,11 @@ _RLIMITS = tuple(getattr(resource, name) for name in dir(resource) if name.start
 
 def _settings() -> tuple:
     """What a run, of our uid, can change in us from outside (prlimit, setpriority,
-    sched_setaffinity, sched_setscheduler: being not dumpable stops none of them), or in the
-    output pipes every later run shares (their size). Lowered hard limits cannot be raised
-    back: we retire."""
+    sched_setaffinity, sched_setscheduler, sched_setattr with its utilisation clamps and
+    flags, ioprio_set: being not dumpable stops none of them), or in the output pipes every
+    later run shares (their size). Each is inherited by the runs we fork, so a change would
+    reach every later tenant (and carry bits to it): we retire instead. Lowered hard limits
+    could not be raised back anyway."""
     return (
         [resource.getrlimit(number) for number in _RLIMITS],
         [fcntl.fcntl(fd, F_GETPIPE_SZ) for fd in (1, 2)],  # the pipes themselves are shared
@@ -170,7 +178,27 @@ def _settings() -> tuple:
         os.sched_getaffinity(0),
         os.sched_getscheduler(0),
         os.sched_getparam(0).sched_priority,
+        _sched_attr(),
+        _io_priority(),
     )
+
+
+def _sched_attr() -> bytes:
+    """All of sched_getattr(2): policy, flags (reset-on-fork), nice, priority, the deadline
+    parameters and the utilisation clamps."""
+    attr = ctypes.create_string_buffer(SCHED_ATTR_SIZE)
+    if _libc.syscall(SYS_SCHED_GETATTR, 0, attr, SCHED_ATTR_SIZE, 0) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"sched_getattr: {os.strerror(error)}")
+    return attr.raw
+
+
+def _io_priority() -> int:
+    value = _libc.syscall(SYS_IOPRIO_GET, IOPRIO_WHO_PROCESS, 0)
+    if value < 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"ioprio_get: {os.strerror(error)}")
+    return int(value)
 
 
 def _output_flags() -> list[int]:

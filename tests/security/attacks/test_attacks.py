@@ -16,14 +16,17 @@ block is its entry in the catalogue:
     # verdict: none, when the sandbox is meant to kill the program before it can print HELD
     # check:   a Python expression over the outcome `r` and the policy `p` that must hold
     # control: host, to also run the probe unsandboxed and see it succeed there (only for
-    #          harmless probes): it proves the probe can tell an escape when it sees one
+    #          harmless probes): it proves the probe can tell an escape when it sees one;
+    #          shared-uid, to run it again with every sandbox of one uid (process.uid set)
+    #          and see it get through: it proves a uid of each sandbox's own is what holds
     # hole:    a known hole: the test stays, as xfail(strict=True), until the core is fixed
 
 A value may go on over the next comment lines, indented by three spaces or more.
 
-Every run gets a uid of its own (the default policy's only change), so "no process left" and
-"no file written on the host" are exact: nothing owned by that uid may exist afterwards. The
-autouse leak check of tests/conftest.py adds fds, mounts, run dirs, cgroups and children.
+Every test gets a uid range of its own (the default policy's only change), from which each of
+its sandboxes takes its own uid, so "no process left" and "no file written on the host" are
+exact: nothing owned by those uids may exist afterwards. The autouse leak check of
+tests/conftest.py adds fds, mounts, run dirs, cgroups and children.
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ class Attack:
     via: tuple[str, ...] = ("api",)
     verdict: bool = True
     check: str | None = None
-    control: bool = False
+    control: str | None = None
     hole: str | None = None
 
     @property
@@ -143,7 +146,7 @@ def load_attack(path: Path) -> Attack:
         via=tuple(v.strip() for v in header.get("via", "api").split(",")),
         verdict=header.get("verdict", "held") != "none",
         check=header.get("check"),
-        control=header.get("control") == "host",
+        control=header.get("control"),
         hole=header.get("hole"),
     )
 
@@ -642,8 +645,9 @@ def setuid_helper(ctx: Ctx) -> Outcome:
         subprocess.run([gcc, "-o", helper, source], check=True)
         os.chown(helper, 0, 0)
         os.chmod(helper, 0o4755)
+        some_uid = ctx.policy.process.uid_range.split("-")[0]
         unsandboxed = subprocess.run(
-            ["setpriv", f"--reuid={ctx.policy.process.uid}", "--clear-groups", str(helper)],
+            ["setpriv", f"--reuid={some_uid}", "--clear-groups", str(helper)],
             capture_output=True,
             text=True,
         )
@@ -684,6 +688,66 @@ def caller_argv(ctx: Ctx) -> Outcome:
     return Outcome.of_json(json.loads(done.stdout))
 
 
+# A program run in a pooled sandbox or a session as it would be in a fresh run: its argv set
+# and its globals kept (a session's holder keeps what it holds between calls).
+RUN_PROGRAM = """
+import runpy, sys
+sys.argv = {argv!r}
+_held_{tag} = runpy.run_path("attack.py", run_name="__main__")
+"""
+
+
+def _in_warm(run: Callable[..., Result], ctx: Ctx, args: list[str], tag: str) -> Outcome:
+    own, argv = program_files(ctx.attack)
+    assert argv[0] == "python3", "pooled sandboxes and sessions run Python programs"
+    code = RUN_PROGRAM.format(argv=["attack.py", *args], tag=tag)
+    return Outcome.of_result(run(code, files=own))
+
+
+def _judged(outcomes: dict[str, Outcome]) -> Outcome:
+    """One outcome for several runs: their output, each under its name, and an ESCAPED line
+    for each that did not end well (another tenant's use must not break a run)."""
+    lines = []
+    for name, outcome in outcomes.items():
+        lines.append(f"--- {name}: {outcome.status}\n{outcome.stdout}{outcome.stderr}")
+        if outcome.status != "ok":
+            lines.append(f"ESCAPED the {name} failed: {outcome.status}: {outcome.error}")
+    return Outcome("ok", 0, None, "\n".join(lines), "")
+
+
+def tenants(ctx: Ctx) -> Outcome:
+    """Sandboxes alive at once, of one policy: `hold` spends a per-user kernel count and keeps
+    it, in a fresh run (`hold wait`: until its stdin ends) and then in a session (between
+    calls); while each holds, `probe` runs in a fresh run and in a pooled sandbox (started
+    then, so its start must not be broken either) and must find the count its own."""
+    outcomes: dict[str, Outcome] = {}
+    with live_run(ctx, ["hold", "wait"]) as holder:
+        holder.wait_for(b"READY")
+        outcomes["fresh probe beside a fresh holder"] = ctx.launch(["probe"])
+        with Sandbox(ctx.policy, pool=1) as box:
+            pooled = _in_warm(box.run_code, ctx, ["probe"], "probe")
+        outcomes["pooled probe beside a fresh holder"] = pooled
+        outcomes["fresh holder"] = holder.finish()
+    box = Sandbox(ctx.policy)
+    with box.session() as session:
+        outcomes["session holder"] = _in_warm(session.run, ctx, ["hold"], "hold")
+        outcomes["fresh probe beside a session holder"] = ctx.launch(["probe"])
+        with Sandbox(ctx.policy, pool=1) as pool:
+            pooled = _in_warm(pool.run_code, ctx, ["probe"], "probe")
+        outcomes["pooled probe beside a session holder"] = pooled
+    box.close()
+    return _judged(outcomes)
+
+
+def pool_serial(ctx: Ctx) -> Outcome:
+    """One pooled sandbox, two tenants after each other: `bend` changes what it can of the
+    pool's interpreter, then `probe` (the next run) must find none of it."""
+    with Sandbox(ctx.policy, pool=1) as box:
+        bend = _in_warm(box.run_code, ctx, ["bend"], "bend")
+        probe = _in_warm(box.run_code, ctx, ["probe"], "probe")
+    return _judged({"bending run": bend, "next run": probe})
+
+
 HARNESSES: dict[str, Callable[[Ctx], Outcome]] = {
     "plain": plain,
     "secret": secret,
@@ -696,51 +760,57 @@ HARNESSES: dict[str, Callable[[Ctx], Outcome]] = {
     "judge0": judge0,
     "setuid-helper": setuid_helper,
     "caller-argv": caller_argv,
+    "tenants": tenants,
+    "pool-serial": pool_serial,
 }
 
 
 # --------------------------------------------------------------------------- unharmed?
 
 
-def _unused_uid() -> int:
+UIDS_PER_TEST = 8  # a test's sandboxes alive at once take one each
+
+
+def _unused_uids() -> range:
     rng = random.SystemRandom()
     while True:
-        uid = rng.randrange(200_000, 2_000_000)
-        if not _processes_of(uid):
-            return uid
+        first = rng.randrange(200_000, 2_000_000)
+        uids = range(first, first + UIDS_PER_TEST)
+        if not _processes_of(uids):
+            return uids
 
 
-def _processes_of(uid: int) -> list[psutil.Process]:
+def _processes_of(uids: range) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter(["uids"]):
-        uids = process.info["uids"]
-        if uids is not None and uid in (uids.real, uids.effective):
+        ids = process.info["uids"]
+        if ids is not None and (ids.real in uids or ids.effective in uids):
             found.append(process)
     return found
 
 
-def _files_of(uid: int) -> list[str]:
+def _files_of(uids: range) -> list[str]:
     found = []
     for place in HOST_DIRS:
         with contextlib.suppress(OSError), os.scandir(place) as entries:
             for entry in entries:
                 with contextlib.suppress(OSError):
-                    if entry.stat(follow_symlinks=False).st_uid == uid:
+                    if entry.stat(follow_symlinks=False).st_uid in uids:
                         found.append(entry.path)
     return found
 
 
-def assert_unharmed(uid: int) -> None:
-    """No process of the run is left, and it wrote no file on the host. Whatever is found is
-    removed, so a hole does not leave the machine dirty, and then reported."""
+def assert_unharmed(uids: range) -> None:
+    """No process of the runs is left, and they wrote no file on the host. Whatever is found
+    is removed, so a hole does not leave the machine dirty, and then reported."""
     deadline = time.monotonic() + 5
-    while (left := _processes_of(uid)) and time.monotonic() < deadline:
+    while (left := _processes_of(uids)) and time.monotonic() < deadline:
         time.sleep(0.05)
     described = [f"{p.pid} {p.info.get('name', '')}" for p in left]
     for process in left:
         with contextlib.suppress(psutil.Error):
             process.send_signal(signal.SIGKILL)
-    stray = _files_of(uid)
+    stray = _files_of(uids)
     for path in stray:
         with contextlib.suppress(OSError):
             if os.path.isdir(path) and not os.path.islink(path):
@@ -756,14 +826,15 @@ def assert_unharmed(uid: int) -> None:
 
 @pytest.mark.parametrize(("attack", "via"), _params())
 def test_attack_is_held(attack: Attack, via: str, tmp_path: Path) -> None:
-    uid = _unused_uid()
+    uids = _unused_uids()
     tmp_path.chmod(0o755)
-    policy = Policy.load("default").override(uid=uid, gid=uid, **attack.limits)
+    uid_range = f"{uids[0]}-{uids[-1]}"
+    policy = Policy.load("default").override(uid_range=uid_range, **attack.limits)
     ctx = Ctx(attack, policy, tmp_path, via)
     try:
         r = HARNESSES[attack.harness](ctx)
     finally:
-        assert_unharmed(uid)
+        assert_unharmed(uids)
     assert MARKER not in r.stdout, f"{attack.id}: the attack got through\n{r}"
     assert r.status in attack.expect, f"{attack.id}: unexpected status\n{r}"
     if attack.verdict:
@@ -776,7 +847,8 @@ def test_attack_is_held(attack: Attack, via: str, tmp_path: Path) -> None:
         assert after.ok and after.wall_time < 5, f"the machine is not responsive: {after}"
 
 
-CONTROLS = [a for a in ATTACKS if a.control]
+CONTROLS = [a for a in ATTACKS if a.control == "host"]
+SHARED_UID = [a for a in ATTACKS if a.control == "shared-uid"]
 
 
 @pytest.mark.parametrize("attack", CONTROLS, ids=[a.id for a in CONTROLS])
@@ -786,6 +858,20 @@ def test_probe_sees_the_host_when_unsandboxed(attack: Attack, tmp_path: Path) ->
     ctx = Ctx(attack, Policy.load("default"), tmp_path, "api", on_host=True)
     r = HARNESSES[attack.harness](ctx)
     assert MARKER in r.stdout, f"{attack.id}: the probe found nothing even unsandboxed\n{r}"
+
+
+@pytest.mark.parametrize("attack", SHARED_UID, ids=[a.id for a in SHARED_UID])
+def test_attack_gets_through_with_one_shared_uid(attack: Attack, tmp_path: Path) -> None:
+    """The other half for the per-user kernel counts: with every sandbox of one uid (the
+    policy's `process.uid` set, as every sandbox was before each took its own), the same
+    attack does reach the other tenant, so its failure above is the per-sandbox uid's doing."""
+    (uid, *_) = uids = _unused_uids()
+    policy = Policy.load("default").override(uid=uid, **attack.limits)
+    try:
+        r = HARNESSES[attack.harness](Ctx(attack, policy, tmp_path, "api"))
+    finally:
+        assert_unharmed(uids)
+    assert MARKER in r.stdout, f"{attack.id}: no effect even with one shared uid\n{r}"
 
 
 def test_the_catalogue_is_complete() -> None:
