@@ -36,7 +36,7 @@ def _check(policy: object) -> None:
     assert isinstance(policy, Policy)
     assert 0 < policy.limits.timeout <= 86_400
     assert policy.limits.memory is None or policy.limits.memory >= 4 << 20
-    assert policy.process.uid >= 1 and policy.process.gid >= 1
+    assert (policy.process.uid or 1) >= 1 and (policy.process.gid or 1) >= 1  # None: its own
     assert policy.limits.output >= 0
 
 

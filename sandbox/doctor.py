@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from stockade.errors import SandboxError
-from stockade.kernel import mounts, namespaces, seccomp
+from stockade.kernel import mounts, namespaces, seccomp, uids
 from stockade.kernel import syscalls as sc
 from stockade.kernel.cgroups import control as cgroups
 from stockade.kernel.cgroups.base import CgroupLimits
@@ -99,6 +99,21 @@ def _user_namespace() -> tuple[bool, str]:
     return (ok, detail) if ok else (False, f"{detail}; {namespaces.user_namespace_hint()}")
 
 
+def _own_uids(rootless: bool) -> tuple[bool, str]:
+    """Whether each sandbox gets a uid of its own (kernel/uids.py), and what is shared if not."""
+    if not rootless:
+        return True, "each sandbox takes a uid of its own from process.uid_range (root)"
+    ranges = uids.own_subordinate()
+    if ranges is None:
+        return False, (
+            "no newuidmap/newgidmap or no range of yours in /etc/subuid and /etc/subgid: every "
+            "sandbox runs as your uid and shares the kernel's per-user counts "
+            f"({uids.SHARED_COUNTS})"
+        )
+    (first, last), _ = ranges
+    return True, f"each sandbox takes a uid of its own from your /etc/subuid range {first}-{last}"
+
+
 def _cgroup_for_a_run() -> tuple[bool, str]:
     """Make (and remove) a real run cgroup with memory and pids limits, as this user."""
     try:
@@ -118,6 +133,7 @@ def checks() -> list[Check]:
     mode = "rootless (user namespaces)" if rootless else "root"
     found.insert(0, Check("user", True, f"uid {os.getuid()}: {mode}", required=False))
     found.append(Check("namespace.user", *_user_namespace(), required=rootless))
+    found.append(Check("uids", *_own_uids(rootless), required=False))
     found.append(Check("pivot_root", *_in_a_new_root(_pivot_into)))
     # The runtime is shown through overlays (their file locks are each run's own).
     found.append(Check("overlayfs", *_in_a_new_root(_overlay_of_usr)))

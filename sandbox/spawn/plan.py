@@ -52,7 +52,7 @@ class RunPlan(NamedTuple):
     collect: str | None = None  # the files to bring back out of /workspace (collect.py)
     collect_size: int = 0  # bytes of them at most, names included
     warnings: tuple[str, ...] = ()  # for the Result: what of the policy this machine lacks
-    ids: "uids.IdPlan" = uids.IdPlan()  # where the sandbox's uid comes from (its supervisor's)
+    ids: uids.IdPlan = uids.IdPlan()  # where the sandbox's uid comes from (its supervisor's)
 
 
 LANGUAGES: dict[str, tuple[str, tuple[str, ...]]] = {

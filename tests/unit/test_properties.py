@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from stockade import Policy, PolicyError, Result, Sandbox, Status, cli
+from stockade.kernel import uids
 from stockade.policy.model import OVERRIDES, parse_count, parse_duration, parse_size
 
 REPO = Path(__file__).parents[2]
@@ -66,7 +67,7 @@ KNOWN_KEYS = {
     "limits": ["timeout", "cpu_time", "memory", "pids", "open_files", "file_size", "stack",
                "output", "cgroups"],
     "filesystem": ["readonly", "python", "workspace_size", "tmp_size", "inodes"],
-    "process": ["uid", "gid", "hostname", "env"],
+    "process": ["uid", "gid", "uid_range", "hostname", "env"],
     "network": ["allow", "allow_host_loopback", "max_connections", "max_bytes"],
 }  # fmt: skip
 
@@ -140,7 +141,10 @@ def assert_valid(policy: Policy) -> None:
     assert lim.output >= 0 and lim.cgroups in ("required", "best_effort")
     assert fs.workspace_size >= 64 << 10 and fs.tmp_size >= 64 << 10 and fs.inodes >= 64
     assert all(isinstance(path, str) for path in fs.readonly)
-    assert proc.uid >= 1 and proc.gid >= 1
+    assert proc.uid is None or proc.uid >= 1
+    assert proc.gid is None or proc.gid >= 1
+    first, last = uids.parse_range(proc.uid_range)
+    assert 1 <= first <= last <= uids.MAX_ID
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in proc.env.items())
     for value in (lim.memory, lim.file_size, lim.stack, lim.output, fs.tmp_size, lim.pids):
         assert value is None or isinstance(value, int)
