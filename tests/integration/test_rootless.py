@@ -220,7 +220,8 @@ def test_core_containment_holds_rootless(user: User, delegated: None) -> None:
     assert lines[2:5] == ["mount EPERM", "unshare EPERM", "ptrace EPERM"]
     assert not any(line.startswith("wrote") for line in lines)
     assert lines[-1] == "net ['lo']"
-    assert result["warnings"] == []
+    # Only what it shares without subordinate ids (test_without_subordinate_ids_...)
+    assert [w for w in result["warnings"] if "per-user counts" not in w] == []
 
 
 def test_limits_hold_rootless(user: User, delegated: None) -> None:
@@ -675,3 +676,48 @@ def test_best_effort_without_writing_toml_says_what_is_weaker(user: User) -> Non
         assert (done.returncode, done.stdout) == (0, "42\n"), done
         assert "sandbox: warning: no cgroup" in done.stderr
         assert "sandbox: warning: memory: RLIMIT_AS" in done.stderr
+
+
+@pytest.fixture
+def subordinate(user: User) -> Iterator[int]:
+    """What useradd does for a new user: a range of subordinate uids and gids of their own.
+    Yields its first id; the files are as before afterwards."""
+    from stockade.kernel import uids
+
+    if uids.mapper("newuidmap") is None or uids.mapper("newgidmap") is None:
+        pytest.skip("newuidmap and newgidmap (package uidmap) are not installed")
+    first = 7_000_000 + (os.getpid() % 1000) * 65_536
+    saved = {}
+    for path in ("/etc/subuid", "/etc/subgid"):
+        saved[path] = Path(path).read_text() if os.path.exists(path) else None
+        with open(path, "a") as file:
+            file.write(f"{user.name}:{first}:65536\n")
+    try:
+        yield first
+    finally:
+        for path, text in saved.items():
+            if text is None:
+                os.unlink(path)
+            else:
+                Path(path).write_text(text)
+        shutil.rmtree(f"/tmp/stockade-uids-{user.uid}", ignore_errors=True)
+
+
+def test_each_sandbox_maps_to_a_subordinate_uid_of_its_own(
+    user: User, delegated: None, subordinate: int
+) -> None:
+    """Without root, with a subuid range: the workload is a host uid of that range (what the
+    kernel counts per user), not the caller's, and nothing says the counts are shared."""
+    show = "cat /proc/self/uid_map /proc/self/gid_map"
+    result = _json(user.sandbox("run", "--json", "--", "sh", "-c", show))
+    assert result["status"] == "ok", result
+    maps = [line.split() for line in result["stdout"].splitlines()]
+    outer = {int(inner): int(host) for inner, host, _ in maps if inner != "0"}
+    assert len(outer) == 1 and subordinate <= next(iter(outer.values())) < subordinate + 65_536
+    assert not any("per-user counts" in w for w in result.get("warnings", [])), result
+
+
+def test_without_subordinate_ids_the_shared_counts_are_said(user: User, delegated: None) -> None:
+    result = _json(user.sandbox("run", "--json", "--", "true"))
+    assert result["status"] == "ok", result
+    assert any("shares the kernel's per-user counts" in w for w in result["warnings"]), result
