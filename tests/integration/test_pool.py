@@ -40,8 +40,12 @@ def _ok(result: Result) -> str:
 
 
 def test_a_pooled_run_is_like_a_fresh_one(pooled: Sandbox) -> None:
-    code = "import os, sys; print(os.getcwd(), os.getuid(), sys.argv, __name__, __file__)"
-    expected = "/workspace 65534 ['main.py'] __main__ /workspace/main.py\n"
+    # A uid of the pooled sandbox's own, from the default process.uid_range
+    code = (
+        "import os, sys; print(os.getcwd(), os.getuid() in range(0x7000_0000, 0x7001_0000), "
+        "sys.argv, __name__, __file__)"
+    )
+    expected = "/workspace True ['main.py'] __main__ /workspace/main.py\n"
     assert _ok(pooled.run_code(code)) == expected
     assert _ok(pooled.run_code("print(open('d/in.txt').read())", files={"d/in.txt": "x"})) == "x\n"
     assert _ok(pooled.run_code("import sys; print(sys.stdin.read())", stdin=b"fed")) == "fed\n"

@@ -5,11 +5,13 @@ the range is spent, and every kind of sandbox alive at once on a uid of its own.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import random
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ import pytest
 
 from stockade import Policy, Sandbox, SetupError
 from stockade.kernel import uids
+from stockade.spawn import supervisor as spawn
 from tests.conftest import needs_root
 
 REPO = Path(__file__).parents[2]
@@ -172,6 +175,7 @@ def test_a_uid_comes_back_when_its_supervisor_is_killed(tmp_path: Path) -> None:
         [sys.executable, "-m", "stockade", "run", "--policy", str(policy), "--", "sleep", "30"],
         cwd=REPO,
     )
+    holder = None
     try:
         holder = _wait_for_lock_holder(int(uid_range.split("-")[0]))
         assert holder != cli.pid, "the supervisor, not the caller, holds the uid"
@@ -182,6 +186,13 @@ def test_a_uid_comes_back_when_its_supervisor_is_killed(tmp_path: Path) -> None:
     finally:
         cli.kill()
         cli.wait()
+        # What a SIGKILLed supervisor leaves (its empty run dir, its cgroup) goes at the next
+        # start of the spawn server; here, once its run is gone.
+        for _ in range(100):
+            spawn.cleanup_stale()
+            if not glob.glob(os.path.join(tempfile.gettempdir(), f"stockade-{holder}-*")):
+                break
+            time.sleep(0.05)
 
 
 def _wait_for_lock_holder(uid: int) -> int:

@@ -22,10 +22,12 @@ def _status(box: Sandbox) -> dict[str, str]:
     return {key: value.strip() for key, value in pairs}
 
 
-def test_runs_as_nobody_with_no_capabilities(box: Sandbox) -> None:
+def test_runs_as_its_own_uid_with_no_capabilities(box: Sandbox) -> None:
     status = _status(box)
-    assert status["Uid"].split() == ["65534"] * 4
-    assert status["Gid"].split() == ["65534"] * 4
+    uid = status["Uid"].split()[0]
+    assert 0x7000_0000 <= int(uid) < 0x7001_0000  # the sandbox's own, from process.uid_range
+    assert status["Uid"].split() == [uid] * 4
+    assert status["Gid"].split() == [uid] * 4
     assert status["Groups"] == ""
     for capability_set in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
         assert int(status[capability_set], 16) == 0, capability_set
