@@ -883,6 +883,7 @@ def test_the_catalogue_is_complete() -> None:
     for attack in ATTACKS:
         assert attack.harness in HARNESSES, attack
         assert set(attack.via) <= {"api", "cli"}, attack
+        assert attack.control in (None, "host", "shared-uid"), attack
         source = attack.path.read_text()
         judged = MARKER in source or attack.check or attack.harness != "plain"
         assert judged, f"{attack.id}: nothing tells an escape from a success"
