@@ -19,8 +19,13 @@ def drop_privileges(uid: int, gid: int, rootless: bool = False) -> None:
     for capability in range(_last_capability() + 1):
         sc.prctl(sc.PR_CAPBSET_DROP, capability)
     sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
-    if not rootless:
-        os.setgroups([])  # in rootless mode the kernel refuses it, and there is nothing to drop
+    try:
+        os.setgroups([])
+    except PermissionError:
+        # Only in a user namespace whose gid map newgidmap did not write (/proc/self/setgroups
+        # is "deny"): the caller's own groups stay, as the run's warnings say.
+        if not rootless:
+            raise
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
     # setresuid empties the permitted and effective sets but keeps the inheritable one.

@@ -76,25 +76,36 @@ class Lease(NamedTuple):
     id: int
     fd: int
     path: str
+    shared: bool = False  # a fixed uid's (see share): others may hold the file too
 
     def release(self) -> None:
         # Unlinked while still locked: a taker that opened the old file finds it is no longer
-        # the one at the path (see _try), so nobody ever locks a stale inode.
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
+        # the one at the path (see _try), so nobody ever locks a stale inode. A shared hold
+        # leaves it: a new file at the path would let a lease in beside the other holders.
+        if not self.shared:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
         os.close(self.fd)
 
 
 def lock_dir() -> str:
     """Where the locks live: root's under /run (per boot, like the sandboxes), a user's in
-    their own runtime directory or a private one under /tmp."""
+    their home's state directory. Always the same one for a user: /run/user/UID comes and
+    goes with login sessions, and /tmp may be a service's private one, and two directories
+    would hand one uid to two sandboxes."""
     me = os.geteuid()
     if me == 0:
         return "/run/stockade/uids"
-    runtime = f"/run/user/{me}"
-    if os.path.isdir(runtime) and os.stat(runtime).st_uid == me:
-        return f"{runtime}/stockade-uids"
-    return f"/tmp/stockade-uids-{me}"
+    import pwd  # only here: a run as root never needs it
+
+    try:
+        home = pwd.getpwuid(me).pw_dir  # not $HOME, which a caller may set to anything
+    except KeyError:
+        home = "/"
+    with contextlib.suppress(OSError):
+        if home != "/" and os.stat(home).st_uid == me:
+            return f"{home}/.local/state/stockade/uids"
+    return f"/tmp/stockade-uids-{me}"  # a user without a home of their own: a service's
 
 
 def _own_dir(path: str) -> None:
@@ -143,15 +154,24 @@ def lease(
     )
 
 
-def _try(directory: str, uid: int) -> Lease | None:
+def share(uid: int) -> Lease | None:
+    """Mark `uid`, a policy's own fixed uid, as in use while the caller holds it, so that no
+    lease hands it to another sandbox meanwhile (sandboxes of that policy share it anyway).
+    None when a lease holds it already: the caller's warning says it is shared."""
+    directory = lock_dir()
+    _own_dir(directory)
+    return _try(directory, uid, fcntl.LOCK_SH)
+
+
+def _try(directory: str, uid: int, how: int = fcntl.LOCK_EX) -> Lease | None:
     path = f"{directory}/{uid}"
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, how | fcntl.LOCK_NB)
         # Its holder may have released it (unlinked) between our open and our lock: then we
         # hold a file nobody else will look at, and the uid may already be another's.
         if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
-            return Lease(uid, fd, path)
+            return Lease(uid, fd, path, shared=how == fcntl.LOCK_SH)
     except (BlockingIOError, FileNotFoundError):
         pass
     os.close(fd)

@@ -246,12 +246,29 @@ def check_stdin(stdin: object, *, data: bool = True) -> None:
         raise PolicyError("stdin", f"expected {wanted} or None, not {type(stdin).__name__}")
     if isinstance(stdin, int) and stdin < 0:
         raise PolicyError("stdin", f"{stdin} is not a file descriptor")
-    if isinstance(stdin, int) and os.isatty(stdin):
+    if isinstance(stdin, int):
+        _check_stdin_fd(stdin)
+
+
+def _check_stdin_fd(fd: int) -> None:
+    """An fd handed over as stdin must be open for reading and not a terminal. An O_PATH fd
+    reads nothing, and through /proc/self/fd/0 the workload would open the file it names
+    (a terminal, which isatty does not see behind O_PATH); a directory likewise."""
+    import fcntl
+    import stat
+
+    try:
+        flags, mode = fcntl.fcntl(fd, fcntl.F_GETFL), os.fstat(fd).st_mode
+    except OSError as exc:
+        raise PolicyError("stdin", f"fd {fd} is not an open file: {exc.strerror}") from None
+    if flags & os.O_PATH or stat.S_ISDIR(mode) or flags & os.O_ACCMODE == os.O_WRONLY:
+        raise PolicyError("stdin", f"fd {fd} is not open for reading a file, pipe or socket")
+    if os.isatty(fd):
         # A terminal handed over stays the caller's: the workload could set its line
         # discipline (N_NULL drops all later input and output), its modes, exclusive mode.
         raise PolicyError(
             "stdin",
-            f"fd {stdin} is a terminal, which is never handed to a sandbox (the program "
+            f"fd {fd} is a terminal, which is never handed to a sandbox (the program "
             "could change its modes and line discipline for its other users): pass its "
             "input as bytes, or through a pipe",
         )

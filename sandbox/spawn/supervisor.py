@@ -269,21 +269,39 @@ def _take_ids(
         return plan._replace(root=inner), (), (held[0].id, held[1])
     if ids.uid is not None:
         own = plan.root._replace(uid=ids.uid, gid=ids.gid or ids.uid)
-        shared = (
-            f"process.uid is set ({ids.uid}): every sandbox of this policy runs as it and "
-            f"shares the kernel's per-user counts with the others ({uids.SHARED_COUNTS}); "
-            "leave it out for a uid of each sandbox's own",
-        )
-        return plan._replace(root=own), shared, None
+        if held := uids.share(ids.uid):  # no lease hands it to another sandbox meanwhile
+            stack.callback(held.release)
+        return plan._replace(root=own), _shared_fixed(own.uid, own.gid, held is None), None
     lease = uids.lease(ids.first, ids.last)
     stack.callback(lease.release)
     return plan._replace(root=plan.root._replace(uid=lease.id, gid=ids.gid or lease.id)), (), None
 
 
+def _shared_fixed(uid: int, gid: int, leased: bool) -> tuple[str, ...]:
+    """What a policy's own fixed uid shares, said in the run's warnings."""
+    warnings = [
+        f"process.uid is set ({uid}): every sandbox of this policy runs as it and shares the "
+        f"kernel's per-user counts with the others ({uids.SHARED_COUNTS}); leave it out for a "
+        "uid of each sandbox's own"
+    ]
+    host = uids.host_ids()
+    if host.holds(uid) or host.holds(gid):
+        warnings.append(
+            f"process.uid {uid} or gid {gid} is a user's or group's of this host (or in a range "
+            "of /etc/subuid, /etc/subgid): the sandbox shares those counts with that user's "
+            "programs, and may use what their files allow"
+        )
+    if leased:
+        warnings.append(f"uid {uid} is also a sandbox's own from a uid_range right now")
+    return tuple(warnings)
+
+
 _SHARED_ROOTLESS = (
     "without root and without subordinate ids (newuidmap and newgidmap, and a range of yours "
     "in /etc/subuid and /etc/subgid), every sandbox runs as your own uid and shares the "
-    f"kernel's per-user counts with your other sandboxes and programs ({uids.SHARED_COUNTS})"
+    f"kernel's per-user counts with your other sandboxes and programs ({uids.SHARED_COUNTS}), "
+    "and keeps your supplementary groups (the kernel lets only a gid map newgidmap wrote drop "
+    "them): it may read what they may"
 )
 
 

@@ -54,19 +54,27 @@ class User:
     kit: str  # where the package and its dependencies are, readable by the user
 
     def sandbox(
-        self, *args: str, policy: str | None = None, wrap: tuple[str, ...] = ()
+        self,
+        *args: str,
+        policy: str | None = None,
+        wrap: tuple[str, ...] = (),
+        groups: tuple[int, ...] = (),
     ) -> subprocess.CompletedProcess[str]:
         options = ("--policy", policy) if policy else ()
-        return self.python("-m", "stockade", args[0], *options, *args[1:], wrap=wrap)
+        command = ("-m", "stockade", args[0], *options, *args[1:])
+        return self.python(*command, wrap=wrap, groups=groups)
 
-    def python(self, *args: str, wrap: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-        """The system python3 as this user, with the kit on its path."""
+    def python(
+        self, *args: str, wrap: tuple[str, ...] = (), groups: tuple[int, ...] = ()
+    ) -> subprocess.CompletedProcess[str]:
+        """The system python3 as this user (with these supplementary groups), with the kit on
+        its path."""
         command = [
             *wrap,
             "setpriv",
             f"--reuid={self.uid}",
             f"--regid={self.gid}",
-            "--clear-groups",
+            f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups",
             "env",
             "-i",
             "PATH=/usr/bin:/bin",
@@ -708,10 +716,13 @@ def test_each_sandbox_maps_to_a_subordinate_uid_of_its_own(
 ) -> None:
     """Without root, with a subuid range: the workload is a host uid of that range (what the
     kernel counts per user), not the caller's, and nothing says the counts are shared."""
-    show = "cat /proc/self/uid_map /proc/self/gid_map"
-    result = _json(user.sandbox("run", "--json", "--", "sh", "-c", show))
+    show = "cat /proc/self/uid_map /proc/self/gid_map; grep Groups /proc/self/status"
+    # The caller is also in a host group (1, daemon's), which the workload must not keep.
+    result = _json(user.sandbox("run", "--json", "--", "sh", "-c", show, groups=(1,)))
     assert result["status"] == "ok", result
-    maps = [line.split() for line in result["stdout"].splitlines()]
+    *lines, groups = result["stdout"].splitlines()
+    assert groups.split() == ["Groups:"], result  # none: the caller's group was dropped
+    maps = [line.split() for line in lines]
     outer = {int(inner): int(host) for inner, host, _ in maps if inner != "0"}
     assert len(outer) == 1 and subordinate <= next(iter(outer.values())) < subordinate + 65_536
     assert not any("per-user counts" in w for w in result.get("warnings", [])), result

@@ -165,6 +165,29 @@ def test_a_spent_range_is_a_clear_error_and_comes_back() -> None:
 
 
 @ROOT
+def test_a_fixed_uid_in_use_is_never_leased_and_a_host_users_is_named() -> None:
+    """A policy's own process.uid is marked in use while its sandbox lives: a range holding
+    only that uid is spent meanwhile. A fixed uid that is a host user's is said to be one."""
+    uid_range = _range(1)
+    fixed = Policy.load("default").override(uid=int(uid_range.split("-")[0]), timeout=20)
+    leasing = Policy.load("default").override(uid_range=uid_range, timeout=20)
+    with Sandbox(fixed, prefork=False) as box, Sandbox(leasing, prefork=False) as other:
+        read, write = os.pipe()
+        with box.start(["cat"], stdin=read) as running:
+            os.close(read)
+            assert running.started() is not None
+            try:
+                leased = other.run(["true"])
+            finally:
+                os.close(write)
+                assert running.wait().ok
+        assert leased.status == "setup_failed", leased
+        assert other.run(["true"]).ok  # free again once the fixed-uid sandbox ended
+    daemon = Sandbox(Policy.load("default").override(uid=1, timeout=20)).run(["true"])
+    assert daemon.ok and any("a user's or group's of this host" in w for w in daemon.warnings)
+
+
+@ROOT
 def test_a_uid_comes_back_when_its_supervisor_is_killed(tmp_path: Path) -> None:
     """SIGKILL the supervisor that holds the range's only uid: the kernel drops its lock,
     its run dies with it, and the next sandbox gets the uid."""

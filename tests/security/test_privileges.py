@@ -134,3 +134,22 @@ def test_the_callers_terminal_is_never_handed_over(mode: str) -> None:
         box.close()
         os.close(master)
         os.close(slave)
+
+
+def test_a_terminal_behind_an_o_path_fd_is_refused_too() -> None:
+    """isatty() says no for an O_PATH fd, and the workload would reopen the terminal it names
+    through /proc/self/fd/0: such an fd (or a directory, or a write-only fd) is refused."""
+    master, slave = pty.openpty()
+    handles = {
+        "O_PATH terminal": os.open(os.ttyname(slave), os.O_PATH),
+        "directory": os.open("/", os.O_RDONLY | os.O_DIRECTORY),
+        "write-only": os.open("/dev/null", os.O_WRONLY),
+    }
+    try:
+        with Sandbox(Policy.load("default").override(timeout=20)) as box:
+            for fd in handles.values():
+                with pytest.raises(PolicyError, match=rf"stdin.*fd {fd} is not open for reading"):
+                    box.run(["true"], stdin=fd)
+    finally:
+        for fd in (master, slave, *handles.values()):
+            os.close(fd)

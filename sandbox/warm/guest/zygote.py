@@ -40,6 +40,7 @@ import select
 import signal
 import socket
 import stat
+import struct
 import sys
 import time
 import types
@@ -201,6 +202,9 @@ def _io_priority() -> int:
     return int(value)
 
 
+_UNLOCK_ALL = struct.pack("hhqqi4x", fcntl.F_UNLCK, os.SEEK_SET, 0, 0, 0)  # struct flock
+
+
 def _output_flags() -> list[int]:
     return [fcntl.fcntl(fd, fcntl.F_GETFL) for fd in (1, 2)]
 
@@ -208,11 +212,14 @@ def _output_flags() -> list[int]:
 def _restore_output_flags(flags: list[int]) -> None:
     """The runs write into our own open stdout and stderr (pipes cannot be opened anew by
     their uid): undo what one set on them (O_NONBLOCK, O_DIRECT's packets, O_ASYNC and its
-    owner), which would otherwise hold for every later run."""
+    owner, a flock or an open file description's byte-range lock, which belong to the open
+    file and so outlive the run), which would otherwise hold for every later run."""
     for fd, original in zip((1, 2), flags, strict=True):
         fcntl.fcntl(fd, fcntl.F_SETFL, original)
         fcntl.fcntl(fd, fcntl.F_SETOWN, 0)
         fcntl.fcntl(fd, F_SETSIG, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _UNLOCK_ALL)
 
 
 def _warm_up() -> None:
