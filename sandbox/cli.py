@@ -66,7 +66,28 @@ def _add_doctor_command(doctor: argparse.ArgumentParser) -> None:
     doctor.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _add_mcp_command(mcp: argparse.ArgumentParser) -> None:
+    _add_policy_options(mcp)
+    add = mcp.add_argument
+    add("--env", action="append", default=[], metavar="NAME=VALUE", help="set one variable")
+    add("--http", metavar="[HOST:]PORT", help="serve streamable HTTP (HOST: 127.0.0.1)")
+    add("--allow-remote", action="store_true", help="let --http listen beyond loopback")
+    add("--max-sessions", type=int, default=4, metavar="N", help="most sessions open at once")
+    add("--pool", type=int, default=0, metavar="N", help="keep N warm sandboxes for run_code")
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    _add_policy_options(parser)
+    add = parser.add_argument
+    add("--file", action="append", default=[], metavar="SRC[:DEST]", help="copy into /workspace")
+    add("--env", action="append", default=[], metavar="NAME=VALUE", help="set one variable")
+    add("--output-dir", metavar="DIR", help="write the files the run left in /workspace here")
+    add("--collect", action="append", metavar="GLOB", help="only these files (with --output-dir)")
+    add("--json", action="store_true", help="print the Result as one JSON object")
+
+
+def _add_policy_options(parser: argparse.ArgumentParser) -> None:
+    """The flags that make the policy (read by `_policy`)."""
     add = parser.add_argument
     add("--policy", default="default", metavar="NAME|PATH", help="built-in name or TOML file")
     add("--timeout", metavar="SECONDS", help="wall-clock limit")
@@ -76,14 +97,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     add("--output-limit", metavar="SIZE", help="most bytes kept of stdout and of stderr each")
     add("--allow-net", action="append", metavar="HOST[:PORT]", help="allow one destination")
     add("--python", metavar="PATH|NAME", help="the interpreter runs get as python3")
-    add("--file", action="append", default=[], metavar="SRC[:DEST]", help="copy into /workspace")
-    add("--env", action="append", default=[], metavar="NAME=VALUE", help="set one variable")
-    add("--output-dir", metavar="DIR", help="write the files the run left in /workspace here")
-    add("--collect", action="append", metavar="GLOB", help="only these files (with --output-dir)")
     add("--cgroups", choices=("required", "best_effort"), help="best_effort: run on rlimits")
     add("--python-packages", action="store_true", help="show this venv's packages, read-only")
     add("--environment", metavar="NAME", help="show an environment of `sandbox env create`")
-    add("--json", action="store_true", help="print the Result as one JSON object")
 
 
 def _add_env_command(env: argparse.ArgumentParser) -> None:
@@ -105,6 +121,7 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "doctor": ("what this machine supports", _add_doctor_command),
     "policies": ("list the built-in policies, or --show one", _add_policies_command),
     "env": ("make, list and remove Python environments for runs", _add_env_command),
+    "mcp": ("serve runs and sessions as MCP tools (stdio, or --http)", _add_mcp_command),
 }
 
 
@@ -149,6 +166,11 @@ def _main(argv: list[str]) -> int:
             from stockade.environments.command import main as env_main
 
             return env_main(args)
+        if args.command == "mcp":
+            from stockade.mcp.command import main as mcp_main
+
+            env = dict(_parse_env(item) for item in args.env)
+            return mcp_main(args, _policy(args), env)
         return _run(args)
     except KeyboardInterrupt:  # the run is killed and cleaned up on the way out
         print("sandbox: interrupted", file=sys.stderr)

@@ -14,6 +14,7 @@ from stockade.spawn import server as forkserver
 from stockade.spawn.cancel import cancellable, tracked
 from stockade.spawn.capture import Sink
 from stockade.spawn.plan import LANGUAGES, Planner, RunPlan, check_stdin
+from stockade.telemetry import Span, Tracing
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -42,11 +43,15 @@ class Sandbox:
         pool: int = 0,
         preload: Sequence[str] = (),
         prefork: bool = True,
+        tracer_provider: object | None = None,
     ) -> None:
         """`pool=N` keeps N warm sandboxes for `run_code(..., "python")` (see pool.py), with
         the modules of the policy's `process.preload` and of `preload` already imported.
         `prefork` (on by default) sets up each next fresh sandbox of `run` ahead of its call,
-        from the second run on (see prepared.py). `close()` ends what either keeps."""
+        from the second run on (see prepared.py). `close()` ends what either keeps.
+        `tracer_provider` (OpenTelemetry's) gives each run and session call a `stockade.*`
+        span under the caller's current span (see telemetry.py)."""
+        self.tracing = Tracing(tracer_provider)
         if policy is None or isinstance(policy, str | os.PathLike):
             from stockade.policy.model import (
                 Policy,  # lazily: pydantic is heavy, and the CLI passes its own
@@ -94,10 +99,30 @@ class Sandbox:
         to the policy's `limits.collect_size`. `timeout`, `cpu_time`, `memory`, `pids` and
         `output_limit` are this call's limits instead of the policy's, in the policy's units
         and ranges."""
-        check_stdin(stdin)
-        planner = self._planner_for(timeout, cpu_time, memory, pids, output_limit)
+        with self.tracing.span("stockade.run") as span:
+            check_stdin(stdin)
+            planner = self._planner_for(timeout, cpu_time, memory, pids, output_limit)
+            result = self._run(
+                span, planner, argv, stdin, files, env, (stdout_fd, stderr_fd), collect
+            )
+            span.result(result)
+            return result
+
+    def _run(
+        self,
+        span: Span,
+        planner: Planner,
+        argv: Sequence[str],
+        stdin: Stdin,
+        files: Mapping[str, bytes | str] | None,
+        env: Mapping[str, str] | None,
+        forward: tuple[int | None, int | None],
+        collect: bool | Sequence[str] | None,
+    ) -> Result:
         plan = planner.plan(argv, files=files or {}, env=env or {}, collect=collect)
-        out, err = (Sink(planner.policy.limits.output, fd) for fd in (stdout_fd, stderr_fd))
+        span.limits(planner.policy.limits)
+        span.set(command=plan.argv[0])
+        out, err = (Sink(planner.policy.limits.output, fd) for fd in forward)
         if self._standby is None:
             return _execute(plan, stdin, out, err, forkserver.launch)
         result = _execute(plan, stdin, out, err, self._standby.launch)
@@ -129,25 +154,22 @@ class Sandbox:
                 "language", f"unknown language {language!r}; known: {', '.join(LANGUAGES)}"
             )
         check_stdin(stdin)
-        limits = {"timeout": timeout, "cpu_time": cpu_time, "output_limit": output_limit}
-        pooled = memory is None and pids is None
-        if pooled and self.pool is not None and language == "python" and self.pool.here():
-            call = self._planner_for(timeout, cpu_time, None, None, output_limit).policy.limits
-            return self.pool.run_code(
-                code, stdin=stdin, files=files, env=env, collect=collect, limits=call
-            )
-        filename, argv = LANGUAGES[language]
-        files = {**(files or {}), filename: code}
-        return self.run(
-            argv,
-            stdin=stdin,
-            files=files,
-            env=env,
-            collect=collect,
-            memory=memory,
-            pids=pids,
-            **limits,
-        )
+        pool = self.pool if memory is None and pids is None and language == "python" else None
+        pooled = pool is not None and pool.here()
+        with self.tracing.span("stockade.run_code", language=language, pooled=pooled) as span:
+            planner = self._planner_for(timeout, cpu_time, memory, pids, output_limit)
+            if pool is not None and pooled:
+                span.limits(planner.policy.limits)
+                result = pool.run_code(
+                    code, stdin=stdin, files=files, env=env, collect=collect,
+                    limits=planner.policy.limits,
+                )  # fmt: skip
+            else:
+                filename, argv = LANGUAGES[language]
+                files = {**(files or {}), filename: code}
+                result = self._run(span, planner, argv, stdin, files, env, (None, None), collect)
+            span.result(result)
+            return result
 
     async def arun(self, argv: Sequence[str], **options: object) -> Result:
         """`run` for asyncio: the run happens in a worker thread, the loop stays free.
@@ -188,7 +210,9 @@ class Sandbox:
         from stockade.warm.session import Session
 
         modules = (*self.policy.process.preload, *preload)
-        return Session(self.planner, timeout=timeout, env=env, preload=modules)
+        return Session(
+            self.planner, timeout=timeout, env=env, preload=modules, tracing=self.tracing
+        )
 
     def close(self) -> None:
         """End the pool's sandboxes and the prepared run, if any. Idempotent."""

@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import marshal
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from stockade.errors import PolicyError, SessionError
@@ -37,6 +39,7 @@ from stockade.result import Result, describe_end, make_result
 from stockade.spawn.capture import Sink
 from stockade.spawn.collect import Collected
 from stockade.spawn.plan import check_files  # the same checks as any run
+from stockade.telemetry import Span, Tracing
 from stockade.warm import host as interpreter
 from stockade.warm.host import Outcome, StartFailed, Warm
 
@@ -61,6 +64,7 @@ class Session:
         lifetime: float = LIFETIME,
         env: Mapping[str, str] | None = None,
         preload: Sequence[str] = (),
+        tracing: Tracing | None = None,
     ) -> None:
         if timeout is not None and not 0 < timeout <= lifetime:
             raise PolicyError("timeout", f"a call's timeout must be in (0, {lifetime}] seconds")
@@ -73,12 +77,16 @@ class Session:
         self._lock = threading.Lock()
         self._ended: str | None = None
         self._closing = False
-        try:
-            self._warm: Warm | None = Warm.start(
-                planner, "session", preload=preload, lifetime=lifetime, env=env
-            )
-        except StartFailed as exc:
-            raise SessionError(f"the session could not start: {exc}", exc.result) from None
+        self.tracing = tracing or Tracing()
+        self.id = os.urandom(6).hex()  # names the session's spans
+        with self._span("open") as span:
+            span.limits(planner.policy.limits)
+            try:
+                self._warm: Warm | None = Warm.start(
+                    planner, "session", preload=preload, lifetime=lifetime, env=env
+                )
+            except StartFailed as exc:
+                raise SessionError(f"the session could not start: {exc}", exc.result) from None
 
     @property
     def alive(self) -> bool:
@@ -94,6 +102,14 @@ class Session:
         """Run `code` in the session. Its Result is that of the call: status, output, times.
         `files` are written into /workspace first, replacing files of the same name.
         Raises `SessionError` when the session is gone (closed, or killed by this call)."""
+        with self._span("run") as span:
+            result = self._run(code, timeout, files)
+            span.result(result)
+            return result
+
+    def _run(
+        self, code: str, timeout: float | None, files: Mapping[str, bytes | str] | None
+    ) -> Result:
         if not isinstance(code, str):
             raise PolicyError("code", "expected Python source as a str")
         payload = marshal.dumps({"code": code, "files": check_files(files or {})})
@@ -177,7 +193,7 @@ class Session:
         path: str,
         on_message: Callable[[dict[str, object]], None] | None = None,
     ) -> None:
-        with self._lock:
+        with self._span(str(message["op"]), path=path), self._lock:
             warm = self._warm
             if warm is None:
                 raise SessionError(self._ended or "the session is closed")
@@ -219,7 +235,7 @@ class Session:
         warm = self._warm
         if warm is not None:
             warm.kill()
-        with self._lock:
+        with self._span("close"), self._lock:
             if self._warm is not None:
                 self._warm.close()
                 self._warm = None
@@ -230,6 +246,11 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _span(self, what: str, **attributes: str) -> AbstractContextManager[Span]:
+        return self.tracing.span(
+            f"stockade.session.{what}", **{"session.id": self.id}, **attributes
+        )
 
     def _lost(self, warm: Warm, outcome: Outcome, out: Sink, err: Sink) -> Result:
         """The interpreter is gone during a call: end the session, say why."""

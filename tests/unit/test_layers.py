@@ -35,26 +35,37 @@ FLOORS: dict[str, set[str]] = {
     | {"stockade.environments", "stockade.kernel", "stockade.net", "stockade.result"},
     "stockade.spawn.child": BASE
     | {"stockade.kernel", "stockade.spawn.call", "stockade.spawn.collect", "stockade.spawn.plan"},
-    "stockade.warm": BASE | {"stockade.kernel", "stockade.result", "stockade.spawn"},
+    "stockade.telemetry": BASE | {"stockade"},  # __version__; OpenTelemetry itself lazily
+    "stockade.warm": BASE
+    | {"stockade.kernel", "stockade.result", "stockade.spawn", "stockade.telemetry"},
     "stockade.warm.guest": set(),  # shipped into the sandbox as source: stdlib only
     "stockade.runner": BASE
-    | {"stockade.result", "stockade.spawn", "stockade.warm", "stockade.policy"},
+    | {
+        "stockade.result",
+        "stockade.spawn",
+        "stockade.warm",
+        "stockade.policy",
+        "stockade.telemetry",
+    },
     "stockade.doctor": BASE | {"stockade.kernel", "stockade.net"},
     "stockade.cli": BASE  # and `stockade` for __version__, as policy does
     | {
         "stockade",
         "stockade.doctor",
         "stockade.environments",
+        "stockade.mcp",
         "stockade.policy",
         "stockade.runner",
     },
     "stockade.__main__": {"stockade.cli"},
     "stockade": set(),  # the facade's names are imported lazily, by name
     "stockade.agents": {"stockade"},  # and only names in stockade.__all__
+    "stockade.mcp": {"stockade"},  # as the agents: a consumer of stockade.__all__
     "stockade.agents.execution.guest": set(),  # run inside the sandbox: stdlib only
 }
 
 
+CONSUMERS = ("stockade.agents", "stockade.mcp")  # built on the public API alone
 DYNAMIC = {"importlib.import_module", "import_module", "__import__"}
 
 
@@ -125,8 +136,8 @@ def test_imports_run_one_way(name: str) -> None:
     for line, target, imported in imports(name, known[name], known):
         if not allowed(mine, target):
             problems.append(f"line {line}: {mine} may not import {target}")
-        elif mine == "stockade.agents" and target == "stockade" and imported not in public:
-            problems.append(f"line {line}: the agent layer uses stockade.__all__ only: {imported}")
+        elif mine in CONSUMERS and target == "stockade" and imported not in public:
+            problems.append(f"line {line}: {mine} uses stockade.__all__ only: {imported}")
     assert not problems, f"{name}:\n" + "\n".join(problems)
 
 
