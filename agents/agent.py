@@ -181,18 +181,21 @@ class ChatAgent:
             agent=self.name, model=model.name, messages=sent, tools=[_name(s) for s in schemas]
         )
         start = time.monotonic()
-        try:
-            response = await model.complete(sent, schemas)
-            response = self._filtered(lambda: filter_output(response, hook), "output")
-        except Exception as exc:  # recorded for the audit log, then raised unchanged
-            event.error = f"{type(exc).__name__}: {exc}"
-            raise
-        else:
-            _fill(event, response)
-        finally:
-            event.latency = time.monotonic() - start
-            host.trace.record(event)
-            host.counters.count_model_call(event)
+        spans = host.trace.spans
+        with spans.model_call(model) as span:
+            try:
+                response = await model.complete(sent, schemas)
+                response = self._filtered(lambda: filter_output(response, hook), "output")
+            except Exception as exc:  # recorded for the audit log, then raised unchanged
+                event.error = f"{type(exc).__name__}: {exc}"
+                raise
+            else:
+                _fill(event, response)
+                spans.finish_model_call(span, event)
+            finally:
+                event.latency = time.monotonic() - start
+                host.trace.record(event)
+                host.counters.count_model_call(event)
         return response
 
     def _filtered(self, run: Callable[[], tuple[T, bool]], direction: Direction) -> T:
@@ -211,13 +214,19 @@ class ChatAgent:
 
     async def _run_tool(self, tools: dict[str, Tool], call: ToolCall) -> ToolOutcome:
         start = time.monotonic()
-        tool = tools.get(call.name)
-        if tool is None:
-            known = ", ".join(tools) or "none"
-            outcome = ToolOutcome(f"Error: no tool named {call.name!r}; tools: {known}", ok=False)
-        else:
-            outcome = await tool.call(call.arguments)
         host = self.host
+        spans = host.trace.spans
+        with spans.tool(self.name, call.name, call.id) as span:
+            tool = tools.get(call.name)
+            if tool is None:
+                known = ", ".join(tools) or "none"
+                outcome = ToolOutcome(
+                    f"Error: no tool named {call.name!r}; tools: {known}", ok=False
+                )
+            else:
+                outcome = await tool.call(call.arguments)
+            if not outcome.ok:
+                spans.fail_tool(span, outcome.content)
         host.trace.record(
             ToolCallEvent(
                 agent=self.name,

@@ -83,6 +83,9 @@ class CodeExecutionAgent(ChatAgent):
     another executor unless asked for), up to the policy's `limits.collect_size`. The
     block's own code and its input files come back only if the block changed them. Blocks
     that run with `persist_workspace` or `stateful` hand back none.
+
+    `tracer_provider` (OpenTelemetry's) gives the built-in sandbox's runs and session calls
+    their `stockade.*` spans, under the current span (the runtime's `invoke_agent`).
     """
 
     runs_code = True
@@ -103,6 +106,7 @@ class CodeExecutionAgent(ChatAgent):
         collect: bool | Sequence[str] | None = None,
         role: str | None = None,
         description: str = "Runs code in the sandbox and reports the result.",
+        tracer_provider: object | None = None,
     ) -> None:
         super().__init__(name, role=role, description=description)
         if language not in LANGUAGES:
@@ -117,7 +121,9 @@ class CodeExecutionAgent(ChatAgent):
         self.last_files: dict[str, str] = {}
         room = workspace.output_room(workspace_limit) if persist_workspace else 0
         try:
-            self.executor = _executor(sandbox, policy, timeout, max_output_size + room)
+            self.executor = _executor(
+                sandbox, policy, timeout, max_output_size + room, tracer_provider
+            )
         except PolicyError as exc:  # timeout=0, an unknown policy name, ...
             raise ConfigError(f"the sandbox refused this agent's settings: {exc}") from exc
         # A sandbox made here is this agent's to close; an executor passed in is the caller's.
@@ -288,7 +294,11 @@ class CodeExecutionAgent(ChatAgent):
 
 
 def _executor(
-    kind: SandboxKind | Executor, policy: Policy | str | Path, timeout: float | None, output: int
+    kind: SandboxKind | Executor,
+    policy: Policy | str | Path,
+    timeout: float | None,
+    output: int,
+    tracer_provider: object | None,
 ) -> Executor:
     if not isinstance(kind, str):
         if not callable(getattr(kind, "run_code", None)):
@@ -301,7 +311,7 @@ def _executor(
     if kind == "built-in":
         from stockade import Sandbox  # imported on first use: `import stockade.agents` stays light
 
-        return Sandbox(base.override(**limits))
+        return Sandbox(base.override(**limits), tracer_provider=tracer_provider)
     if kind == "docker":
         from .docker import DockerExecutor
 

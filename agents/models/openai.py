@@ -43,6 +43,8 @@ _RETRY_STATUS = frozenset({408, 409, 429})
 class OpenAIModel:
     """A `ModelClient` for any server that speaks the chat-completions protocol."""
 
+    provider = "openai"  # gen_ai.provider.name in the spans (trace/spans.py)
+
     def __init__(
         self,
         model: str,

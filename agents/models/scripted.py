@@ -16,6 +16,8 @@ class ScriptedModel:
     """Plays back `responses` in order: a text, a `ModelResponse` (tool calls included), an
     exception to raise, or a function of the prompt. Every call is kept in `calls`."""
 
+    provider = "scripted"  # gen_ai.provider.name in the spans (trace/spans.py)
+
     def __init__(self, responses: Sequence[ScriptItem], *, name: str = "scripted") -> None:
         self.responses = list(responses)
         self.name = name

@@ -54,13 +54,21 @@ class Runtime:
         model: ModelClient | None = None,
         content_filter: ContentFilter | None = None,
         external: Iterable[str] = ("user", HUMAN),
+        tracer_provider: object | None = None,
     ) -> None:
         self.agents: dict[str, ChatAgent] = {}
         self.external: set[str] = set(external)
         self.conversation: list[Message] = []
         self.pending: list[Message] = []
         self.memory = memory if isinstance(memory, Memory) else Memory(memory or ":memory:")
-        self.trace = trace if isinstance(trace, Trace) else Trace(trace)
+        if isinstance(trace, Trace) and tracer_provider is not None:
+            raise ConfigError(
+                "tracer_provider is the Trace's when a Trace is passed",
+                hint="Trace(path, tracer_provider=...), or pass the path instead",
+            )
+        self.trace = (
+            trace if isinstance(trace, Trace) else Trace(trace, tracer_provider=tracer_provider)
+        )
         self.model = model
         self.content_filter = content_filter
         self.counters = Counters()
@@ -139,7 +147,8 @@ class Runtime:
         self.counters.deliveries += 1
         self.memory.record(name, "received", message)
         try:
-            await agent.on_message(message, ctx)
+            with self.trace.spans.agent(name):
+                await agent.on_message(message, ctx)
         # Handlers are user code: a failure ends the chat with reason `error`, and the
         # runtime keeps its state so the caller can inspect or save it.
         except Exception as exc:

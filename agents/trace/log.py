@@ -23,16 +23,21 @@ from .events import (
     BaseEvent,
     EventAdapter,
 )
+from .spans import Spans
 
 EVENT_LOGGER_NAME = "stockade.agents.trace"
 _logger = logging.getLogger(EVENT_LOGGER_NAME)
 
 
 class Trace:
-    """An ordered list of events; with a `path`, also a JSON-lines file written as it grows."""
+    """An ordered list of events; with a `path`, also a JSON-lines file written as it grows;
+    with an OpenTelemetry `tracer_provider`, also GenAI spans as the calls happen (`spans`)."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(
+        self, path: str | Path | None = None, *, tracer_provider: object | None = None
+    ) -> None:
         self.events: list[BaseEvent] = []
+        self.spans = Spans(tracer_provider)
         self.path = Path(path) if path is not None else None
         if self.path is not None:
             _check_writable(self.path)
