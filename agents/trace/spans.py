@@ -37,6 +37,10 @@ class Spans:
             tracer_provider=tracer_provider, instrumentation_scope_name="stockade.agents"
         )
 
+    @property
+    def enabled(self) -> bool:
+        return self._handler is not None
+
     @contextlib.contextmanager
     def agent(self, name: str) -> Iterator[None]:
         """`invoke_agent {name}` around one handler call of a local agent."""

@@ -1,0 +1,142 @@
+"""OpenTelemetry spans of real runs, read back through the SDK's in-memory exporter: each run,
+pooled run and session call opens one `stockade.*` span under the caller's current span (as a
+framework's tool span would be), with its limits and outcome; without a provider nothing of
+OpenTelemetry is even imported."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from stockade import Policy, PolicyError, Sandbox, SessionError
+
+POLICY = Policy.load("default").override(timeout=5, memory="128M", output_limit=100)
+
+
+@pytest.fixture
+def exported() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def provider(exported: InMemorySpanExporter) -> Iterator[TracerProvider]:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    yield provider
+    provider.shutdown()
+
+
+def spans(exported: InMemorySpanExporter, parent: str = "execute_tool run") -> list[ReadableSpan]:
+    """The finished spans but the caller's own, each checked to be the caller's child."""
+    finished = exported.get_finished_spans()
+    (caller,) = [span for span in finished if span.name == parent]
+    ours = [span for span in finished if span is not caller]
+    assert all(span.parent and span.parent.span_id == caller.context.span_id for span in ours)
+    assert all(span.context.trace_id == caller.context.trace_id for span in ours)
+    return ours
+
+
+def test_a_run_opens_a_span_under_the_callers(
+    provider: TracerProvider, exported: InMemorySpanExporter
+) -> None:
+    with (
+        Sandbox(POLICY, tracer_provider=provider) as box,
+        provider.get_tracer("framework").start_as_current_span("execute_tool run"),
+    ):
+        box.run(["sh", "-c", "head -c 500 /dev/zero; exit 3"], timeout=2)
+        box.run(["true"])
+    failed, passed = spans(exported)
+    assert failed.name == passed.name == "stockade.run"
+    attributes = failed.attributes or {}
+    assert attributes["stockade.status"] == attributes["error.type"] == "nonzero_exit"
+    assert attributes["process.exit.code"] == 3
+    assert attributes["stockade.stdout_truncated"] is True  # 500 bytes, over the 100 allowed
+    assert attributes["stockade.limits.timeout"] == 2.0  # the call's own
+    assert attributes["stockade.limits.memory"] == 128 << 20  # the policy's
+    assert attributes["stockade.limits.output"] == 100
+    assert attributes["stockade.command"] == "sh"
+    assert attributes["stockade.wall_time"] > 0 and attributes["stockade.peak_memory"] > 0
+    assert failed.status.status_code is StatusCode.ERROR
+    assert passed.status.status_code is StatusCode.UNSET
+    assert (passed.attributes or {})["process.exit.code"] == 0
+    assert "error.type" not in (passed.attributes or {})
+
+
+def test_pooled_and_fresh_run_code_and_arun(
+    provider: TracerProvider, exported: InMemorySpanExporter
+) -> None:
+    async def run_async(box: Sandbox) -> None:
+        await box.arun_code("print(3)")  # in a worker thread: the context goes along
+
+    with (
+        Sandbox(POLICY, pool=1, tracer_provider=provider) as box,
+        provider.get_tracer("framework").start_as_current_span("execute_tool run"),
+    ):
+        box.run_code("print(1)")
+        box.run_code("import time; time.sleep(5)", memory="64M", timeout=0.5)
+        asyncio.run(run_async(box))
+    pooled, fresh, later = spans(exported)
+    assert [span.name for span in (pooled, fresh, later)] == ["stockade.run_code"] * 3
+    assert (pooled.attributes or {})["stockade.pooled"] is True
+    assert (fresh.attributes or {})["stockade.pooled"] is False
+    assert (fresh.attributes or {})["stockade.status"] == "timeout"
+    assert (fresh.attributes or {})["stockade.limits.memory"] == 64 << 20
+    assert (later.attributes or {})["stockade.status"] == "ok"
+
+
+def test_session_calls_open_spans(provider: TracerProvider, exported: InMemorySpanExporter) -> None:
+    with (
+        Sandbox(POLICY, tracer_provider=provider) as box,
+        provider.get_tracer("framework").start_as_current_span("execute_tool run"),
+        box.session() as session,
+    ):
+        session.run("x = 1")
+        session.write_file("a.txt", "a")
+        session.read_file("a.txt")
+        session.list_files()
+    names = [span.name for span in spans(exported)]
+    assert names == [
+        f"stockade.session.{what}" for what in ("open", "run", "write", "read", "list", "close")
+    ]
+    ids = {(span.attributes or {})["stockade.session.id"] for span in spans(exported)}
+    assert len(ids) == 1
+
+
+def test_an_exception_is_recorded_on_the_span(
+    provider: TracerProvider, exported: InMemorySpanExporter
+) -> None:
+    with (
+        Sandbox(POLICY, tracer_provider=provider) as box,
+        provider.get_tracer("framework").start_as_current_span("execute_tool run"),
+    ):
+        with pytest.raises(PolicyError):
+            box.run(["true"], memory="1K")
+        with box.session() as session, pytest.raises(SessionError):
+            session.run("import os; os._exit(9)")
+    refused, _, lost, _ = spans(exported)
+    assert refused.status.status_code is lost.status.status_code is StatusCode.ERROR
+    assert [event.name for event in refused.events] == ["exception"]
+    assert lost.name == "stockade.session.run"
+
+
+def test_a_tracer_provider_must_be_one() -> None:
+    with pytest.raises(PolicyError, match="tracer_provider"):
+        Sandbox(POLICY, tracer_provider="console")
+
+
+def test_without_a_provider_nothing_of_opentelemetry_is_imported() -> None:
+    probe = (
+        "import sys; from stockade import Sandbox; box = Sandbox('default');"
+        "r = box.run_code('print(1)'); box.close();"
+        "print(r.stdout.strip(), any(m.startswith('opentelemetry') for m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60)
+    assert done.stdout == b"1 False\n", done.stderr
