@@ -23,6 +23,8 @@ from typing import Any
 
 AttributeValue = str | bool | int | float | Sequence[str]
 _LIMITS = ("timeout", "cpu_time", "memory", "pids", "output")  # a policy's `limits` fields
+_OUTCOME = ("signal", "wall_time", "cpu_time", "peak_memory", "stdout_truncated",
+            "stderr_truncated")  # fmt: skip
 
 
 class Span:
@@ -50,16 +52,8 @@ class Span:
         from opentelemetry.trace import Status, StatusCode
 
         status = result.status.value
-        self.set(
-            status=status,
-            signal=result.signal,
-            wall_time=result.wall_time,
-            cpu_time=result.cpu_time,
-            peak_memory=result.peak_memory,
-            stdout_truncated=result.stdout_truncated,
-            stderr_truncated=result.stderr_truncated,
-            warnings=list(result.warnings) or None,
-        )
+        self.set(status=status, warnings=list(result.warnings) or None)
+        self.set(**{name: getattr(result, name) for name in _OUTCOME})
         if result.exit_code is not None:
             self._span.set_attribute("process.exit.code", result.exit_code)
         if status != "ok":

@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -76,6 +77,26 @@ def _settled_snapshot() -> dict[str, object]:
         gc.collect()
         found = _snapshot()
     return found
+
+
+@pytest.fixture
+def span_exporter() -> Any:
+    """OpenTelemetry's in-memory exporter: what `tracer_provider` exported, finished."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def tracer_provider(span_exporter: Any) -> Iterator[Any]:
+    """An OpenTelemetry SDK provider whose spans go to `span_exporter` as each ends."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(span_exporter))
+    yield provider
+    provider.shutdown()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -95,13 +95,18 @@ class Handles:
             handle = f"{kind}-{os.urandom(8).hex()}"
             self._open[handle] = None  # the room is taken while it starts
         try:
-            opened = make()
+            opened = _tool_errors(make)
         except BaseException:
             with self._lock:
-                del self._open[handle]
+                self._open.pop(handle, None)
             raise
         with self._lock:
-            self._open[handle] = opened
+            kept = handle in self._open  # else close_all() came while it started
+            if kept:
+                self._open[handle] = opened
+        if not kept:
+            opened.close()
+            raise ToolError("the server is closing")
         return handle
 
     def get(self, kind: str, handle: str) -> Any:
@@ -208,7 +213,7 @@ def _add_handle_tools(server: MCPServer, handles: Handles, kind: str, *, lister:
         return {"closed": id}
 
     def read_file(id: str, path: str) -> FileContent:
-        data = _files(lambda: handles.get(kind, id).read_file(path))
+        data = _tool_errors(lambda: handles.get(kind, id).read_file(path))
         try:
             return FileContent(path=path, size=len(data), encoding="utf-8", content=data.decode())
         except UnicodeDecodeError:
@@ -222,11 +227,11 @@ def _add_handle_tools(server: MCPServer, handles: Handles, kind: str, *, lister:
             data = base64.b64decode(content, validate=True) if encoding == "base64" else content
         except binascii.Error as exc:
             raise ToolError(f"content: not base64 ({exc})") from None
-        _files(lambda: handles.get(kind, id).write_file(path, data))
+        _tool_errors(lambda: handles.get(kind, id).write_file(path, data))
         return {"path": path, "written": True}
 
     def list_files(id: str, path: str = ".") -> dict[str, list[str]]:
-        return {"names": _files(lambda: getattr(handles.get(kind, id), lister)(path))}
+        return {"names": _tool_errors(lambda: getattr(handles.get(kind, id), lister)(path))}
 
     where = f"in an open {kind} (/workspace, where a relative path starts, or /tmp)"
     tools = (
@@ -240,7 +245,8 @@ def _add_handle_tools(server: MCPServer, handles: Handles, kind: str, *, lister:
         server.add_tool(function, name=f"{kind}_{verb}", description=description, annotations=hints)
 
 
-def _files(call: Callable[[], Any]) -> Any:
+def _tool_errors(call: Callable[[], Any]) -> Any:
+    """`call()`, with what the sandbox could not do (SandboxError) as a tool error."""
     try:
         return call()
     except SandboxError as exc:

@@ -6,11 +6,9 @@ the SDK's in-memory exporter: `invoke_agent` around each handler, `chat` around 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
@@ -41,39 +39,26 @@ class Asker(ChatAgent):
         await ctx.reply(await self.process_with_tools(message))
 
 
-@pytest.fixture
-def exported() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
-
-
-@pytest.fixture
-def provider(exported: InMemorySpanExporter) -> Iterator[TracerProvider]:
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exported))
-    yield provider
-    provider.shutdown()
-
-
-def by_name(exported: InMemorySpanExporter) -> dict[str, ReadableSpan]:
-    return {span.name: span for span in exported.get_finished_spans()}
+def by_name(span_exporter: InMemorySpanExporter) -> dict[str, ReadableSpan]:
+    return {span.name: span for span in span_exporter.get_finished_spans()}
 
 
 def test_handler_model_and_tool_calls_are_genai_spans(
-    provider: TracerProvider, exported: InMemorySpanExporter
+    tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
 ) -> None:
     calls = [ToolCall(id="c1", name="add", arguments='{"a": 1, "b": 2}'),
              ToolCall(id="c2", name="nope", arguments="{}")]  # fmt: skip
     model = ScriptedModel([ModelResponse(tool_calls=calls), "3"], name="m-1")
     asker = Asker("asker", model=model, tools=[add])
-    runtime = Runtime([asker], tracer_provider=provider)
+    runtime = Runtime([asker], tracer_provider=tracer_provider)
 
     async def chat() -> None:
         await runtime.send(TextMessage(content="1 + 2?"), to="asker")
         await runtime.run_until_idle()
 
     asyncio.run(chat())
-    spans = exported.get_finished_spans()
-    agent = by_name(exported)["invoke_agent asker"]
+    spans = span_exporter.get_finished_spans()
+    agent = by_name(span_exporter)["invoke_agent asker"]
     assert (agent.attributes or {})["gen_ai.operation.name"] == "invoke_agent"
     children = [
         span for span in spans if span.parent and span.parent.span_id == agent.context.span_id
@@ -94,10 +79,10 @@ def test_handler_model_and_tool_calls_are_genai_spans(
 
 @pytest.mark.usefixtures("real_sandbox")
 def test_a_code_runners_sandbox_runs_nest_under_its_agent_span(
-    provider: TracerProvider, exported: InMemorySpanExporter
+    tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
 ) -> None:
-    runner = CodeExecutionAgent(timeout=10, tracer_provider=provider)
-    runtime = Runtime([runner], tracer_provider=provider)
+    runner = CodeExecutionAgent(timeout=10, tracer_provider=tracer_provider)
+    runtime = Runtime([runner], tracer_provider=tracer_provider)
 
     async def chat() -> None:
         await runtime.send(TextMessage(content="```python\nimport os; print(os.getuid())\n```"),
@@ -108,7 +93,7 @@ def test_a_code_runners_sandbox_runs_nest_under_its_agent_span(
         asyncio.run(chat())
     finally:
         runner.close()
-    spans = by_name(exported)
+    spans = by_name(span_exporter)
     run, agent = spans["stockade.run_code"], spans["invoke_agent code_runner"]
     assert run.parent is not None and run.parent.span_id == agent.context.span_id
     assert (run.attributes or {})["stockade.status"] == "ok"
@@ -116,9 +101,9 @@ def test_a_code_runners_sandbox_runs_nest_under_its_agent_span(
 
 
 def test_without_a_provider_there_are_no_spans_and_a_trace_takes_one(
-    provider: TracerProvider,
+    tracer_provider: TracerProvider,
 ) -> None:
     with pytest.raises(ConfigError, match="tracer_provider"):
-        Runtime(trace=Trace(), tracer_provider=provider)
-    runtime = Runtime(trace=Trace(tracer_provider=provider))
+        Runtime(trace=Trace(), tracer_provider=tracer_provider)
+    runtime = Runtime(trace=Trace(tracer_provider=tracer_provider))
     assert runtime.trace.spans.enabled and not Runtime().trace.spans.enabled

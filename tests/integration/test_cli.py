@@ -326,8 +326,9 @@ def test_a_run_imports_none_of_the_heavy_modules() -> None:
     """The command's imports are its cost (bench/RESULTS.md): once its policy and seccomp
     programs are cached, a run imports no pydantic, no compiler of filters, and none of the
     stdlib modules the package used to pull in (dataclasses with inspect and ast, tempfile
-    with shutil, threading)."""
-    heavy = ("pydantic", "pyseccomp", "dataclasses", "inspect", "ast", "tempfile", "threading")
+    with shutil, threading), and nothing of the optional extras (the MCP SDK, OpenTelemetry)."""
+    heavy = ("pydantic", "pyseccomp", "dataclasses", "inspect", "ast", "tempfile", "threading",
+             "mcp", "opentelemetry")  # fmt: skip
     probe = (
         "import sys; from stockade.cli import main; code = main(sys.argv[1:]); "
         f"print(sorted(name for name in {heavy!r} if name in sys.modules), code)"
@@ -340,7 +341,7 @@ def test_a_run_imports_none_of_the_heavy_modules() -> None:
 def test_help_lists_every_command() -> None:
     done = sandbox("--help")
     assert done.returncode == 0
-    assert all(name in done.stdout for name in (b"run", b"code", b"doctor", b"policies"))
+    assert all(name in done.stdout for name in (b"run", b"code", b"doctor", b"policies", b"mcp"))
 
 
 MAKE_FILES = (

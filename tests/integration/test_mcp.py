@@ -274,6 +274,15 @@ def test_http_beyond_loopback_is_refused_unless_allowed() -> None:
             parse_http(bad, allow_remote=True)
 
 
+def test_without_the_mcp_package_the_command_says_what_to_install() -> None:
+    probe = (
+        "import sys; sys.modules['mcp'] = None; from stockade.cli import main; print(main(['mcp']))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60)
+    assert done.stdout == b"125\n"
+    assert b"pip install 'stockade[mcp]'" in done.stderr, done.stderr
+
+
 def _sandbox() -> list[str]:
     return [sys.executable, "-m", "stockade"]
 

@@ -6,38 +6,36 @@ OpenTelemetry is even imported."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
 from stockade import Policy, PolicyError, Sandbox, SessionError
 
 POLICY = Policy.load("default").override(timeout=5, memory="128M", output_limit=100)
+CALLER = "execute_tool run"  # as a framework's own tool span is named
 
 
-@pytest.fixture
-def exported() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
+@contextlib.contextmanager
+def under_a_tool_span(provider: TracerProvider, pool: int = 0) -> Iterator[Sandbox]:
+    """A traced sandbox, used inside the caller's span."""
+    with (
+        Sandbox(POLICY, pool=pool, tracer_provider=provider) as box,
+        provider.get_tracer("framework").start_as_current_span(CALLER),
+    ):
+        yield box
 
 
-@pytest.fixture
-def provider(exported: InMemorySpanExporter) -> Iterator[TracerProvider]:
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exported))
-    yield provider
-    provider.shutdown()
-
-
-def spans(exported: InMemorySpanExporter, parent: str = "execute_tool run") -> list[ReadableSpan]:
+def spans(exported: InMemorySpanExporter) -> list[ReadableSpan]:
     """The finished spans but the caller's own, each checked to be the caller's child."""
     finished = exported.get_finished_spans()
-    (caller,) = [span for span in finished if span.name == parent]
+    (caller,) = [span for span in finished if span.name == CALLER]
     ours = [span for span in finished if span is not caller]
     assert all(span.parent and span.parent.span_id == caller.context.span_id for span in ours)
     assert all(span.context.trace_id == caller.context.trace_id for span in ours)
@@ -45,15 +43,12 @@ def spans(exported: InMemorySpanExporter, parent: str = "execute_tool run") -> l
 
 
 def test_a_run_opens_a_span_under_the_callers(
-    provider: TracerProvider, exported: InMemorySpanExporter
+    tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
 ) -> None:
-    with (
-        Sandbox(POLICY, tracer_provider=provider) as box,
-        provider.get_tracer("framework").start_as_current_span("execute_tool run"),
-    ):
+    with under_a_tool_span(tracer_provider) as box:
         box.run(["sh", "-c", "head -c 500 /dev/zero; exit 3"], timeout=2)
         box.run(["true"])
-    failed, passed = spans(exported)
+    failed, passed = spans(span_exporter)
     assert failed.name == passed.name == "stockade.run"
     attributes = failed.attributes or {}
     assert attributes["stockade.status"] == attributes["error.type"] == "nonzero_exit"
@@ -71,19 +66,16 @@ def test_a_run_opens_a_span_under_the_callers(
 
 
 def test_pooled_and_fresh_run_code_and_arun(
-    provider: TracerProvider, exported: InMemorySpanExporter
+    tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
 ) -> None:
     async def run_async(box: Sandbox) -> None:
         await box.arun_code("print(3)")  # in a worker thread: the context goes along
 
-    with (
-        Sandbox(POLICY, pool=1, tracer_provider=provider) as box,
-        provider.get_tracer("framework").start_as_current_span("execute_tool run"),
-    ):
+    with under_a_tool_span(tracer_provider, pool=1) as box:
         box.run_code("print(1)")
         box.run_code("import time; time.sleep(5)", memory="64M", timeout=0.5)
         asyncio.run(run_async(box))
-    pooled, fresh, later = spans(exported)
+    pooled, fresh, later = spans(span_exporter)
     assert [span.name for span in (pooled, fresh, later)] == ["stockade.run_code"] * 3
     assert (pooled.attributes or {})["stockade.pooled"] is True
     assert (fresh.attributes or {})["stockade.pooled"] is False
@@ -92,36 +84,31 @@ def test_pooled_and_fresh_run_code_and_arun(
     assert (later.attributes or {})["stockade.status"] == "ok"
 
 
-def test_session_calls_open_spans(provider: TracerProvider, exported: InMemorySpanExporter) -> None:
-    with (
-        Sandbox(POLICY, tracer_provider=provider) as box,
-        provider.get_tracer("framework").start_as_current_span("execute_tool run"),
-        box.session() as session,
-    ):
+def test_session_calls_open_spans(
+    tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
+) -> None:
+    with under_a_tool_span(tracer_provider) as box, box.session() as session:
         session.run("x = 1")
         session.write_file("a.txt", "a")
         session.read_file("a.txt")
         session.list_files()
-    names = [span.name for span in spans(exported)]
+    names = [span.name for span in spans(span_exporter)]
     assert names == [
         f"stockade.session.{what}" for what in ("open", "run", "write", "read", "list", "close")
     ]
-    ids = {(span.attributes or {})["stockade.session.id"] for span in spans(exported)}
+    ids = {(span.attributes or {})["stockade.session.id"] for span in spans(span_exporter)}
     assert len(ids) == 1
 
 
 def test_an_exception_is_recorded_on_the_span(
-    provider: TracerProvider, exported: InMemorySpanExporter
+    tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
 ) -> None:
-    with (
-        Sandbox(POLICY, tracer_provider=provider) as box,
-        provider.get_tracer("framework").start_as_current_span("execute_tool run"),
-    ):
+    with under_a_tool_span(tracer_provider) as box:
         with pytest.raises(PolicyError):
             box.run(["true"], memory="1K")
         with box.session() as session, pytest.raises(SessionError):
             session.run("import os; os._exit(9)")
-    refused, _, lost, _ = spans(exported)
+    refused, _, lost, _ = spans(span_exporter)
     assert refused.status.status_code is lost.status.status_code is StatusCode.ERROR
     assert [event.name for event in refused.events] == ["exception"]
     assert lost.name == "stockade.session.run"
