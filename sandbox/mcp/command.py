@@ -36,11 +36,14 @@ def main(args: argparse.Namespace, policy: Any, env: Mapping[str, str]) -> int:
         raise UnsupportedError(
             f"the MCP server needs the mcp package ({exc})", hint="pip install 'stockade[mcp]'"
         ) from None
+    from opentelemetry import trace  # the SDK's own dependency: it traces each request
+
     # The command turns the collector off for its one run (cli.main); a server lives long.
     gc.enable()
-    server = StockadeServer(
-        Sandbox(policy, pool=args.pool), max_sessions=args.max_sessions, env=env
-    )
+    # The global provider, as the SDK's spans use: a run's span nests under its tool call's
+    # (which continues the client's trace); both are no-ops until OpenTelemetry is set up.
+    box = Sandbox(policy, pool=args.pool, tracer_provider=trace.get_tracer_provider())
+    server = StockadeServer(box, max_sessions=args.max_sessions, env=env)
     signal.signal(signal.SIGTERM, _stop)  # unwind, closing everything on the way
     try:
         if where is None:

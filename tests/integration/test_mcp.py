@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import signal
 import socket
@@ -233,6 +234,38 @@ def test_the_command_over_stdio(tmp_path: Path) -> None:
     assert env.structured_content["stdout"].startswith("from-flag\n")
     assert env.structured_content["stdout_truncated"] is True  # the flag's limit, 2000
     assert opened.structured_content["id"].startswith("session-")
+
+
+TRACED_COMMAND = """
+import sys
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+lines = open(sys.argv[1], "w")
+exporter = ConsoleSpanExporter(out=lines, formatter=lambda span: span.to_json(None) + "\\n")
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)  # as OpenTelemetry's own set-up would, before the command
+from stockade.cli import main
+sys.exit(main(["mcp"]))
+"""
+
+
+def test_the_commands_runs_are_spans_under_its_tool_calls(tmp_path: Path) -> None:
+    """With OpenTelemetry set up globally, a run's `stockade.run_code` span is the child of
+    the SDK's own span for the tool call that asked for it."""
+    spans = tmp_path / "spans.jsonl"
+    params = StdioServerParameters(command=sys.executable, args=["-c", TRACED_COMMAND, str(spans)])
+
+    async def call() -> Any:
+        async with Client(params) as client:
+            return await client.call_tool("run_code", {"code": "print(1)"})
+
+    assert asyncio.run(call()).structured_content["stdout"] == "1\n"
+    found = {span["name"]: span for span in map(json.loads, spans.read_text().splitlines())}
+    run, tool = found["stockade.run_code"], found["tools/call run_code"]
+    assert run["parent_id"] == tool["context"]["span_id"]
+    assert run["attributes"]["stockade.status"] == "ok"
 
 
 def test_the_command_over_streamable_http_on_loopback() -> None:
