@@ -268,10 +268,14 @@ def test_the_commands_runs_are_spans_under_its_tool_calls(tmp_path: Path) -> Non
     assert run["attributes"]["stockade.status"] == "ok"
 
 
-def test_the_command_over_streamable_http_on_loopback() -> None:
+def test_the_command_over_streamable_http_on_loopback(tmp_path: Path) -> None:
+    """On loopback, with the policy from a TOML file; SIGTERM ends it (0), the session it is
+    left with closed."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('name = "mine"\ndescription = "a test"\n[limits]\noutput = 300\n')
     port = _free_port()
     server = subprocess.Popen(
-        [*_sandbox(), "mcp", "--http", str(port), "--policy", "default"],
+        [*_sandbox(), "mcp", "--http", str(port), "--policy", str(policy)],
         stdin=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -280,12 +284,14 @@ def test_the_command_over_streamable_http_on_loopback() -> None:
 
         async def calls() -> list[Any]:
             async with Client(f"http://127.0.0.1:{port}/mcp") as client:
-                ran = await client.call_tool("run_code", {"code": "import os; print(os.getuid())"})
+                code = "import os; print(os.getuid()); print('x' * 1000)"
+                ran = await client.call_tool("run_code", {"code": code})
                 opened = await client.call_tool("session_open", {})
                 return [ran, opened]
 
         ran, opened = asyncio.run(calls())
-        assert ran.structured_content["stdout"] == "65534\n"
+        assert ran.structured_content["stdout"].startswith("65534\nxxx")
+        assert len(ran.structured_content["stdout"]) == 300  # the TOML's limits.output
         assert not opened.is_error
     finally:
         server.send_signal(signal.SIGTERM)  # closes the session it was left with, exits 0
