@@ -60,6 +60,12 @@ def talk(server: StockadeServer, call: Call) -> Any:
     return asyncio.run(session())
 
 
+def answered(answer: Any) -> Any:
+    """A tool's structured answer; a tool error fails the test with its message."""
+    assert not answer.is_error, answer.content
+    return answer.structured_content
+
+
 def secret_file(tmp_path: Path) -> Path:
     path = tmp_path / "secret.txt"
     path.write_text(SECRET)
@@ -82,10 +88,9 @@ def test_run_code_runs_confined(server: StockadeServer, tmp_path: Path) -> None:
     async def run(client: Client) -> Any:
         return await client.call_tool("run_code", {"code": PROBE.format(path=str(path))})
 
-    answer = talk(server, run)
-    assert not answer.is_error
-    assert answer.structured_content["status"] == "ok"
-    assert answer.structured_content["stdout"] == "65534\nno network 101\nFalse\n"
+    answer = answered(talk(server, run))
+    assert answer["status"] == "ok"
+    assert answer["stdout"] == "65534\nno network 101\nFalse\n"
 
 
 def test_a_program_failing_is_an_answer_not_an_error(server: StockadeServer) -> None:
@@ -229,11 +234,11 @@ def test_the_command_over_stdio(tmp_path: Path) -> None:
             opened = await client.call_tool("session_open", {})
             return [probe, env, opened]
 
-    probe, env, opened = asyncio.run(calls())
-    assert probe.structured_content["stdout"] == "65534\nno network 101\nFalse\n"
-    assert env.structured_content["stdout"].startswith("from-flag\n")
-    assert env.structured_content["stdout_truncated"] is True  # the flag's limit, 2000
-    assert opened.structured_content["id"].startswith("session-")
+    probe, env, opened = map(answered, asyncio.run(calls()))
+    assert probe["stdout"] == "65534\nno network 101\nFalse\n"
+    assert env["stdout"].startswith("from-flag\n")
+    assert env["stdout_truncated"] is True  # the flag's limit, 2000
+    assert opened["id"].startswith("session-")
 
 
 TRACED_COMMAND = """
@@ -261,7 +266,7 @@ def test_the_commands_runs_are_spans_under_its_tool_calls(tmp_path: Path) -> Non
         async with Client(params) as client:
             return await client.call_tool("run_code", {"code": "print(1)"})
 
-    assert asyncio.run(call()).structured_content["stdout"] == "1\n"
+    assert answered(asyncio.run(call()))["stdout"] == "1\n"
     found = {span["name"]: span for span in map(json.loads, spans.read_text().splitlines())}
     run, tool = found["stockade.run_code"], found["tools/call run_code"]
     assert run["parent_id"] == tool["context"]["span_id"]
@@ -279,24 +284,25 @@ def test_the_command_over_streamable_http_on_loopback(tmp_path: Path) -> None:
         stdin=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+    async def calls() -> list[Any]:
+        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            code = "import os; print(os.getuid()); print('x' * 1000)"
+            ran = await client.call_tool("run_code", {"code": code})
+            opened = await client.call_tool("session_open", {})
+            return [ran, opened]
+
     try:
-        _wait_for(port)
-
-        async def calls() -> list[Any]:
-            async with Client(f"http://127.0.0.1:{port}/mcp") as client:
-                code = "import os; print(os.getuid()); print('x' * 1000)"
-                ran = await client.call_tool("run_code", {"code": code})
-                opened = await client.call_tool("session_open", {})
-                return [ran, opened]
-
+        _wait_for(port, server)
         ran, opened = asyncio.run(calls())
-        assert ran.structured_content["stdout"].startswith("65534\nxxx")
-        assert len(ran.structured_content["stdout"]) == 300  # the TOML's limits.output
-        assert not opened.is_error
     finally:
         server.send_signal(signal.SIGTERM)  # closes the session it was left with, exits 0
         _, stderr = server.communicate(timeout=30)
     assert server.returncode == 0, stderr
+    assert not ran.is_error and not opened.is_error, (ran.content, opened.content, stderr)
+    assert ran.structured_content["stdout"].startswith("65534\nxxx")
+    assert len(ran.structured_content["stdout"]) == 300  # the TOML's limits.output
+    assert opened.structured_content["id"].startswith("session-")
 
 
 def test_http_beyond_loopback_is_refused_unless_allowed() -> None:
@@ -332,12 +338,12 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _wait_for(port: int) -> None:
+def _wait_for(port: int, server: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and server.poll() is None:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
         except OSError:
             time.sleep(0.1)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+    raise AssertionError(f"the server does not listen on 127.0.0.1:{port}")
