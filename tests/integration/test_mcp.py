@@ -28,15 +28,16 @@ from stockade.mcp.server import StockadeServer
 
 SECRET = "host-only-secret"
 # What the client's code tries: its uid, the network, and a file of the host's.
-PROBE = """
+UNPRIVILEGED = "os.getuid() in range(0x7000_0000, 0x7001_0000)"  # the default process.uid_range
+PROBE = f"""
 import os, socket
-print(os.getuid())
+print({UNPRIVILEGED})
 try:
     socket.create_connection(("192.0.2.1", 80), timeout=2)
     print("network")
 except OSError as exc:
     print("no network", exc.errno)
-print(os.path.exists({path!r}))
+print(os.path.exists({{path!r}}))
 """
 
 Call = Callable[[Client], Awaitable[Any]]
@@ -90,7 +91,7 @@ def test_run_code_runs_confined(server: StockadeServer, tmp_path: Path) -> None:
 
     answer = answered(talk(server, run))
     assert answer["status"] == "ok"
-    assert answer["stdout"] == "65534\nno network 101\nFalse\n"
+    assert answer["stdout"] == "True\nno network 101\nFalse\n"
 
 
 def test_a_program_failing_is_an_answer_not_an_error(server: StockadeServer) -> None:
@@ -235,7 +236,7 @@ def test_the_command_over_stdio(tmp_path: Path) -> None:
             return [probe, env, opened]
 
     probe, env, opened = map(answered, asyncio.run(calls()))
-    assert probe["stdout"] == "65534\nno network 101\nFalse\n"
+    assert probe["stdout"] == "True\nno network 101\nFalse\n"
     assert env["stdout"].startswith("from-flag\n")
     assert env["stdout_truncated"] is True  # the flag's limit, 2000
     assert opened["id"].startswith("session-")
@@ -287,7 +288,7 @@ def test_the_command_over_streamable_http_on_loopback(tmp_path: Path) -> None:
 
     async def calls() -> list[Any]:
         async with Client(f"http://127.0.0.1:{port}/mcp") as client:
-            code = "import os; print(os.getuid()); print('x' * 1000)"
+            code = f"import os; print({UNPRIVILEGED}); print('x' * 1000)"
             ran = await client.call_tool("run_code", {"code": code})
             opened = await client.call_tool("session_open", {})
             return [ran, opened]
@@ -300,7 +301,7 @@ def test_the_command_over_streamable_http_on_loopback(tmp_path: Path) -> None:
         _, stderr = server.communicate(timeout=30)
     assert server.returncode == 0, stderr
     assert not ran.is_error and not opened.is_error, (ran.content, opened.content, stderr)
-    assert ran.structured_content["stdout"].startswith("65534\nxxx")
+    assert ran.structured_content["stdout"].startswith("True\nxxx")
     assert len(ran.structured_content["stdout"]) == 300  # the TOML's limits.output
     assert opened.structured_content["id"].startswith("session-")
 
