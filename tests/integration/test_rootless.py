@@ -176,7 +176,7 @@ def delegated(user: User) -> Iterator[None]:
                 os.rmdir(path)
 
 
-BEST_EFFORT = "/tmp/stockade-best-effort.toml"
+BEST_EFFORT = f"/tmp/rootless-test-best-effort-{os.getpid()}.toml"  # not a run dir's name
 
 
 @pytest.fixture
@@ -372,7 +372,7 @@ def remote() -> Iterator[Remote]:
         yield host
 
 
-NETWORKED = "/tmp/stockade-rootless-networked.toml"
+NETWORKED = f"/tmp/rootless-test-networked-{os.getpid()}.toml"
 
 
 @pytest.fixture
