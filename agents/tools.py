@@ -2,10 +2,11 @@
 
 The JSON schema of a tool's parameters is derived from the function's type hints with
 pydantic (use `Annotated[int, Field(description=...)]` to describe a parameter); the
-description is the docstring's first paragraph. Arguments from the model are validated
-before the function runs. Whatever goes wrong in a call (bad JSON, a wrong argument, the
-function raising) becomes the tool's result, an error text for the model to read, so a
-faulty tool call never crashes the chat.
+description is the docstring's first paragraph. Both come from `stockade.HostTool`, which
+also describes the host tools sandboxed code calls: one function serves a model and code.
+Arguments from the model are validated before the function runs. Whatever goes wrong in a
+call (bad JSON, a wrong argument, the function raising) becomes the tool's result, an error
+text for the model to read, so a faulty tool call never crashes the chat.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from __future__ import annotations
 import inspect
 import json
 import re
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pydantic
 import pydantic_core
+
+from stockade import HostTool, PolicyError
 
 from .errors import ToolDefinitionError
 from .messages import without_lone_surrogates
@@ -48,8 +49,14 @@ class Tool:
         self.name = name or function.__name__
         if not _TOOL_NAME.fullmatch(self.name):  # what the OpenAI API accepts
             raise ToolDefinitionError(self.name, "a tool's name is 1-64 of [A-Za-z0-9_-]")
-        self.description = _description(function)
-        self.arguments = _argument_model(function, self.name)
+        try:
+            self.host_tool = HostTool(function, name=self.name)
+        except PolicyError as exc:
+            raise ToolDefinitionError(
+                self.name, exc.reason.removeprefix(f"{self.name}: ")
+            ) from None
+        self.description = self.host_tool.description
+        self.arguments = self.host_tool.arguments
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI `tools` entry for this tool."""
@@ -72,11 +79,7 @@ class Tool:
             raise ValueError(f"arguments are not valid JSON: {exc}") from None
         if not isinstance(data, dict):
             raise ValueError("arguments must be a JSON object")
-        try:
-            checked = self.arguments.model_validate(data)
-        except pydantic.ValidationError as exc:
-            raise ValueError(_explain(exc)) from None
-        return {name: getattr(checked, name) for name in type(checked).model_fields}
+        return self.host_tool.validate(data)
 
     async def call(self, raw_arguments: str) -> ToolOutcome:
         """Validate and run; every failure is reported as the outcome, never raised."""
@@ -107,42 +110,6 @@ def tool(function: ToolFunction | None = None, *, name: str | None = None) -> An
     if function is None:
         return lambda f: Tool(f, name=name)
     return Tool(function, name=name)
-
-
-def _description(function: ToolFunction) -> str:
-    doc = inspect.getdoc(function) or ""
-    return doc.split("\n\n", 1)[0].strip()
-
-
-def _argument_model(function: ToolFunction, name: str) -> type[pydantic.BaseModel]:
-    try:
-        hints = typing.get_type_hints(function, include_extras=True)
-    except (NameError, TypeError) as exc:
-        raise ToolDefinitionError(name, f"its type hints cannot be resolved: {exc}") from None
-    fields: dict[str, Any] = {}
-    for param in inspect.signature(function).parameters.values():
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            raise ToolDefinitionError(name, f"*{param.name} cannot be described to a model")
-        if param.name not in hints:
-            raise ToolDefinitionError(name, f"parameter {param.name!r} has no type hint")
-        default = ... if param.default is param.empty else param.default
-        fields[param.name] = (hints[param.name], default)
-    try:
-        model: type[pydantic.BaseModel] = pydantic.create_model(
-            f"{name}_arguments", __config__=pydantic.ConfigDict(extra="forbid"), **fields
-        )
-        model.model_json_schema()
-    except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError) as exc:
-        raise ToolDefinitionError(name, f"no JSON schema for its parameters: {exc}") from None
-    return model
-
-
-def _explain(exc: pydantic.ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "arguments"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
 
 
 def _as_text(result: Any) -> str:

@@ -16,6 +16,7 @@ __version__ = "0.1.0"  # the one place it is written: pyproject.toml reads it fr
 
 __all__ = [
     "BuildError",
+    "HostTool",
     "Policy",
     "PolicyError",
     "Result",
@@ -26,11 +27,13 @@ __all__ = [
     "SessionError",
     "SetupError",
     "Status",
+    "ToolCall",
     "UnsupportedError",
 ]
 
 _HOMES = {
     "BuildError": "errors",
+    "HostTool": "callbacks.tools",
     "Policy": "policy.model",
     "PolicyError": "errors",
     "Result": "result",
@@ -41,10 +44,12 @@ _HOMES = {
     "SessionError": "errors",
     "SetupError": "errors",
     "Status": "result",
+    "ToolCall": "result",
     "UnsupportedError": "errors",
 }
 
 if TYPE_CHECKING:
+    from stockade.callbacks.tools import HostTool
     from stockade.errors import (
         BuildError,
         PolicyError,
@@ -54,7 +59,7 @@ if TYPE_CHECKING:
         UnsupportedError,
     )
     from stockade.policy.model import Policy
-    from stockade.result import Result, Status
+    from stockade.result import Result, Status, ToolCall
     from stockade.runner import Sandbox
     from stockade.spawn.running import Running
     from stockade.warm.session import Session

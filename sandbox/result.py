@@ -56,10 +56,29 @@ def describe_end(exit_code: int | None, signal: int | None) -> str:
     return f"signal {signal}" if signal else f"exit {exit_code}"
 
 
+class ToolCall(NamedTuple):
+    """One call the sandboxed code made to a host tool (`tools=`): the tool's name, its
+    arguments as JSON text (by name once bound), the result that went back as JSON text, or
+    the error the code got instead, and the seconds it took on the host."""
+
+    tool: str
+    arguments: str
+    result: str | None
+    error: str | None
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self._asdict(), "duration": round(self.duration, 6)}
+
+
 class Result(NamedTuple):
     """What a run did. Times in seconds, memory in bytes; output kept as raw bytes too.
     `files` holds what the run's `collect` brought back out of /workspace (name relative to
-    /workspace -> content).
+    /workspace -> content); `tool_calls` the calls its code made to host tools, in order.
 
     An immutable record: `_replace(...)` makes a changed copy, `to_dict()` is the contract's
     JSON object. A NamedTuple rather than a dataclass because every `sandbox` command imports
@@ -78,6 +97,7 @@ class Result(NamedTuple):
     error: str | None = None
     warnings: tuple[str, ...] = ()
     files: dict[str, bytes] = {}  # noqa: RUF012 (make_result gives each Result its own)
+    tool_calls: tuple[ToolCall, ...] = ()
 
     @property
     def stdout(self) -> str:
@@ -92,9 +112,9 @@ class Result(NamedTuple):
         return self.status is Status.OK
 
     def to_dict(self) -> dict[str, Any]:
-        """The contract's JSON object (plus `warnings`, and `files`: each collected file's
-        name and size in bytes; the contents are in `Result.files`, or written out by the
-        command's --output-dir)."""
+        """The contract's JSON object (plus `warnings`, `files`: each collected file's name
+        and size in bytes, the contents being in `Result.files` or written out by the
+        command's --output-dir, and `tool_calls`)."""
         return {
             "status": self.status.value,
             "exit_code": self.exit_code,
@@ -109,6 +129,7 @@ class Result(NamedTuple):
             "error": self.error,
             "warnings": list(self.warnings),
             "files": {name: len(data) for name, data in self.files.items()},
+            "tool_calls": [call.to_dict() for call in self.tool_calls],
         }
 
     def to_json(self) -> str:

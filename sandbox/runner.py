@@ -11,7 +11,7 @@ from stockade.errors import PolicyError
 from stockade.result import Result
 from stockade.spawn import running
 from stockade.spawn import server as forkserver
-from stockade.spawn.cancel import cancellable, tracked
+from stockade.spawn.cancel import caller_loop, cancellable, tracked
 from stockade.spawn.capture import Sink
 from stockade.spawn.plan import LANGUAGES, Planner, RunPlan, check_stdin
 from stockade.telemetry import Span, Tracing
@@ -19,6 +19,8 @@ from stockade.telemetry import Span, Tracing
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from stockade.callbacks.broker import Broker
+    from stockade.callbacks.tools import Tools
     from stockade.policy.model import Policy
     from stockade.spawn.prepared import Standby
     from stockade.warm.pool import Pool
@@ -118,15 +120,17 @@ class Sandbox:
         env: Mapping[str, str] | None,
         forward: tuple[int | None, int | None],
         collect: bool | Sequence[str] | None,
+        broker: Broker | None = None,
     ) -> Result:
-        plan = planner.plan(argv, files=files or {}, env=env or {}, collect=collect)
+        env = {**(env or {}), **(broker.environment() if broker else {})}
+        plan = planner.plan(argv, files=files or {}, env=env, collect=collect)
         span.limits(planner.policy.limits)
         span.set(command=plan.argv[0])
         out, err = (Sink(planner.policy.limits.output, fd) for fd in forward)
         if self._standby is None:
-            return _execute(plan, stdin, out, err, forkserver.launch)
-        result = _execute(plan, stdin, out, err, self._standby.launch)
-        if planner is self.planner:  # prepare for the policy's limits, the usual call
+            return _execute(plan, stdin, out, err, forkserver.launch, broker)
+        result = _execute(plan, stdin, out, err, self._standby.launch, broker)
+        if planner is self.planner and broker is None:  # the usual call: prepare the next
             self._standby.prepare(plan)
         return result
 
@@ -144,11 +148,16 @@ class Sandbox:
         memory: Size = None,
         pids: int | None = None,
         output_limit: Size = None,
+        tools: Tools | None = None,
     ) -> Result:
         """Run source code: it is written to /workspace/main.py (or main.sh) and started.
         With a pool, Python runs in a warm pooled sandbox instead of a fresh one; a call
         with its own `memory` or `pids` runs fresh, since a pooled sandbox's cgroup is
-        shared by its runs. `collect` and the limits are as `run` takes them."""
+        shared by its runs. `collect` and the limits are as `run` takes them.
+
+        `tools` (Python only): host functions the code may call, each a plain function in
+        its globals and in the module `stockade_tools` (see callbacks/); the calls are in
+        `Result.tool_calls`."""
         if language not in LANGUAGES:
             raise PolicyError(
                 "language", f"unknown language {language!r}; known: {', '.join(LANGUAGES)}"
@@ -156,20 +165,40 @@ class Sandbox:
         check_stdin(stdin)
         pool = self.pool if memory is None and pids is None and language == "python" else None
         pooled = pool is not None and pool.here()
+        broker = self._broker(tools, language)
         with self.tracing.span("stockade.run_code", language=language, pooled=pooled) as span:
-            planner = self._planner_for(timeout, cpu_time, memory, pids, output_limit)
-            if pool is not None and pooled:
-                span.limits(planner.policy.limits)
-                result = pool.run_code(
-                    code, stdin=stdin, files=files, env=env, collect=collect,
-                    limits=planner.policy.limits,
-                )  # fmt: skip
-            else:
-                filename, argv = LANGUAGES[language]
-                files = {**(files or {}), filename: code}
-                result = self._run(span, planner, argv, stdin, files, env, (None, None), collect)
+            try:
+                if broker is not None:
+                    broker.begin(caller_loop())  # arun_code's: its async tools run there
+                planner = self._planner_for(timeout, cpu_time, memory, pids, output_limit)
+                if pool is not None and pooled:
+                    span.limits(planner.policy.limits)
+                    result = pool.run_code(
+                        code, stdin=stdin, files=files, env=env, collect=collect,
+                        limits=planner.policy.limits, broker=broker,
+                    )  # fmt: skip
+                else:
+                    filename, argv = LANGUAGES[language]
+                    if broker is not None:
+                        argv = ("python3", "-c", tools_boot(), filename)
+                    files = {**(files or {}), filename: code}
+                    forward = (None, None)
+                    result = self._run(span, planner, argv, stdin, files, env, forward, collect,
+                                       broker)  # fmt: skip
+            finally:
+                if broker is not None:
+                    broker.close()
             span.result(result)
             return result
+
+    def _broker(self, tools: Tools | None, language: str) -> Broker | None:
+        if tools is None:
+            return None
+        if language != "python":
+            raise PolicyError("tools", f"host tools are for Python code, not {language!r}")
+        from stockade.callbacks.broker import for_tools
+
+        return for_tools(tools, self.policy.limits, self.tracing)
 
     async def arun(self, argv: Sequence[str], **options: object) -> Result:
         """`run` for asyncio: the run happens in a worker thread, the loop stays free.
@@ -177,7 +206,7 @@ class Sandbox:
         return await cancellable(self.run, argv, **options)
 
     async def arun_code(self, code: str, language: str = "python", **options: object) -> Result:
-        """`run_code` for asyncio, as `arun`."""
+        """`run_code` for asyncio, as `arun`. Async tools run on this event loop."""
         return await cancellable(self.run_code, code, language, **options)
 
     def start(
@@ -202,17 +231,20 @@ class Sandbox:
         timeout: float | None = None,
         env: Mapping[str, str] | None = None,
         preload: Sequence[str] = (),
+        tools: Tools | None = None,
     ) -> Session:
         """A stateful interpreter in a sandbox of its own: `s.run(code)` keeps variables
-        between calls (see session.py). `timeout` is each call's, the policy's by default."""
+        between calls (see session.py). `timeout` is each call's, the policy's by default.
+        `tools`: host functions its code may call, as `run_code` takes them."""
         if language != "python":
             raise PolicyError("language", f"sessions run Python only, not {language!r}")
         from stockade.warm.session import Session
 
         modules = (*self.policy.process.preload, *preload)
         return Session(
-            self.planner, timeout=timeout, env=env, preload=modules, tracing=self.tracing
-        )
+            self.planner, timeout=timeout, env=env, preload=modules, tracing=self.tracing,
+            tools=tools,
+        )  # fmt: skip
 
     def close(self) -> None:
         """End the pool's sandboxes and the prepared run, if any. Idempotent."""
@@ -248,9 +280,37 @@ class Sandbox:
         return self.planner.with_limits(policy)
 
 
-def _execute(plan: RunPlan, stdin: Stdin, out: Sink, err: Sink, launch: running.Launch) -> Result:
+def _execute(
+    plan: RunPlan,
+    stdin: Stdin,
+    out: Sink,
+    err: Sink,
+    launch: running.Launch,
+    broker: Broker | None = None,
+) -> Result:
     # One path for every run: start it (running.py), then capture its output to the end.
     handed = stdin if isinstance(stdin, int) else None
-    run = running.start(plan, handed, out.limit, launch)
+    tools = broker.guest.fileno() if broker is not None else None
+    run = running.start(plan, handed, out.limit, launch, tools)
+    if broker is None:
+        with tracked(run):
+            return run.capture(b"" if handed is not None else stdin or b"", out, err)
+    broker.guest.close()  # the run's now
+    broker.start()
     with tracked(run):
-        return run.capture(b"" if handed is not None else stdin or b"", out, err)
+        result = run.capture(b"" if handed is not None else stdin or b"", out, err)
+    calls, warnings = broker.end()
+    return result._replace(tool_calls=calls, warnings=result.warnings + warnings)
+
+
+def tools_boot() -> str:
+    """`python3 -c` of a fresh run with tools: the guest module, then the code's main.py."""
+    from stockade.callbacks.broker import GUEST_SOURCE as source
+
+    return (
+        "import sys, types\n"
+        "module = types.ModuleType('stockade_tools')\n"
+        "sys.modules['stockade_tools'] = module\n"
+        f"exec(compile({source!r}, '<stockade_tools>', 'exec'), module.__dict__)\n"
+        "module._main()\n"
+    )

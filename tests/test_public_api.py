@@ -6,6 +6,7 @@ import stockade
 def test_sandbox_all() -> None:
     assert stockade.__all__ == [
         "BuildError",
+        "HostTool",
         "Policy",
         "PolicyError",
         "Result",
@@ -16,6 +17,7 @@ def test_sandbox_all() -> None:
         "SessionError",
         "SetupError",
         "Status",
+        "ToolCall",
         "UnsupportedError",
     ]
     for name in stockade.__all__:

@@ -3,7 +3,8 @@
 It depends on one small seam, `Executor` (`run_code(code, language, files=...) -> Result`),
 which `stockade.Sandbox` satisfies; `sandbox="built-in"` builds one from a policy, `"docker"`
 uses a Docker engine if one answers, and any object with that method may be passed instead.
-Every run is recorded in the trace as a `sandbox_run` event.
+Every run is recorded in the trace as a `sandbox_run` event, and each call its code made to
+the agent's `tools` (host callbacks, built-in sandbox only) as a `tool_call` event.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from ..agent import ChatAgent
 from ..errors import ConfigError, SandboxSetupError
 from ..messages import Message
 from ..runtime.context import Context
-from ..tools import Tool
+from ..tools import Tool, ToolFunction, as_tool
+from ..trace.events import ToolCallEvent
 from . import workspace
 from .code_blocks import (
     LANGUAGES,
@@ -63,6 +65,7 @@ class BlockRun:
     wall_time: float
     error: str | None
     files: dict[str, bytes] = field(default_factory=dict)  # the files the block made
+    tool_calls: tuple[Any, ...] = ()  # the block's calls to host tools (stockade.ToolCall)
 
 
 class CodeExecutionAgent(ChatAgent):
@@ -86,6 +89,11 @@ class CodeExecutionAgent(ChatAgent):
 
     `tracer_provider` (OpenTelemetry's) gives the built-in sandbox's runs and session calls
     their `stockade.*` spans, under the current span (the runtime's `invoke_agent`).
+
+    `tools`: host functions the Python blocks may call (with the built-in sandbox): each is
+    a plain function in the block's globals and in `stockade_tools`, runs here on the host
+    with its arguments validated, and is traced as a `tool_call` event (see
+    docs/workspaces.md, "Host callbacks"). Not with `persist_workspace`.
     """
 
     runs_code = True
@@ -104,11 +112,21 @@ class CodeExecutionAgent(ChatAgent):
         max_sessions: int = 8,
         workspace_limit: int = WORKSPACE_LIMIT,
         collect: bool | Sequence[str] | None = None,
+        tools: Sequence[Tool | ToolFunction] = (),
         role: str | None = None,
         description: str = "Runs code in the sandbox and reports the result.",
         tracer_provider: object | None = None,
     ) -> None:
-        super().__init__(name, role=role, description=description)
+        super().__init__(name, tools=tools, role=role, description=description)
+        if tools and (sandbox != "built-in" or persist_workspace):
+            raise ConfigError(
+                "tools need the built-in sandbox, without persist_workspace",
+                hint="host callbacks reach the Python process of a built-in run or session",
+            )
+        if bad := [t.name for t in map(as_tool, tools) if not t.name.isidentifier()]:
+            raise ConfigError(
+                f"tool {bad[0]!r}: code calls it by name, so it must be an identifier"
+            )
         if language not in LANGUAGES:
             raise ConfigError(f"unknown language {language!r}", hint=f"one of {LANGUAGES}")
         if max_output_size < 0 or workspace_limit < 1 or max_sessions < 1:
@@ -201,11 +219,33 @@ class CodeExecutionAgent(ChatAgent):
         except SetupError as exc:
             raise SandboxSetupError(f"the sandbox could not set up the run: {exc}") from exc
         self.host.record_sandbox_run(self.name, block.language, block.code, run)
+        self._record_tool_calls(run)
         if run.status == "setup_failed":  # no code ran: its output would tell a model nothing
             raise SandboxSetupError(f"the sandbox could not set up the run: {run.error}")
         if run.wall_time == 0.0:
             run = _with(run, wall_time=time.monotonic() - start)
         return run
+
+    def _record_tool_calls(self, run: BlockRun) -> None:
+        """Each call the block's code made to a host tool, traced as the model's are."""
+        host = self.host
+        for number, call in enumerate(run.tool_calls, start=1):
+            host.trace.record(
+                ToolCallEvent(
+                    agent=self.name,
+                    tool=call.tool,
+                    call_id=f"code-{number}",
+                    arguments=call.arguments,
+                    result=call.result if call.ok else f"Error: {call.error}",
+                    ok=call.ok,
+                    latency=call.duration,
+                )
+            )
+            host.counters.tool_calls += 1
+            host.counters.tool_errors += not call.ok
+
+    def _host_tools(self) -> dict[str, ToolFunction]:
+        return {tool.name: tool.function for tool in map(as_tool, self.tools)}
 
     async def _run(
         self,
@@ -215,6 +255,8 @@ class CodeExecutionAgent(ChatAgent):
         collect: bool | Sequence[str] = False,
     ) -> Result:
         options: dict[str, Any] = {"files": files, **({"collect": collect} if collect else {})}
+        if self.tools and language == "python":
+            options["tools"] = self._host_tools()
         arun_code = getattr(self.executor, "arun_code", None)
         if arun_code is not None:  # stockade.Sandbox's: a cancelled chat kills the run
             return await arun_code(code, language, **options)  # type: ignore[no-any-return]
@@ -225,7 +267,8 @@ class CodeExecutionAgent(ChatAgent):
     ) -> BlockRun:
         session = self._sessions.pop(conversation, None)
         if session is None:
-            session = await asyncio.to_thread(self.executor.session)  # type: ignore[attr-defined]
+            options = {"tools": self._host_tools()} if self.tools else {}
+            session = await asyncio.to_thread(self.executor.session, **options)  # type: ignore[attr-defined]
         self._sessions[conversation] = session  # the most recently used last
         while len(self._sessions) > self.max_sessions:  # the least recently used goes
             oldest = next(iter(self._sessions))
@@ -346,6 +389,7 @@ def _block_run(result: Result) -> BlockRun:
         stderr_truncated=result.stderr_truncated,
         wall_time=result.wall_time,
         error=result.error,
+        tool_calls=tuple(getattr(result, "tool_calls", ())),
     )
 
 

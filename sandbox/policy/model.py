@@ -111,6 +111,15 @@ class Limits(_Section):
     collect_size: Size = Field(16 << 20, ge=0, le=1 << 30)
     """Most bytes of files (contents and names) a run's `collect` brings back out of
     /workspace; matching files beyond it are left out and named in Result.warnings."""
+    tool_calls: Count = Field(10_000, ge=0, le=1 << 24)
+    """Most host tool calls (`tools=`) in one run, or in one call of a session; the code gets
+    an error for each one past it, and the tool is not called."""
+    tool_payload: Size = Field(1 << 20, ge=1 << 10, le=1 << 30)
+    """Most bytes of one tool call's message each way, as JSON: the call with its arguments,
+    and the result (or error) that goes back."""
+    tool_time: Duration = Field(10.0, gt=0, le=_DAY)
+    """Most seconds one tool call may take on the host; then the code gets an error (a sync
+    tool cannot be stopped: it finishes in the background, its result dropped)."""
     cgroups: Literal["required", "best_effort"] = "required"
     """'required': refuse to run without the cgroup controllers the limits need.
     'best_effort': run on rlimits alone and say in Result.warnings which limits are weaker."""

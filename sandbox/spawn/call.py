@@ -1,8 +1,8 @@
 """A call: what changes from one run of a `Sandbox` to the next, and how it reaches a
 prepared run (prepared.py): the command, its environment and files, what to collect, and
-the stdio fds.
+the stdio fds (with a host-callback channel, a fourth: the workload's fd 3).
 
-On the wire (a unix stream socket): an 8-byte length carrying the three fds
+On the wire (a unix stream socket): an 8-byte length carrying the three or four fds
 (SCM_RIGHTS), then the pickled `Call`. The caller sends it straight to the run's init; the
 init tells its supervisor that it arrived.
 """
@@ -16,7 +16,8 @@ import struct
 from typing import NamedTuple
 
 LENGTH = struct.Struct("!Q")  # the length before a pickle: a call here, a plan in forkserver
-Stdio = tuple[int, int, int]
+# stdin, stdout, stderr, and the tool channel when there is one (callbacks/): fds 0 to 3
+Stdio = tuple[int, ...]
 
 
 class Call(NamedTuple):
@@ -40,8 +41,8 @@ def send(channel: int, payload: bytes, stdio: Stdio) -> None:
 def receive(channel: int) -> tuple[Call, Stdio]:
     """The call and its stdio fds; ConnectionError if the sender went away."""
     with socket.socket(fileno=os.dup(channel)) as sock:
-        header, fds, _, _ = socket.recv_fds(sock, LENGTH.size, 3)
-        if len(fds) != 3:
+        header, fds, _, _ = socket.recv_fds(sock, LENGTH.size, 4)
+        if len(fds) not in (3, 4):
             for fd in fds:
                 os.close(fd)
             raise ConnectionError("no call: the channel closed")
@@ -49,7 +50,7 @@ def receive(channel: int) -> tuple[Call, Stdio]:
         payload = exactly(sock, LENGTH.unpack(header)[0])
     call = pickle.loads(payload)
     assert isinstance(call, Call)
-    return call, (fds[0], fds[1], fds[2])
+    return call, tuple(fds)
 
 
 def exactly(sock: socket.socket, size: int) -> bytes:

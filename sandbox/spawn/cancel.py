@@ -18,6 +18,13 @@ T = TypeVar("T")
 # it runs in inherits the context): a run or a pooled sandbox, anything with kill().
 _STARTED: ContextVar[list[Any] | None] = ContextVar("stockade_started", default=None)
 _CANCELLED = object()
+# The event loop of the `arun` this thread works for: host tools' coroutines run on it.
+_LOOP: ContextVar[Any] = ContextVar("stockade_loop", default=None)
+
+
+def caller_loop() -> Any:
+    """The running event loop of the `arun` this thread works for; None outside one."""
+    return _LOOP.get()
 
 
 def cancelled() -> bool:
@@ -50,6 +57,7 @@ async def cancellable(call: Callable[..., T], *args: object, **options: object) 
 
     started: list[Any] = []
     token = _STARTED.set(started)
+    loop_token = _LOOP.set(asyncio.get_running_loop())
     try:
         return await asyncio.to_thread(call, *args, **options)
     except asyncio.CancelledError:
@@ -58,4 +66,5 @@ async def cancellable(call: Callable[..., T], *args: object, **options: object) 
             run.kill()  # its thread then sees the run end, and returns into nothing
         raise
     finally:
+        _LOOP.reset(loop_token)
         _STARTED.reset(token)

@@ -46,7 +46,7 @@ def run_init(
     plan: RunPlan,
     root: str,
     join_paths: tuple[str, ...],
-    stdio: tuple[int, int, int] | None,
+    stdio: tuple[int, ...] | None,
     report_fd: int,
     netns: int | None = None,
     call_fd: int | None = None,
@@ -172,7 +172,7 @@ def _default_handlers() -> None:
             signal.signal(number, signal.SIG_DFL)
 
 
-def _receive_call(plan: RunPlan, call_fd: int) -> tuple[RunPlan, tuple[int, int, int]]:
+def _receive_call(plan: RunPlan, call_fd: int) -> tuple[RunPlan, tuple[int, ...]]:
     call, stdio = calls.receive(call_fd)
     os.close(call_fd)
     changed = plan._replace(argv=call.argv, env=call.env, files=call.files, collect=call.collect)
@@ -192,9 +192,12 @@ def _join_cgroup(join_paths: tuple[str, ...]) -> None:
             joined.write("0")
 
 
-def _install_stdio(stdio: tuple[int, int, int], report_fd: int) -> None:
-    # Move the pipes above 2 first, so dup2 onto 0..2 never clobbers one not yet copied.
-    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) if fd < 3 else fd for fd in stdio]
+def _install_stdio(stdio: tuple[int, ...], report_fd: int) -> None:
+    # stdin, stdout, stderr and, with host callbacks, the tool channel on 3 (report_fd is
+    # above them: see supervisor.py). Move them above their targets first, so dup2 onto
+    # 0..n never clobbers one not yet copied.
+    count = len(stdio)
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, count) if fd < count else fd for fd in stdio]
     for target, fd in enumerate(high):
         os.dup2(fd, target, inheritable=True)
-    sc.close_fds_except((0, 1, 2, report_fd))
+    sc.close_fds_except((*range(count), report_fd))

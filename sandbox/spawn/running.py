@@ -160,11 +160,17 @@ Launch = Callable[[RunPlan, Stdio], forkserver.Launched]
 
 
 def start(
-    plan: RunPlan, stdin: int | None, output_limit: int, launch: Launch = forkserver.launch
+    plan: RunPlan,
+    stdin: int | None,
+    output_limit: int,
+    launch: Launch = forkserver.launch,
+    tools: int | None = None,
 ) -> Running:
     """Start `plan` with fresh pipes for stdout and stderr. `stdin` is an fd to hand over, or
     None for a pipe whose write end becomes `Running.stdin`. `launch` starts its supervisor
-    (a fresh one, or a prepared one: prepared.py)."""
+    (a fresh one, or a prepared one: prepared.py). `tools` is the sandbox's end of a host
+    callback channel (callbacks/), handed to the workload as its fd 3; the caller keeps
+    its own copy."""
     _reap_dropped()
     made: list[int] = []
     try:
@@ -176,7 +182,8 @@ def start(
         if stdin is None:
             stdin, stdin_w = os.pipe2(os.O_CLOEXEC)
             made += (stdin, stdin_w)
-        launched = launch(plan, (stdin, stdout_w, stderr_w))
+        stdio = (stdin, stdout_w, stderr_w) + ((tools,) if tools is not None else ())
+        launched = launch(plan, stdio)
     except BaseException:
         for fd in made:
             os.close(fd)

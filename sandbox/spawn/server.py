@@ -163,7 +163,7 @@ def serve(control: socket.socket) -> None:
     cgroups.detect()
     spawn.cleanup_stale()
     while True:
-        message, fds, _, _ = socket.recv_fds(control, 1, 4)
+        message, fds, _, _ = socket.recv_fds(control, 1, 5)
         if not message:
             break  # the caller is gone: stop every run, and go
         if message == b"N":
@@ -175,8 +175,8 @@ def serve(control: socket.socket) -> None:
         if pid == 0:
             control.close()
             plan = _receive_plan(reply)
-            if len(rest) == 3:
-                spawn.supervise_and_reply(plan, (rest[0], rest[1], rest[2]), reply, os.getppid())
+            if len(rest) >= 3:  # stdio, and maybe the tool channel
+                spawn.supervise_and_reply(plan, tuple(rest), reply, os.getppid())
             else:
                 spawn.supervise_and_reply(plan, None, reply, os.getppid(), call=rest[0])
         children.add(pid)

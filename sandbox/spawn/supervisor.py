@@ -7,6 +7,7 @@ is released by one ExitStack, also when it is told to stop by SIGTERM (its paren
 
 # Not `from __future__ import annotations`: it would cost every command (see spawn/plan.py).
 import contextlib
+import fcntl
 import gc
 import json
 import os
@@ -119,6 +120,7 @@ def supervise(
             root = stack.enter_context(_run_dir())
             report_r, report_w = os.pipe2(os.O_CLOEXEC)
             stack.callback(os.close, report_r)
+            report_w = _above_stdio(report_w)
             # The run's network namespace with its allowlist and relay (no allowlist: None,
             # and the init makes a namespace with only lo). Single-threaded: see net/namespace.py.
             network = stack.enter_context(net.isolate(plan.network, rootless=plan.rootless))
@@ -196,6 +198,16 @@ def _await_call(control: int, report_fd: int, init: int) -> tuple[float | None, 
                         return arrived or time.monotonic(), reported
     finally:
         os.close(pidfd)
+
+
+def _above_stdio(fd: int) -> int:
+    """`fd` moved to 4 or above: the init puts the stdio and the tool channel on 0 to 3, and
+    must not clobber its report pipe doing so."""
+    if fd >= 4:
+        return fd
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 4)
+    os.close(fd)
+    return moved
 
 
 def _close_all(fds: tuple[int, ...]) -> None:

@@ -34,6 +34,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
+from stockade.callbacks.broker import GUEST_SOURCE
 from stockade.errors import PolicyError, SandboxError
 from stockade.kernel.cgroups import layout as cgroup_layout
 from stockade.kernel.cgroups import v1, v2
@@ -214,9 +215,11 @@ class Warm:
         lifetime: float,
         env: Mapping[str, str] | None = None,
         ready_timeout: float = 60.0,
+        tools: int | None = None,
     ) -> Warm:
         """Start the sandbox and wait until the interpreter is ready. Raises `StartFailed`
-        (setup failed, or the interpreter died starting) and `PolicyError` (a bad argument)."""
+        (setup failed, or the interpreter died starting) and `PolicyError` (a bad argument).
+        `tools`: a session's end of its tool channel (callbacks/), its fd 3."""
         plan = planner.plan(["python3", "-c", SOURCE, mode], files={}, env=env or {})
         limits = plan.cgroup_limits
         extra = 1 if mode == "pool" else 0  # the zygote is one more process than a run has
@@ -228,7 +231,7 @@ class Warm:
         )
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            run = running.start(plan, theirs.fileno(), planner.policy.limits.output)
+            run = running.start(plan, theirs.fileno(), planner.policy.limits.output, tools=tools)
         except BaseException:
             ours.close()
             raise
@@ -242,16 +245,18 @@ class Warm:
         warm.pooled = mode == "pool"
         warm.warnings = started.warnings
         try:
-            warm._handshake(mode, preload, ready_timeout)
+            warm._handshake(mode, preload, ready_timeout, tools is not None)
         except BaseException:
             warm.close()
             raise
         return warm
 
-    def _handshake(self, mode: str, preload: Sequence[str], timeout: float) -> None:
+    def _handshake(self, mode: str, preload: Sequence[str], timeout: float, tools: bool) -> None:
         fds = [memfd(pool_filter())] if mode == "pool" else []
         try:
-            init = {"preload": list(preload), "early": self.meter.complete}
+            init: dict[str, object] = {"preload": list(preload), "early": self.meter.complete}
+            if mode == "pool" or tools:  # any pooled run may be given tools: compiled once
+                init["tools"] = GUEST_SOURCE
             with contextlib.suppress(OSError):  # if it died already, the wait says why
                 socket.send_fds(self.control, [json.dumps(init).encode()], fds)
         finally:

@@ -43,6 +43,7 @@ from stockade.warm import host as interpreter
 from stockade.warm.host import Outcome, StartFailed, Warm
 
 if TYPE_CHECKING:
+    from stockade.callbacks.broker import Broker
     from stockade.policy.model import Limits
     from stockade.spawn.plan import Planner
 
@@ -107,13 +108,17 @@ class Pool:
         env: Mapping[str, str] | None = None,
         collect: bool | Sequence[str] | None = None,
         limits: Limits | None = None,
+        broker: Broker | None = None,
     ) -> Result:
         """Run Python source in a pooled sandbox: as `Sandbox.run_code` does, faster. `limits`
-        (the policy's by default) gives the call's timeout, cpu_time and output."""
+        (the policy's by default) gives the call's timeout, cpu_time and output. `broker`
+        serves the run's host tools (callbacks/): its channel goes to the run's process."""
         limits = limits or self.planner.policy.limits
         checked = check_files({**(files or {}), "main.py": code})
         pattern = plan_collect(collect)
         environment = self.planner.environment(env) if env else self._environment
+        if broker is not None:  # the fd number is the child's to say
+            environment = {**environment, **broker.environment(fd=None)}
         payload = marshal.dumps({"code": code, "files": checked, "env": environment})
         out, err = (Sink(limits.output) for _ in range(2))
         for _attempt in range(3):  # a sandbox that turns out dead before the run: take another
@@ -130,10 +135,14 @@ class Pool:
                 collected = Collected(self.planner.policy.limits.collect_size)
                 with tracked(warm):  # a cancelled arun_code kills it; the pool replaces it
                     outcome = self._request(
-                        warm, payload, stdin, out, err, pattern, collected, limits
+                        warm, payload, stdin, out, err, pattern, collected, limits, broker
                     )
                 healthy = outcome.done is not None
-                return self._result(warm, outcome, out, err, collected)
+                result = self._result(warm, outcome, out, err, collected)
+                if broker is None:
+                    return result
+                calls, warnings = broker.end()
+                return result._replace(tool_calls=calls, warnings=result.warnings + warnings)
             finally:
                 self._release(warm, healthy)
         return _setup_failed("no pooled sandbox could take the run (each died before it)")
@@ -148,6 +157,7 @@ class Pool:
         pattern: str | None,
         collected: Collected,
         limits: Limits,
+        broker: Broker | None,
     ) -> Outcome:
         fds, made = [], []
         if isinstance(stdin, int) and not isinstance(stdin, bool):
@@ -159,12 +169,16 @@ class Pool:
             "timeout": limits.timeout,
             "cpu": _ceil(limits.cpu_time),
             "stdin": bool(fds or made),
+            "tools": broker is not None,
         }
+        tools = [broker.guest.fileno()] if broker is not None else []  # last, after stdin
+        if broker is not None and not broker.started:
+            broker.start()  # no fork here: the zygote forks, inside
         try:
             return warm.request(
                 message,
                 payload,
-                fds or made,
+                (fds or made) + tools,
                 timeout=limits.timeout,
                 grace=_GRACE,
                 cpu_time=limits.cpu_time,

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
+from stockade.callbacks.broker import for_tools
 from stockade.errors import PolicyError, SessionError
 from stockade.result import Result, describe_end, make_result
 from stockade.spawn.capture import Sink
@@ -44,6 +45,7 @@ from stockade.warm import host as interpreter
 from stockade.warm.host import Outcome, StartFailed, Warm
 
 if TYPE_CHECKING:
+    from stockade.callbacks.tools import Tools
     from stockade.spawn.plan import Planner
 
 LIFETIME = 3_600.0  # seconds a session may live, by default
@@ -65,7 +67,10 @@ class Session:
         env: Mapping[str, str] | None = None,
         preload: Sequence[str] = (),
         tracing: Tracing | None = None,
+        tools: Tools | None = None,
     ) -> None:
+        """`tools`: host functions the session's code may call (callbacks/); their channel is
+        the interpreter's fd 3, served only while a call of the session runs."""
         if timeout is not None and not 0 < timeout <= lifetime:
             raise PolicyError("timeout", f"a call's timeout must be in (0, {lifetime}] seconds")
         if not 0 < lifetime <= 86_400 or grace < 0:
@@ -79,14 +84,27 @@ class Session:
         self._closing = False
         self.tracing = tracing or Tracing()
         self.id = os.urandom(6).hex()  # names the session's spans
+        self._broker = broker = (
+            for_tools(tools, planner.policy.limits, self.tracing) if tools is not None else None
+        )
+        if broker is not None:
+            env = {**(env or {}), **broker.environment()}
         with self._span("open") as span:
             span.limits(planner.policy.limits)
             try:
                 self._warm: Warm | None = Warm.start(
-                    planner, "session", preload=preload, lifetime=lifetime, env=env
-                )
-            except StartFailed as exc:
-                raise SessionError(f"the session could not start: {exc}", exc.result) from None
+                    planner, "session", preload=preload, lifetime=lifetime, env=env,
+                    tools=broker.guest.fileno() if broker is not None else None,
+                )  # fmt: skip
+            except BaseException as exc:
+                if broker is not None:
+                    broker.close()
+                if isinstance(exc, StartFailed):
+                    raise SessionError(f"the session could not start: {exc}", exc.result) from None
+                raise
+        if broker is not None:
+            broker.guest.close()  # the interpreter's now
+            broker.start()
 
     @property
     def alive(self) -> bool:
@@ -102,13 +120,26 @@ class Session:
         """Run `code` in the session. Its Result is that of the call: status, output, times.
         `files` are written into /workspace first, replacing files of the same name.
         Raises `SessionError` when the session is gone (closed, or killed by this call)."""
+        return self._traced(code, timeout, files, None)
+
+    def _traced(
+        self,
+        code: str,
+        timeout: float | None,
+        files: Mapping[str, bytes | str] | None,
+        loop: asyncio.AbstractEventLoop | None,
+    ) -> Result:
         with self._span("run") as span:
-            result = self._run(code, timeout, files)
+            result = self._run(code, timeout, files, loop)
             span.result(result)
             return result
 
     def _run(
-        self, code: str, timeout: float | None, files: Mapping[str, bytes | str] | None
+        self,
+        code: str,
+        timeout: float | None,
+        files: Mapping[str, bytes | str] | None,
+        loop: asyncio.AbstractEventLoop | None,
     ) -> Result:
         if not isinstance(code, str):
             raise PolicyError("code", "expected Python source as a str")
@@ -122,6 +153,8 @@ class Session:
                 raise SessionError(self._ended or "the session is closed")
             cpu = self.planner.policy.limits.cpu_time
             out, err = (Sink(self.planner.policy.limits.output) for _ in range(2))
+            if self._broker is not None:
+                self._broker.begin(loop)
             try:
                 outcome = warm.request(
                     {"op": "call", "timeout": limit, "cpu": cpu},
@@ -137,10 +170,12 @@ class Session:
                 # and its answer would be taken for the next call's: end the session instead.
                 self._end(warm, f"a call was interrupted in the caller ({type(exc).__name__})")
                 raise
+            calls, warnings = self._broker.end() if self._broker is not None else ((), ())
             if outcome.done is None:
-                result = self._lost(warm, outcome, out, err)
+                result = self._lost(warm, outcome, out, err)._replace(tool_calls=calls)
                 raise SessionError(result.error or "the session ended", result)
-            return _call_result(outcome, out, err, warm.warnings)
+            result = _call_result(outcome, out, err, warm.warnings + warnings)
+            return result._replace(tool_calls=calls)
 
     def read_file(self, path: str) -> bytes:
         """The content of a regular file of the session: `path` is relative to /workspace, or
@@ -225,8 +260,10 @@ class Session:
         timeout: float | None = None,
         files: Mapping[str, bytes | str] | None = None,
     ) -> Result:
-        """`run` for asyncio: the call happens in a worker thread, the loop stays free."""
-        return await asyncio.to_thread(self.run, code, timeout=timeout, files=files)
+        """`run` for asyncio: the call happens in a worker thread, the loop stays free. Async
+        host tools run on this loop."""
+        loop = asyncio.get_running_loop()
+        return await asyncio.to_thread(self._traced, code, timeout, files, loop)
 
     def close(self) -> None:
         """End the session (its sandbox, and everything in it) and wait until it has been
@@ -240,6 +277,8 @@ class Session:
                 self._warm.close()
                 self._warm = None
                 self._ended = "the session is closed"
+            if self._broker is not None:
+                self._broker.close()
 
     def __enter__(self) -> Session:
         return self
@@ -285,6 +324,8 @@ class Session:
         )
 
     def _end(self, warm: Warm, why: str) -> None:
+        if self._broker is not None:
+            self._broker.end()
         warm.close()
         self._warm = None
         self._ended = f"the session is gone: {why}; its state is lost"

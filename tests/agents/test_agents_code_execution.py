@@ -474,3 +474,56 @@ def test_collect_picks_the_artifacts() -> None:
     assert run(CodeExecutionAgent(timeout=10, collect=False), CHART).artifacts == {}
     refused = run(CodeExecutionAgent(timeout=10, collect=["../x"]), CHART)
     assert refused.status == "error" and "collect: '../x'" in (refused.error or "")
+
+
+def lookup_account(account_id: int) -> dict[str, object]:
+    """Find an account by its number."""
+    if account_id < 0:
+        raise ValueError("no such account")
+    return {"id": account_id, "plan": "pro"}
+
+
+async def notify(user: str) -> str:
+    await asyncio.sleep(0)
+    return f"notified {user}"
+
+
+def test_the_agents_tools_are_host_callbacks_for_its_blocks_and_traced_as_tool_calls() -> None:
+    runner = CodeExecutionAgent(name="code_runner", timeout=20, tools=[lookup_account, notify])
+    code = (
+        "from stockade_tools import ToolError\n"
+        "print(lookup_account(7)['plan'], notify('ada'))\n"
+        "try:\n    lookup_account(-1)\nexcept ToolError as exc:\n    print(exc)\n"
+    )
+    result = run(runner, code)
+    assert result.status == "ok", result.stderr
+    assert result.stdout == "pro notified ada\nlookup_account: ValueError: no such account\n"
+    events = runner.host.trace.of_kind("tool_call")
+    assert [(e.tool, e.arguments, e.ok) for e in events] == [
+        ("lookup_account", '{"account_id": 7}', True),
+        ("notify", '{"user": "ada"}', True),
+        ("lookup_account", '{"account_id": -1}', False),
+    ]
+    assert events[0].result == '{"id": 7, "plan": "pro"}'
+    assert events[2].result == "Error: lookup_account: ValueError: no such account"
+    assert runner.host.counters.tool_calls == 3 and runner.host.counters.tool_errors == 1
+
+
+def test_a_stateful_agents_blocks_keep_their_tools() -> None:
+    runner = CodeExecutionAgent(name="code_runner", timeout=20, stateful=True, tools=[notify])
+    try:
+        first = run(runner, "sent = [notify('a')]")
+        second = run(runner, "sent.append(notify('b')); print(sent)")
+    finally:
+        runner.close()
+    assert first.status == "ok" and second.stdout == "['notified a', 'notified b']\n"
+    assert len(runner.host.trace.of_kind("tool_call")) == 2
+
+
+def test_tools_need_the_built_in_sandbox_without_a_persisted_workspace() -> None:
+    with pytest.raises(ConfigError, match="built-in sandbox"):
+        CodeExecutionAgent(tools=[notify], persist_workspace=True)
+    with pytest.raises(ConfigError, match="identifier"):
+        from stockade.agents import Tool
+
+        CodeExecutionAgent(tools=[Tool(notify, name="send-note")])

@@ -36,11 +36,20 @@ FLOORS: dict[str, set[str]] = {
     "stockade.spawn.child": BASE
     | {"stockade.kernel", "stockade.spawn.call", "stockade.spawn.collect", "stockade.spawn.plan"},
     "stockade.telemetry": BASE | {"stockade"},  # __version__; OpenTelemetry itself lazily
+    "stockade.callbacks": BASE | {"stockade.result", "stockade.telemetry"},
+    "stockade.callbacks.guest": set(),  # shipped into the sandbox as source: stdlib only
     "stockade.warm": BASE
-    | {"stockade.kernel", "stockade.result", "stockade.spawn", "stockade.telemetry"},
+    | {
+        "stockade.callbacks",
+        "stockade.kernel",
+        "stockade.result",
+        "stockade.spawn",
+        "stockade.telemetry",
+    },
     "stockade.warm.guest": set(),  # shipped into the sandbox as source: stdlib only
     "stockade.runner": BASE
     | {
+        "stockade.callbacks",
         "stockade.result",
         "stockade.spawn",
         "stockade.warm",

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from stockade import Policy, PolicyError, Result, Sandbox, Status, cli
+from stockade import Policy, PolicyError, Result, Sandbox, Status, ToolCall, cli
 from stockade.kernel import uids
 from stockade.policy.model import OVERRIDES, parse_count, parse_duration, parse_size
 
@@ -433,6 +433,17 @@ results = st.builds(
     peak_memory=st.integers(0, 1 << 45),
     error=st.one_of(st.none(), st.text(max_size=30)),
     warnings=st.lists(st.text(max_size=20), max_size=3).map(tuple),
+    tool_calls=st.lists(
+        st.builds(
+            ToolCall,
+            tool=st.text(max_size=10),
+            arguments=st.text(max_size=20),
+            result=st.one_of(st.none(), st.text(max_size=20)),
+            error=st.one_of(st.none(), st.text(max_size=20)),
+            duration=st.floats(0, 1e6),
+        ),
+        max_size=3,
+    ).map(tuple),
 )
 
 

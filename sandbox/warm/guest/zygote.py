@@ -54,6 +54,7 @@ F_GETPIPE_SZ, F_SETSIG = 1032, 10
 SCRATCH = ("/workspace", "/tmp", "/dev/shm")  # the writable places, wiped after each run
 MESSAGE = 1 << 16
 IDLE_CPU_EXIT = 86  # a session's threads used up its CPU time between calls (session.py)
+TOOLS_SPEC, TOOLS_FD = "STOCKADE_TOOLS", "STOCKADE_TOOLS_FD"  # callbacks/guest's variables
 _LATE = 10.0  # seconds "run" may come after the request it goes with
 # The zygote's own dispositions: a run shares its uid and may signal it; SIGKILL and SIGSTOP
 # cannot be ignored, and the pool replaces a zygote that dies or stops answering.
@@ -118,6 +119,9 @@ def _load_filter(program: bytes) -> None:
         raise OSError(errno, f"seccomp: {os.strerror(errno)}")
 
 
+_TOOLS: list = []  # the host-tools module's code (stockade_tools), compiled once
+
+
 def _setup(channel: Channel) -> dict:
     init, fds = channel.receive()
     if init is None:
@@ -125,6 +129,8 @@ def _setup(channel: Channel) -> dict:
     for fd in fds:
         _load_filter(_read_all(fd))
         os.close(fd)
+    if init.get("tools"):
+        _TOOLS.append(compile(init["tools"], "<stockade_tools>", "exec"))
     for name in init.get("preload", ()):
         __import__(name)
     # Nothing of ours on the runs' stdout and stderr; the runs get the pristine streams.
@@ -623,6 +629,7 @@ def _child(requests: socket.socket, reports: socket.socket) -> None:
         if request is None:  # the host dropped this sandbox
             os._exit(0)
         job = marshal.loads(payload)
+        tools = fds.pop() if request.get("tools") else None  # the last fd, after stdin's
         if request.get("stdin"):
             os.dup2(fds[-1], 0)
         for fd in fds:
@@ -633,6 +640,8 @@ def _child(requests: socket.socket, reports: socket.socket) -> None:
         if job["env"] != dict(os.environ):
             os.environ.clear()
             os.environ.update(job["env"])
+        if tools is not None:
+            os.environ[TOOLS_FD] = str(tools)
         _write_files(job["files"])
         _reseed()
         code = _main(job["code"], "/workspace/main.py")
@@ -695,6 +704,17 @@ def _write_files(files: dict[str, bytes], *, replace: bool = False) -> None:
             os.close(fd)
 
 
+def _install_tools(namespace: dict) -> None:
+    """When the host gave this run tools (its variables say so): the module
+    `stockade_tools`, made from the host's source, and its functions in `namespace`."""
+    if not _TOOLS or TOOLS_SPEC not in os.environ or TOOLS_FD not in os.environ:
+        return  # (a run's own `env` may name the variables: without the fd, nothing)
+    module = types.ModuleType("stockade_tools")
+    sys.modules["stockade_tools"] = module
+    exec(_TOOLS[0], module.__dict__)
+    namespace.update(module._connect())
+
+
 def _reseed() -> None:
     # `random` reseeds itself after fork; numpy's legacy global generator does not.
     numpy_random = sys.modules.get("numpy.random")
@@ -709,7 +729,9 @@ def _main(source: str, filename: str) -> int:
     module.__file__ = filename
     module.__builtins__ = __builtins__  # type: ignore[attr-defined]
     sys.modules["__main__"] = module
-    code = _execute(lambda: exec(compile(source, filename, "exec"), module.__dict__))
+    code = _execute(lambda: _install_tools(module.__dict__))
+    if code == 0:
+        code = _execute(lambda: exec(compile(source, filename, "exec"), module.__dict__))
     threading = sys.modules.get("threading")
     if threading is not None:
         code = _execute(threading._shutdown) or code  # type: ignore[attr-defined]
@@ -857,6 +879,7 @@ def session(channel: Channel) -> None:
     module = types.ModuleType("__main__")
     module.__builtins__ = __builtins__  # type: ignore[attr-defined]
     sys.modules["__main__"] = module
+    _install_tools(module.__dict__)
     sys.argv = [""]
     sys.path[0] = "/workspace"
     os.chdir("/workspace")
