@@ -16,6 +16,10 @@ Contenders (a peer that is not installed is skipped, and the output says why):
                      no capabilities, no network, and our seccomp programs (--add-seccomp-fd)
     firejail         firejail --noprofile with the nearest options it has
     stockade-api     Sandbox(Policy.load("default")).run(argv), in a Python process of its own
+                     (from its second run on, each run is prepared ahead of its call)
+    stockade-fresh   the same with prefork=False: every run set up after its call
+    stockade-*-join  either, with the init forked and then joining its cgroup, as on v1 or a
+                     kernel < 5.7, instead of born in it by clone3 (v2); vs_*-join in the JSON
     stockade-pool    Sandbox(policy, pool=2).run_code(code): a warm pool, Python source only
     stockade-cli     `sandbox run -- argv`: a fresh interpreter, its imports, the policy, the run
     python-startup   `python -c pass` with the CLI's interpreter: what the CLI is measured against
@@ -456,7 +460,7 @@ def make_contenders(
                 name, "process", only=("true",), replace=lambda _: (cli_python, "-c", "pass")
             )
             contender.reason = f"{cli_python} -c pass, timed in the `true` block only"
-        elif name == "stockade-api":
+        elif name in ("stockade-api", "stockade-api-join", "stockade-fresh", "stockade-fresh-join"):
             contender = WorkerContender(name, cli_python, project_env, config)
         elif name == "stockade-pool":
             contender = WorkerContender(name, cli_python, project_env, config)
@@ -532,7 +536,8 @@ def analyse(samples: dict[str, list[float | None]]) -> dict[str, Any]:
     out = {}
     for name, values in samples.items():
         entry = summarize(values)
-        for ref in ("bare", "bwrap", "stockade-api", "stockade-pool", "python-startup"):
+        refs = ("bare", "bwrap", "stockade-api", "stockade-pool", "python-startup")
+        for ref in (*refs, f"{name}-join"):  # -join: clone3's gain, on cgroup v2
             if ref in samples and ref != name:
                 entry[f"vs_{ref}"] = paired(values, samples[ref])
         out[name] = entry
@@ -744,7 +749,8 @@ def write_results_md(path: Path, text: str) -> None:
 # --- main ---------------------------------------------------------------------------------------
 
 ALL = ["bare", "unshare", "bwrap", "firejail", "stockade-api", "stockade-pool", "stockade-cli",
-       "python-startup", "llm-sandbox-api", "autogen-api"]  # fmt: skip
+       "python-startup", "llm-sandbox-api", "autogen-api", "stockade-fresh", "stockade-api-join",
+       "stockade-fresh-join"]  # fmt: skip
 PROGRAMS = ["true", "py-S-pass", "py-print", "py-work"]
 
 

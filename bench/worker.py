@@ -37,11 +37,18 @@ def _check(exit_code: int | None, stdout: str, program: Program, detail: str) ->
 class Stockade:
     """This project, through its Python API: `Sandbox(policy).run(argv)`."""
 
-    def __init__(self, config: dict[str, Any], pool: int = 0) -> None:
+    def __init__(
+        self, config: dict[str, Any], pool: int = 0, prefork: bool = True, join: bool = False
+    ) -> None:
         import stockade
         from stockade import Policy, Sandbox
 
-        self.box = Sandbox(Policy.load(config.get("policy", "default")), pool=pool)
+        if join:  # the init forks and then joins its cgroup, as where clone3 cannot put it there
+            from stockade.kernel.cgroups import control
+
+            control._can_clone_into = False  # before any supervisor or spawn server is forked
+        policy = Policy.load(config.get("policy", "default"))
+        self.box = Sandbox(policy, pool=pool, prefork=prefork)
         self.version = f"stockade {stockade.__version__} from {os.path.dirname(stockade.__file__)}"
 
     def supports(self, program: Program) -> bool:
@@ -173,6 +180,9 @@ class AutoGen:
 
 BACKENDS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "stockade-api": Stockade,
+    "stockade-api-join": lambda config: Stockade(config, join=True),
+    "stockade-fresh": lambda config: Stockade(config, prefork=False),
+    "stockade-fresh-join": lambda config: Stockade(config, prefork=False, join=True),
     "stockade-pool": StockadePool,
     "llm-sandbox-api": LlmSandbox,
     "autogen-api": AutoGen,

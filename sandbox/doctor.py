@@ -17,7 +17,9 @@ from stockade.errors import SandboxError
 from stockade.kernel import mounts, namespaces, seccomp, uids
 from stockade.kernel import syscalls as sc
 from stockade.kernel.cgroups import control as cgroups
+from stockade.kernel.cgroups import v2
 from stockade.kernel.cgroups.base import CgroupLimits
+from stockade.kernel.cgroups.layout import LEAF, CgroupSupport
 from stockade.net import namespace as net
 
 
@@ -151,8 +153,25 @@ def checks() -> list[Check]:
         where = f"available: run cgroups go under {support.paths.get(controller)}"
         detail = where if available else support.reasons.get(controller, "unavailable")
         found.append(Check(f"cgroup.{controller}", available, detail))
+    if support.version == 2 and support.paths:
+        found.append(Check("cgroup.nesting", True, _nesting(support), required=False))
     found.append(Check("cgroup.create", *_cgroup_for_a_run()))
     return found
+
+
+def _nesting(support: CgroupSupport) -> str:
+    """Where v2 runs go relative to this process's own cgroup, and what that moves."""
+    base = os.path.dirname(support.paths["cpu"])
+    if v2.is_root_cgroup(base):
+        return (
+            "runs go under the root cgroup (this process is in it): no caller's limits above "
+            "them; controllers turned on there for them go off after the last run"
+        )
+    return (
+        f"runs nest under this process's cgroup {base}, so its limits cover them; its "
+        f"processes move into {base}/{LEAF} at the first run (a cgroup that holds "
+        "processes cannot give controllers to children)"
+    )
 
 
 def main(*, json_output: bool = False) -> int:

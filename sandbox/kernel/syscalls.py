@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 from collections.abc import Iterable
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -21,6 +22,7 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+CLONE_INTO_CGROUP = 0x200000000  # clone3 only, kernel >= 5.7
 
 # mount(2) flags, <linux/mount.h>
 MS_RDONLY = 0x1
@@ -49,6 +51,7 @@ _MACHINE = os.uname().machine
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}[_MACHINE]
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91}[_MACHINE]
 _SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}[_MACHINE]
+_SYS_CLONE3 = 435  # the same on both (the generic syscall table)
 _KEYCTL_JOIN_SESSION_KEYRING = 1
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
@@ -66,6 +69,37 @@ def _path(value: str | None) -> bytes | None:
 
 def unshare(flags: int) -> None:
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare", hex(flags))
+
+
+class _CloneArgs(ctypes.Structure):  # struct clone_args, <linux/sched.h>, up to `cgroup`
+    _fields_ = tuple(
+        (name, ctypes.c_uint64)
+        for name in (
+            "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack",
+            "stack_size", "tls", "set_tid", "set_tid_size", "cgroup",
+        )
+    )  # fmt: skip
+
+
+# PyDLL keeps the GIL across the call: the child wakes up holding it, as after os.fork().
+_syscall_with_gil = ctypes.PyDLL(None, use_errno=True).syscall
+_syscall_with_gil.restype = ctypes.c_long
+
+
+def clone_into_cgroup(cgroup_fd: int) -> int:
+    """fork(2), but the child starts in the cgroup `cgroup_fd` names (clone3 with
+    CLONE_INTO_CGROUP): 0 in the child, its pid in the parent.
+
+    A bare system call, so none of os.fork()'s bookkeeping runs in the child (at-fork hooks,
+    the interpreter's thread state): only for a single-threaded caller whose child goes on
+    with plain system calls. glibc (>= 2.34) asks the kernel for the thread id it signals,
+    so raise() and abort() still reach the child itself.
+    """
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=signal.SIGCHLD, cgroup=cgroup_fd)
+    result = _syscall_with_gil(
+        ctypes.c_long(_SYS_CLONE3), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args))
+    )
+    return _check(result, "clone3", "CLONE_INTO_CGROUP", cgroup_fd)
 
 
 def setns(fd: int, nstype: int) -> None:

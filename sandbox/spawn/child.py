@@ -62,8 +62,10 @@ def run_init(
         step("signals.default", _default_handlers)
         step("prctl.pdeathsig", sc.prctl, sc.PR_SET_PDEATHSIG, signal.SIGKILL)
         step("privileges.scrub_environ", privileges.scrub_inherited_environ)
-        # The cgroup namespace takes the caller's cgroup as its root, so join first.
-        step("cgroups.join", _join_cgroup, join_paths)
+        # The cgroup namespace takes the caller's cgroup as its root, so be in the run's
+        # first: born there (v2, clone3 into the cgroup: nothing to join), or joined now.
+        if join_paths:
+            step("cgroups.join", _join_cgroup, join_paths)
         step("namespaces.unshare", namespaces.unshare_child_namespaces)
         step("namespaces.keyring", namespaces.join_new_session_keyring)
         # join the supervisor's network namespace, or bring lo up in our own

@@ -130,12 +130,12 @@ def supervise(
                 if network is not None:  # rootless: its namespace is made in the user one
                     network.make_namespace()
             namespaces.unshare_pid_for_children()
-            init = os.fork()
+            # Born in its cgroup where the kernel can; else `join` names what it must join.
+            init, join = cgroups.fork_into(cgroup)
             if init == 0:
                 os.close(report_r)
                 if control is not None:  # the caller's channel is ours: our death must close it
                     os.close(control)
-                join = cgroup.join_paths if cgroup else ()
                 netns = network.netns if network else None
                 child.run_init(plan, root, join, stdio, report_w, netns, call)
         except (SandboxError, OSError) as exc:

@@ -7,7 +7,9 @@ planning and parsing (and stat files in a plain directory): this test machine is
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stockade.errors import UnsupportedError
-from stockade.kernel.cgroups import base, v2
+from stockade.kernel.cgroups import base, ledger, v2
 from stockade.kernel.cgroups import control as cgroups
 from stockade.kernel.cgroups import layout as cgroup_layout
 from stockade.kernel.cgroups.base import CgroupLimits
@@ -184,12 +186,20 @@ def test_plan_v1_mount_that_does_not_show_our_cgroup() -> None:
     assert "not the part holding our cgroup" in support.reasons["memory"]
 
 
-def test_plan_v2_as_root_uses_the_root_stockade() -> None:
+def test_plan_v2_as_root_nests_under_our_own_cgroup() -> None:
     support = plan(V2_SELF, V2_MOUNTS, V2_CONTROLLERS)
-    assert support.version == 2
+    assert support.version == 2 and support.mount == "/sys/fs/cgroup"
     assert support.controllers == {"memory": True, "pids": True, "cpu": True}
+    scope = "/sys/fs/cgroup/user.slice/user-1000.slice/session-2.scope"
+    assert set(support.paths.values()) == {scope + "/stockade"}
+    assert set(cgroup_layout.run_dirs(support, "5-1").values()) == {scope + "/stockade/5-1"}
+    from_leaf = plan(V2_SELF.rstrip() + "/stockade-supervisor\n", V2_MOUNTS, V2_CONTROLLERS)
+    assert from_leaf.paths == support.paths
+
+
+def test_plan_v2_as_root_in_the_root_cgroup() -> None:
+    support = plan("0::/\n", V2_MOUNTS, V2_CONTROLLERS)
     assert set(support.paths.values()) == {"/sys/fs/cgroup/stockade"}
-    assert set(cgroup_layout.run_dirs(support, "5-1").values()) == {"/sys/fs/cgroup/stockade/5-1"}
 
 
 def test_plan_v2_cpu_accounting_needs_no_controller() -> None:
@@ -329,24 +339,92 @@ def test_v2_apply_turns_swap_off_when_it_can(tmp_path: Path) -> None:
     assert (tmp_path / "pids.max").read_text() == "16"
 
 
-def test_v2_create_enables_controllers_in_root_and_parent(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / "cgroup.subtree_control").write_text("cpu memory\n")
-    writes: list[tuple[str, str]] = []
-    real_mkdir = base.mkdir
+class FakeCgroupfs:
+    """Plain directories standing in for cgroupfs: a subtree_control write turns the
+    controller on or off for the children, a new directory gets its control files, a pid
+    written to cgroup.procs is noted. The root has no cgroup.type, as on the real one."""
 
-    def mkdir(path: str, exist_ok: bool) -> None:  # a real cgroupfs fills new dirs itself
-        real_mkdir(path, exist_ok)
-        Path(path, "cgroup.subtree_control").write_text("")
+    def __init__(self, root: Path) -> None:
+        self.root, self.moved = root, []
+        for name, text in {"cgroup.subtree_control": "cpu\n", "cgroup.procs": "1\n"}.items():
+            (root / name).write_text(text)
 
-    monkeypatch.setattr(v2, "mkdir", mkdir)
-    monkeypatch.setattr(v2, "write", lambda path, value: writes.append((path, value)))
-    support = plan(V2_SELF, V2_MOUNTS.replace("/sys/fs/cgroup", str(tmp_path)), V2_CONTROLLERS)
+    def mkdir(self, path: str, exist_ok: bool) -> None:
+        base.mkdir(path, exist_ok)
+        new = Path(path)
+        controllers = (new.parent / "cgroup.subtree_control").read_text()
+        for name, text in {
+            "cgroup.controllers": controllers,
+            "cgroup.subtree_control": "",
+            "cgroup.type": "domain\n",
+            "cgroup.procs": "",
+        }.items():
+            if not (new / name).exists():
+                (new / name).write_text(text)
+
+    def write(self, path: str, value: str) -> None:
+        file = Path(path)
+        if file.name == "cgroup.procs":
+            self.moved.append((path, value))
+            return
+        assert file.name == "cgroup.subtree_control", path
+        on = set(file.read_text().split())
+        on = on | {value[1:]} if value[0] == "+" else on - {value[1:]}
+        file.write_text(" ".join(sorted(on)))
+        for child in file.parent.iterdir():
+            if child.is_dir():
+                (child / "cgroup.controllers").write_text(" ".join(sorted(on)))
+
+
+@pytest.fixture
+def fake_cgroupfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCgroupfs:
+    (tmp_path / "cgroup").mkdir()
+    fs = FakeCgroupfs(tmp_path / "cgroup")
+    monkeypatch.setattr(v2, "mkdir", fs.mkdir)
+    monkeypatch.setattr(v2, "write", fs.write)
+    monkeypatch.setattr(v2.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(ledger, "BOOK", str(tmp_path / "run" / "enabled.json"))
+    return fs
+
+
+def test_v2_as_root_turns_on_only_what_is_off_and_notes_it(fake_cgroupfs: FakeCgroupfs) -> None:
+    root = fake_cgroupfs.root
+    fake_cgroupfs.mkdir(str(root / "svc"), exist_ok=False)
+    (root / "svc" / "cgroup.procs").write_text("42\n43\n")
+    support = plan("0::/svc\n", V2_MOUNTS.replace("/sys/fs/cgroup", str(root)), V2_CONTROLLERS)
     cg = v2.make(support, "5-1")
-    assert cg.join_paths == (f"{tmp_path}/stockade/5-1/cgroup.procs",)
-    assert writes == [
-        (f"{tmp_path}/cgroup.subtree_control", "+pids"),  # memory was already on
-        (f"{tmp_path}/stockade/cgroup.subtree_control", "+memory"),
-        (f"{tmp_path}/stockade/cgroup.subtree_control", "+pids"),
-    ]
+    assert cg.join_paths == (f"{root}/svc/stockade/5-1/cgroup.procs",)
+    assert (root / "cgroup.subtree_control").read_text() == "cpu memory pids"
+    assert (root / "svc/cgroup.subtree_control").read_text() == "memory pids"
+    assert (root / "svc/stockade/5-1/cgroup.controllers").read_text() == "memory pids"
+    leaf = f"{root}/svc/stockade-supervisor/cgroup.procs"
+    assert fake_cgroupfs.moved == [(leaf, "42"), (leaf, "43")]  # out of the way of controllers
+    notes = json.loads((root.parent / "run" / "enabled.json").read_text())
+    assert notes == {str(root): ["memory", "pids"], f"{root}/svc": ["memory", "pids"]}
+
+
+def test_v2_ledger_undoes_bottom_first_and_stops_at_a_foreign_child(
+    fake_cgroupfs: FakeCgroupfs,
+) -> None:
+    root = fake_cgroupfs.root
+    fake_cgroupfs.mkdir(str(root / "svc"), exist_ok=False)
+    support = plan("0::/svc\n", V2_MOUNTS.replace("/sys/fs/cgroup", str(root)), V2_CONTROLLERS)
+    v2.make(support, "5-1")
+    fake_cgroupfs.mkdir(str(root / "someone-else"), exist_ok=False)
+    shutil.rmtree(root / "svc" / "stockade")  # what the last run's remove does first
+    with ledger.held() as book:
+        undo = book.undo(str(root), f"{root}/svc", cgroup_layout.LEAF)
+    assert undo == [(f"{root}/svc", "memory"), (f"{root}/svc", "pids")]
+    shutil.rmtree(root / "someone-else")
+    with ledger.held() as book:  # the root's notes stayed in the book until it could go
+        undo = book.undo(str(root), f"{root}/svc", cgroup_layout.LEAF)
+    assert undo == [(str(root), "memory"), (str(root), "pids")]
+
+
+def test_v2_nothing_noted_when_it_was_on_already(fake_cgroupfs: FakeCgroupfs) -> None:
+    root = fake_cgroupfs.root
+    (root / "cgroup.subtree_control").write_text("cpu memory pids\n")
+    support = plan("0::/\n", V2_MOUNTS.replace("/sys/fs/cgroup", str(root)), V2_CONTROLLERS)
+    v2.make(support, "5-1")
+    assert fake_cgroupfs.moved == []  # the root cgroup may keep its processes
+    assert json.loads((root.parent / "run" / "enabled.json").read_text() or "{}") == {}

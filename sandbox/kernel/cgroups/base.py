@@ -35,6 +35,7 @@ class CgroupStats(NamedTuple):
 class Cgroup(Protocol):
     join_paths: tuple[str, ...]  # files a new, single-threaded process writes "0" into to join
     procs_paths: tuple[str, ...]  # the cgroup.procs files: who is in it (one per hierarchy)
+    clone_into: str | None  # v2: the directory a process can be born in (clone3); v1: None
 
     def cpu_time(self) -> float: ...  # cheap: polled during a run
     def stats(self) -> CgroupStats: ...

@@ -13,7 +13,8 @@ import os
 import posixpath
 
 from stockade.errors import SetupError, UnsupportedError
-from stockade.kernel.cgroups import v1, v2
+from stockade.kernel import syscalls as sc
+from stockade.kernel.cgroups import base, v1, v2
 from stockade.kernel.cgroups.base import (
     Cgroup,
     CgroupLimits,
@@ -105,13 +106,37 @@ def _create_once(support: CgroupSupport, name: str, limits: CgroupLimits) -> Cgr
     return cgroup
 
 
+_CLONE3_MISSING = (errno.ENOSYS, errno.E2BIG, errno.EINVAL)  # < 5.3, < 5.7, or filtered
+_can_clone_into = True  # until the kernel (or a container's seccomp profile) says otherwise
+
+
+def fork_into(cgroup: Cgroup | None) -> tuple[int, tuple[str, ...]]:
+    """Fork a single-threaded caller's child into `cgroup`: (0 in the child, its pid in the
+    parent; the files the child must still write "0" into to join). Born in the cgroup
+    where the kernel can (v2 and clone3 with CLONE_INTO_CGROUP, kernel >= 5.7: no join, and
+    it never runs outside its limits), else an ordinary fork that joins first thing."""
+    global _can_clone_into
+    if cgroup is None:
+        return os.fork(), ()
+    if cgroup.clone_into is not None and _can_clone_into:
+        try:
+            with base.open_dir(cgroup.clone_into) as fd:
+                return sc.clone_into_cgroup(fd), ()
+        except OSError as exc:
+            if exc.errno not in _CLONE3_MISSING:
+                raise
+            _can_clone_into = False
+    return os.fork(), cgroup.join_paths
+
+
 def cleanup_stale() -> None:
     """Remove the run cgroups of supervisors that died without cleaning up, tasks first.
 
     Best effort: what cannot go now (a task stuck in the kernel) is tried again next time.
     Liveness is judged in our own pid namespace; a recycled pid keeps its cgroup until later.
     """
-    for parent in set(detect().paths.values()):
+    support = detect()
+    for parent in set(support.paths.values()):
         try:
             names = os.listdir(parent)
         except OSError:
@@ -119,10 +144,16 @@ def cleanup_stale() -> None:
         for name in names:
             pid = supervisor_pid(name)
             if pid is not None and not _alive(pid):
-                path = posixpath.join(parent, name)
-                with contextlib.suppress(OSError):
-                    kill_all((f"{path}/cgroup.procs",))
-                    remove_run_dir(path)
+                _remove_stale(support, posixpath.join(parent, name))
+
+
+def _remove_stale(support: CgroupSupport, path: str) -> None:
+    with contextlib.suppress(OSError, SetupError):
+        if support.version == 2:  # the backend's own removal: it also undoes what it enabled
+            v2.CgroupV2(path, frozenset(), support.mount).remove()
+        else:
+            kill_all((f"{path}/cgroup.procs",))
+            remove_run_dir(path)
 
 
 def _alive(pid: int) -> bool:

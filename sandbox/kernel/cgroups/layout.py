@@ -3,11 +3,14 @@
 The pure half of the cgroup code (`base`, `v1`, `v2` and `control` make the system calls): it reads
 only the texts it is given, so the unit tests cover every layout from recorded texts.
 
-- v2 (most machines): `<mount>/stockade/<run>`, as root only for now. The root cgroup is
-  exempt from the no-internal-processes rule, so `stockade` can sit directly under it with
-  memory and pids enabled in its `cgroup.subtree_control`.
+- v2 (most machines): `<mount>/<our own cgroup>/stockade/<run>`, as root or in a subtree
+  delegated to us, so the limits our own caller is under (a service's MemoryMax, a CI job's,
+  a container's) still apply to the run. Our own cgroup holds our processes, and a cgroup
+  with processes may not give controllers to children ("no internal processes"; only the
+  root cgroup is exempt): `v2` moves them into the leaf `stockade-supervisor` beside
+  `stockade`.
 - v1 (legacy and hybrid layouts): `<controller mount>/<our own cgroup>/stockade/<run>` in each
-  hierarchy, so the limits our own caller is under still apply to the run.
+  hierarchy, for the same reason.
 """
 
 # Not `from __future__ import annotations`: it would cost every command (see spawn/plan.py).
@@ -40,6 +43,7 @@ class CgroupSupport(NamedTuple):
     controllers: dict[str, bool]  # memory, pids, cpu (accounting)
     paths: dict[str, str]  # controller -> the `stockade` directory its run cgroups go under
     reasons: dict[str, str]  # controller -> why it is missing
+    mount: str = ""  # v2: the cgroup2 mount point (the top of what we may walk)
 
 
 class CgroupMount(NamedTuple):
@@ -106,8 +110,10 @@ def plan_support(
     if on_v1 & {"memory", "pids"} or (on_v1 and not v2):
         return _plan_v1(own, mounts, is_root, writable)
     if v2:
-        delegated = None if is_root else _delegated_v2(v2[-1], own.get("", "/"), writable)
-        return _plan_v2(v2[-1], v2_controllers, is_root, delegated)
+        own_dir = _own_v2(v2[-1], own.get("", "/"))
+        if is_root:  # not visible from here (moved out of our cgroup namespace): the top
+            return _plan_v2(v2[-1], v2_controllers, own_dir or v2[-1].mount_point)
+        return _plan_v2(v2[-1], v2_controllers, _delegated_v2(own_dir, writable))
     return unsupported("no cgroup filesystem is mounted (mount cgroup2 on /sys/fs/cgroup)")
 
 
@@ -143,21 +149,27 @@ def _plan_v1(
     return CgroupSupport(1, available, paths, reasons)
 
 
-def _delegated_v2(mount: CgroupMount, own_path: str, writable: Callable[[str], bool]) -> str | None:
-    """Our own v2 cgroup, if it was delegated to us (we may write its control files)."""
+def _own_v2(mount: CgroupMount, own_path: str) -> str | None:
+    """Our own v2 cgroup's directory: the one our leaf is in, once we moved into it."""
     base = cgroup_dir(mount, own_path)
     if base is not None and posixpath.basename(base) == LEAF:
         base = posixpath.dirname(base)
+    return base
+
+
+def _delegated_v2(base: str | None, writable: Callable[[str], bool]) -> str | None:
+    """Our own v2 cgroup, if it was delegated to us (we may write its control files)."""
     files = ("cgroup.procs", "cgroup.subtree_control")
     if base is None or not all(writable(posixpath.join(base, f)) for f in files):
         return None
     return base
 
 
-def _plan_v2(
-    mount: CgroupMount, enabled: frozenset[str], is_root: bool, delegated: str | None
-) -> CgroupSupport:
-    parent = posixpath.join(delegated or mount.mount_point, PARENT)
+def _plan_v2(mount: CgroupMount, enabled: frozenset[str], base: str | None) -> CgroupSupport:
+    """`base`: our own cgroup, where `stockade` goes (None: not ours to use, without root).
+    `enabled`: the root's cgroup.controllers; as root, `v2` enables what is missing between
+    the root and `base`."""
+    parent = posixpath.join(base or mount.mount_point, PARENT)
     paths, reasons = {}, {}
     for controller in CONTROLLERS:
         # cpu.stat (usage_usec) is a core file of every v2 cgroup: no controller needed.
@@ -166,11 +178,12 @@ def _plan_v2(
                 f"cgroup v2 {controller} controller is not in {mount.mount_point}/"
                 "cgroup.controllers (bound to a v1 hierarchy, or disabled at boot)"
             )
-        elif not is_root and delegated is None:
+        elif base is None:
             reasons[controller] = DELEGATION_HINT
         else:
             paths[controller] = parent
-    return CgroupSupport(2, {c: c in paths for c in CONTROLLERS}, paths, reasons)
+    available = {c: c in paths for c in CONTROLLERS}
+    return CgroupSupport(2, available, paths, reasons, mount.mount_point)
 
 
 def keyed(text: str) -> dict[str, int]:

@@ -29,6 +29,7 @@ class CgroupV1:
         # threadgroup lock, whose writer waits for an RCU grace period (5-20 ms here, against
         # 0.05 ms). Writing "0" from a process of one thread moves all of it.
         self.join_paths = tuple(posixpath.join(d, "tasks") for d in unique)
+        self.clone_into = None  # CLONE_INTO_CGROUP takes a v2 cgroup only
 
     def apply(self, limits: CgroupLimits) -> None:
         if limits.memory is not None:
