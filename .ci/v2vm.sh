@@ -33,7 +33,7 @@
 #   V2VM_APPEND   extra kernel command line
 #   V2VM_INIT     bash (default) or systemd: the host's systemd as PID 1 (journald, udev, dbus,
 #                 logind; user managers via `loginctl enable-linger`); the command runs as a
-#                 oneshot service in system.slice
+#                 oneshot service in system.slice, with Delegate=yes
 #   V2VM_VERBOSE  1: also print the guest console (kernel log) to stderr at the end
 # Exit: the command's status; 124 on timeout; 125 if the VM died before reporting one; 3 if
 # what it needs cannot be installed here (the reason on stderr).
@@ -219,6 +219,9 @@ Type=oneshot
 ExecStart=/bin/bash /run/v2vm-job
 StandardInput=null
 TimeoutStartSec=infinity
+# The command may manage cgroups below its own (a sandbox's runs); without this, systemd would
+# also stop the whole service whenever the OOM killer ends one of them (OOMPolicy=stop).
+Delegate=yes
 UNIT
 exec /lib/systemd/systemd --unit=v2vm.target
 STAGE2

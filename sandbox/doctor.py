@@ -167,11 +167,25 @@ def _nesting(support: CgroupSupport) -> str:
             "runs go under the root cgroup (this process is in it): no caller's limits above "
             "them; controllers turned on there for them go off after the last run"
         )
-    return (
+    nested = (
         f"runs nest under this process's cgroup {base}, so its limits cover them; its "
         f"processes move into {base}/{LEAF} at the first run (a cgroup that holds "
         "processes cannot give controllers to children)"
     )
+    if base.endswith(".service") and not _delegated(base):
+        nested += (
+            "; a systemd service: give it Delegate=yes, else systemd stops it whenever the "
+            "OOM killer ends one of its runs (OOMPolicy=stop) and may undo its changes"
+        )
+    return nested
+
+
+def _delegated(cgroup: str) -> bool:
+    """systemd (>= 251) marks the cgroup of a unit with Delegate=yes."""
+    try:
+        return os.getxattr(cgroup, "trusted.delegate") == b"1"
+    except OSError:
+        return False
 
 
 def main(*, json_output: bool = False) -> int:

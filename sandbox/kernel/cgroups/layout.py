@@ -183,7 +183,7 @@ def _plan_v2(mount: CgroupMount, enabled: frozenset[str], base: str | None) -> C
         else:
             paths[controller] = parent
     available = {c: c in paths for c in CONTROLLERS}
-    return CgroupSupport(2, available, paths, reasons, mount.mount_point)
+    return CgroupSupport(2, available, paths, reasons, mount=mount.mount_point)
 
 
 def keyed(text: str) -> dict[str, int]:
