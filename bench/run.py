@@ -652,14 +652,14 @@ def _extra(entry: dict[str, Any]) -> str:
 
 def latency_table(report: dict[str, Any]) -> list[str]:
     lines = []
-    head = (f"{'contender':<16} {'median':>8} {'p90':>8} {'min':>8} {'max':>8}  {'x bare':>6} "
+    head = (f"{'contender':<19} {'median':>8} {'p90':>8} {'min':>8} {'max':>8}  {'x bare':>6} "
             f"{'x bwrap':>7} {'+bare ms':>8}")  # fmt: skip
     for block in report["programs"].values():
         lines += ["", f"{block['title']}  ({block['rounds']} alternated rounds, ms)", head]
         for contender, entry in block["results"].items():
             failed = f"  ({entry['failed']} failed)" if entry["failed"] else ""
             lines.append(
-                f"{contender:<16} {entry['median_ms']:8.2f} {entry['p90_ms']:8.2f} "
+                f"{contender:<19} {entry['median_ms']:8.2f} {entry['p90_ms']:8.2f} "
                 f"{entry['min_ms']:8.2f} {entry['max_ms']:8.2f}  {_ratio(entry, 'bare'):>6} "
                 f"{_ratio(entry, 'bwrap'):>7} {_extra(entry):>8}{failed}"
             )
@@ -671,7 +671,7 @@ def throughput_table(report: dict[str, Any]) -> list[str]:
     if not blocks:
         return []
     levels = sorted({int(n) for block in blocks.values() for n in block["runs_per_s"]})
-    head = f"{'contender':<16} " + " ".join(f"{f'{n} at once':>10}" for n in levels)
+    head = f"{'contender':<19} " + " ".join(f"{f'{n} at once':>10}" for n in levels)
     lines = ["", "Throughput of /bin/true (runs/s) and sandbox memory per concurrent run", head]
     lines[-1] += f" {'MiB/run':>8}  failed runs"
     for name, block in blocks.items():
@@ -679,7 +679,7 @@ def throughput_table(report: dict[str, Any]) -> list[str]:
         memory = block.get("memory_mib_per_run")
         errors = sum(block["errors"].values())
         lines.append(
-            f"{name:<16} {cells} {memory if memory is not None else '-':>8}  {errors or ''}"
+            f"{name:<19} {cells} {memory if memory is not None else '-':>8}  {errors or ''}"
         )
     return lines
 
@@ -724,7 +724,7 @@ def render(report: dict[str, Any]) -> str:
     lines.append("contenders:")
     for name, c in report["contenders"].items():
         state = f"{c['version'] or 'ok'}" if c["available"] else "SKIPPED"
-        lines.append(f"  {name:<16} {state}{'; ' + c['reason'] if c['reason'] else ''}")
+        lines.append(f"  {name:<19} {state}{'; ' + c['reason'] if c['reason'] else ''}")
     lines += latency_table(report) + throughput_table(report)
     lines += ["", "Targets (pairwise median ratios):"]
     for t in report["targets"]:

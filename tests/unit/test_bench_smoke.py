@@ -73,7 +73,7 @@ def test_a_few_rounds_give_a_table_and_json(
     assert report["programs"]["py-print"]["results"]["stockade-pool"]["vs_stockade-api"]["ratio"]
     assert report["targets"][0]["target"].startswith("stockade-api / bwrap")
 
-    header = "contender          median      p90      min      max  x bare x bwrap +bare ms"
+    header = "contender             median      p90      min      max  x bare x bwrap +bare ms"
     assert header in table
     assert "Targets (pairwise median ratios):" in table
     text = md.read_text()
@@ -86,7 +86,7 @@ def _command_line(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str
     # short and bench/results.json is left alone.
     quick = ["--runs", "1", "--warmup", "0", "--throughput-seconds", "0", "--memory-runs", "0"]
     out = ["--json", str(tmp_path / "results.json")]
-    env = {**os.environ, "COLUMNS": "200"}  # --help unwrapped: names stay whole
+    env = {**os.environ, "COLUMNS": "300"}  # --help unwrapped: names stay whole
     return subprocess.run(
         [sys.executable, str(BENCH), *quick, *out, *args],
         capture_output=True,
