@@ -198,6 +198,37 @@ def test_peak_memory_is_measured(make: Callable[..., Cgroup]) -> None:
     assert cgroup.stats().peak_memory >= 16 << 20
 
 
+# ------------------------------------------------------------------ fork into
+
+
+@needs("cpu")
+@pytest.mark.parametrize("clone3", [True, False], ids=["clone3", "fork-and-join"])
+def test_fork_into_starts_the_child_in_its_cgroup_on_v2(
+    make: Callable[..., Cgroup], clone3: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On v2 (kernel >= 5.7) the run's init is born in its cgroup: nothing to join. Else (v1,
+    or clone3 refused) it is forked where we are and given the files to join. The child
+    reports its cgroup before doing anything else."""
+    cgroup = make(pids=8)
+    monkeypatch.setattr(cgroups, "_can_clone_into", clone3)
+    r, w = os.pipe()
+    pid, join = cgroups.fork_into(cgroup)
+    if pid == 0:
+        os.write(w, Path("/proc/self/cgroup").read_bytes())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as reader:
+        seen = reader.read().decode()
+    assert wait(pid) == 0
+    if SUPPORT.version == 2 and clone3:
+        assert join == ()
+        assert cgroup.clone_into is not None
+        assert seen == f"0::/{os.path.relpath(cgroup.clone_into, SUPPORT.mount)}\n"
+    else:
+        assert join == cgroup.join_paths
+        assert seen == Path("/proc/self/cgroup").read_text()  # not in it until it joins
+
+
 # ------------------------------------------------------------------ kill, remove, cleanup
 
 
