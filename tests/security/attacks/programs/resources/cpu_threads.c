@@ -3,7 +3,7 @@
 // limits: cpu_time=1 timeout=20
 // expect: timeout
 // verdict: none
-// check: r.cpu_time < 4 and r.wall_time < 10
+// check: r.cpu_time < 4 and r.wall_time < 10 * T
 #include <pthread.h>
 #include <stdio.h>
 #include <unistd.h>

@@ -1,6 +1,6 @@
 # summary: a double-forked, setsid, SIGTERM/SIGHUP-ignoring daemon that closes its fds and outlives
 #    its parent
-# check: r.wall_time < 5
+# check: r.wall_time < 5 * T
 import os
 import signal
 import time

@@ -1,7 +1,7 @@
 # summary: flood stdout and stderr with 256 MiB each, interleaved; the program must not block
 # verdict: none
 # check: r.stdout_truncated and r.stderr_truncated and r.stdout_len <= p.limits.output and
-#    r.stderr_len <= p.limits.output and r.wall_time < 8
+#    r.stderr_len <= p.limits.output and r.wall_time < 8 * T
 import os
 
 chunk = b"flood " * 10922 + b"\n"
