@@ -70,7 +70,7 @@ CATEGORIES = ("filesystem", "privilege", "resources", "information", "supervisor
 LANGUAGES = {".py": "python", ".sh": "sh", ".c": "c"}
 CGROUP_VERSION = cgroups.detect().version
 # How much slower than native this machine runs the tests: the v2 VM job sets it (software
-# emulation). It lengthens the default timeout and the wall times the checks allow, no more.
+# emulation). It lengthens the runs' timeouts and the wall times the checks allow, no more.
 SLOWDOWN = float(os.environ.get("STOCKADE_TEST_SLOWDOWN", "1"))
 MARKER = "ESCAPED"
 VERDICT = "HELD"
