@@ -1,4 +1,4 @@
-"""The `sandbox` command: run | code | doctor | policies | env.
+"""The `sandbox` command: run | code | batch | doctor | policies | env.
 
 Exit codes (the contract): the program's own; 124 wall or CPU time ran out; 137 killed for
 memory; 128+N death by signal N; 126/127 the command cannot be executed / is not found; 125
@@ -66,6 +66,16 @@ def _add_doctor_command(doctor: argparse.ArgumentParser) -> None:
     doctor.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _add_batch_command(batch: argparse.ArgumentParser) -> None:
+    _add_policy_options(batch)
+    add = batch.add_argument
+    add("jobs", metavar="JOBS.jsonl", help="one job per line: a JSON object with id and code or argv")
+    add("--out", required=True, metavar="RESULTS.jsonl", help="one result per line, appended")
+    add("--resume", action="store_true", help="go on with --out: skip the ids it holds")
+    add("--concurrency", metavar="N", help="jobs at once (default: the machine's cores)")
+    add("--ray", metavar="ADDRESS", help="run on a Ray cluster (stockade[ray]), e.g. auto")
+
+
 def _add_mcp_command(mcp: argparse.ArgumentParser) -> None:
     _add_policy_options(mcp)
     add = mcp.add_argument
@@ -118,6 +128,7 @@ def _add_env_command(env: argparse.ArgumentParser) -> None:
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "run": ("run a command in the sandbox", _add_run_command),
     "code": ("run source code (a file, or - for stdin)", _add_code_command),
+    "batch": ("run a file of jobs (JSON lines), results to a file", _add_batch_command),
     "doctor": ("what this machine supports", _add_doctor_command),
     "policies": ("list the built-in policies, or --show one", _add_policies_command),
     "env": ("make, list and remove Python environments for runs", _add_env_command),
@@ -171,6 +182,10 @@ def _main(argv: list[str]) -> int:
 
             env = dict(_parse_env(item) for item in args.env)
             return mcp_main(args, _policy(args), env)
+        if args.command == "batch":
+            from stockade.batch.command import main as batch_main
+
+            return batch_main(args, _policy(args, model=True))
         return _run(args)
     except KeyboardInterrupt:  # the run is killed and cleaned up on the way out
         print("sandbox: interrupted", file=sys.stderr)
@@ -409,8 +424,9 @@ def _reopen_stdin() -> int:
     return fd
 
 
-def _policy(args: argparse.Namespace) -> Any:
-    # Through the cache of validated policies: a policy run before needs no pydantic.
+def _policy(args: argparse.Namespace, *, model: bool = False) -> Any:
+    # Through the cache of validated policies: a policy run before needs no pydantic. A
+    # batch needs the model itself (`model`): its jobs' own limits override it.
     from stockade.errors import PolicyError
     from stockade.policy.view import load_policy
 
@@ -432,7 +448,13 @@ def _policy(args: argparse.Namespace) -> Any:
     if bare and int(args.memory) < 1 << 20:
         # A bare number is bytes, as everywhere in a policy: far too little to run in.
         raise PolicyError("--memory", f"{args.memory} is bytes; did you mean {args.memory}M?")
-    policy = load_policy(args.policy, {k: v for k, v in flags.items() if v is not None})
+    given = {k: v for k, v in flags.items() if v is not None}
+    if model:
+        from stockade.policy.model import Policy
+
+        policy = Policy.load(args.policy).override(**given)
+    else:
+        policy = load_policy(args.policy, given)
     if args.memory is not None:
         _check_memory(args.memory, policy.limits.memory)
     return policy

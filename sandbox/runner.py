@@ -17,8 +17,11 @@ from stockade.spawn.plan import LANGUAGES, Planner, RunPlan, check_stdin
 from stockade.telemetry import Span, Tracing
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterable, Iterator
     from pathlib import Path
 
+    from stockade.batch.engine import Item
+    from stockade.batch.jobs import JobResult
     from stockade.callbacks.broker import Broker
     from stockade.callbacks.tools import Tools
     from stockade.policy.model import Policy
@@ -208,6 +211,26 @@ class Sandbox:
     async def arun_code(self, code: str, language: str = "python", **options: object) -> Result:
         """`run_code` for asyncio, as `arun`. Async tools run on this event loop."""
         return await cancellable(self.run_code, code, language, **options)
+
+    def map(
+        self, jobs: Iterable[Item], *, concurrency: int | None = None, progress: bool = True
+    ) -> Iterator[JobResult]:
+        """Run many jobs, `concurrency` at a time (default: the machine's cores), and yield
+        each `JobResult` (its id and Result) as it finishes. A job is a `Job`, a mapping of
+        its fields, or a string of Python code (its index is its id); see docs/batch.md.
+        Python code runs on the pool when there is one. A progress bar shows on a terminal
+        (`progress=False`: never). Leaving the loop early kills the runs in progress."""
+        from stockade.batch.engine import map_jobs
+
+        return map_jobs(self, jobs, concurrency=concurrency, progress=progress)
+
+    def amap(
+        self, jobs: Iterable[Item], *, concurrency: int | None = None, progress: bool = True
+    ) -> AsyncIterator[JobResult]:
+        """`map` for asyncio: `async for done in box.amap(jobs): ...`."""
+        from stockade.batch.engine import amap_jobs
+
+        return amap_jobs(self, jobs, concurrency=concurrency, progress=progress)
 
     def start(
         self,

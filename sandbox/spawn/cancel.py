@@ -1,8 +1,9 @@
-"""Cancelling an `arun`: what it has started is killed when its task is cancelled.
+"""Cancelling an `arun`, or a batch: what it has started is killed when it is cancelled.
 
 An `arun` runs its call in a worker thread, which inherits the task's context; the context
 variable below lists what that thread has started (a run, or a pooled sandbox at work for
-it), so a cancelled task can kill exactly that and nothing else.
+it), so a cancelled task can kill exactly that and nothing else. A batch's worker threads
+share one such list, a `Scope`, so an interrupted batch kills the runs it has in progress.
 """
 
 from __future__ import annotations
@@ -51,20 +52,36 @@ def tracked(run: Any) -> Iterator[None]:
             started.remove(run)
 
 
+class Scope:
+    """The runs that calls made through `call` start, from any thread, all killed by
+    `cancel()`; calls made after it start nothing."""
+
+    def __init__(self) -> None:
+        self.started: list[Any] = []
+
+    def call(self, function: Callable[..., T], *args: object, **options: object) -> T:
+        token = _STARTED.set(self.started)
+        try:
+            return function(*args, **options)
+        finally:
+            _STARTED.reset(token)
+
+    def cancel(self) -> None:
+        self.started.append(_CANCELLED)  # first: a run started from now on kills itself
+        for run in [r for r in self.started if r is not _CANCELLED]:
+            run.kill()  # its thread then sees the run end, and returns into nothing
+
+
 async def cancellable(call: Callable[..., T], *args: object, **options: object) -> T:
     """`call` in a worker thread; cancelling the awaiting task kills what it started."""
     import asyncio  # lazily: the command line never needs it
 
-    started: list[Any] = []
-    token = _STARTED.set(started)
-    loop_token = _LOOP.set(asyncio.get_running_loop())
+    scope = Scope()
+    loop_token = _LOOP.set(asyncio.get_running_loop())  # the thread's context is a copy
     try:
-        return await asyncio.to_thread(call, *args, **options)
+        return await asyncio.to_thread(scope.call, call, *args, **options)
     except asyncio.CancelledError:
-        started.append(_CANCELLED)  # first: a run its thread starts from now on kills itself
-        for run in [r for r in started if r is not _CANCELLED]:
-            run.kill()  # its thread then sees the run end, and returns into nothing
+        scope.cancel()
         raise
     finally:
         _LOOP.reset(loop_token)
-        _STARTED.reset(token)
