@@ -69,7 +69,7 @@ def _add_doctor_command(doctor: argparse.ArgumentParser) -> None:
 def _add_batch_command(batch: argparse.ArgumentParser) -> None:
     _add_policy_options(batch)
     add = batch.add_argument
-    add("jobs", metavar="JOBS.jsonl", help="one job per line: a JSON object with id and code or argv")
+    add("jobs", metavar="JOBS.jsonl", help="one JSON object a line: id, code or argv, ...")
     add("--out", required=True, metavar="RESULTS.jsonl", help="one result per line, appended")
     add("--resume", action="store_true", help="go on with --out: skip the ids it holds")
     add("--concurrency", metavar="N", help="jobs at once (default: the machine's cores)")

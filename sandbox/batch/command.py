@@ -50,8 +50,8 @@ def main(args: argparse.Namespace, policy: Any) -> int:
             _write_refused(out, refused, counts, bar)
         finally:
             bar.close()
-    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    print(f"sandbox: batch: {sum(counts.values())} jobs ({summary or 'none to run'})", file=sys.stderr)
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none to run"
+    print(f"sandbox: batch: {sum(counts.values())} jobs ({summary})", file=sys.stderr)
     return 0
 
 
@@ -113,7 +113,9 @@ def _id_in(line: str) -> JobId | None:
     return found if isinstance(found, str | int) and not isinstance(found, bool) else None
 
 
-def _write(out: IO[str], line: dict[str, Any], counts: collections.Counter[str], bar: Progress) -> None:
+def _write(
+    out: IO[str], line: dict[str, Any], counts: collections.Counter[str], bar: Progress
+) -> None:
     out.write(json.dumps(line) + "\n")
     out.flush()  # an interrupted batch keeps every line written so far
     counts[line["status"]] += 1

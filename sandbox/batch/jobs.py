@@ -88,9 +88,7 @@ def _checked(job: Job) -> Job:
         raise PolicyError("code", "a job has either code or argv (not both, not neither)")
     if job.code is not None and not isinstance(job.code, str):
         raise PolicyError("code", f"expected a string, got {type(job.code).__name__}")
-    if job.argv is not None and (
-        not job.argv or not all(isinstance(arg, str) for arg in job.argv)
-    ):
+    if job.argv is not None and (not job.argv or not all(isinstance(arg, str) for arg in job.argv)):
         raise PolicyError("argv", "expected a non-empty list of strings")
     if not isinstance(job.language, str):
         raise PolicyError("language", f"expected a string, got {job.language!r}")

@@ -47,8 +47,10 @@ FLOORS: dict[str, set[str]] = {
         "stockade.telemetry",
     },
     "stockade.warm.guest": set(),  # shipped into the sandbox as source: stdlib only
+    "stockade.batch": BASE | {"stockade.result", "stockade.spawn.cancel"},
     "stockade.runner": BASE
     | {
+        "stockade.batch",
         "stockade.callbacks",
         "stockade.result",
         "stockade.spawn",
@@ -56,10 +58,14 @@ FLOORS: dict[str, set[str]] = {
         "stockade.policy",
         "stockade.telemetry",
     },
+    "stockade.batch.command": BASE | {"stockade.batch", "stockade.ray", "stockade.runner"},
+    "stockade.ray": BASE
+    | {"stockade.batch", "stockade.policy", "stockade.result", "stockade.runner"},
     "stockade.doctor": BASE | {"stockade.kernel", "stockade.net"},
     "stockade.cli": BASE  # and `stockade` for __version__, as policy does
     | {
         "stockade",
+        "stockade.batch.command",
         "stockade.doctor",
         "stockade.environments",
         "stockade.mcp",
