@@ -160,6 +160,11 @@ def serve(control: socket.socket) -> None:
             children.discard(pid)
 
     signal.signal(signal.SIGCHLD, reap)
+    # A terminal's Ctrl-C goes to the caller's whole process group, us included: the caller
+    # decides what it ends (its runs are killed through their channels; we go when it
+    # does), so neither we nor the supervisors we fork die of it halfway, with a traceback.
+    # A workload still gets SIGINT's default disposition (the child's posix_spawn resets it).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     cgroups.detect()
     spawn.cleanup_stale()
     while True:
