@@ -22,6 +22,19 @@ import os
 class SandboxError(Exception):
     """Root of every error the sandbox raises."""
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickled as its message and attributes, not through __init__, whose arguments differ
+        # from class to class: an error raised in another process (a Ray actor) reaches its
+        # caller as itself.
+        return (_restore, (type(self), self.args, self.__dict__))
+
+
+def _restore(kind: type[SandboxError], args: tuple[object, ...], attributes: dict) -> SandboxError:
+    error = kind.__new__(kind)
+    error.args = args
+    error.__dict__.update(attributes)
+    return error
+
 
 class PolicyError(SandboxError, ValueError):
     """A policy file, an override or a command-line flag is invalid."""
