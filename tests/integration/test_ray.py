@@ -136,9 +136,9 @@ def test_a_node_lost_mid_batch_loses_no_job_and_reports_none_twice(cluster: Clus
 def test_sandbox_batch_runs_on_the_cluster(cluster: Cluster, tmp_path: Path) -> None:
     jobs = [{"id": f"j{n}", "code": f"print({n})"} for n in range(40)]
     (tmp_path / "jobs.jsonl").write_text("".join(json.dumps(job) + "\n" for job in jobs))
+    command = ["batch", "jobs.jsonl", "--out", "out.jsonl", "--ray", cluster.address]
     done = subprocess.run(
-        [sys.executable, "-m", "stockade", "batch", "jobs.jsonl", "--out", "out.jsonl"]
-        + ["--ray", cluster.address],
+        [sys.executable, "-m", "stockade", *command],
         capture_output=True,
         text=True,
         cwd=tmp_path,
