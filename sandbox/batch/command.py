@@ -61,8 +61,9 @@ def _results(
     if args.ray is not None:
         from stockade.ray import RaySandbox
 
+        given = concurrency if args.concurrency is not None else None  # else: per node
         with RaySandbox(policy, address=args.ray) as cluster:
-            yield from cluster.map(jobs, progress=False)
+            yield from cluster.map(jobs, concurrency=given, progress=False)
         return
     from stockade.runner import Sandbox
 

@@ -132,3 +132,36 @@ def test_resume_drops_a_line_cut_short_and_runs_its_job_again(tmp_path: Path) ->
     (tmp_path / "out.jsonl").write_text("garbage\n")
     done = batch("jobs.jsonl", "--out", "out.jsonl", "--resume", cwd=tmp_path)
     assert done.returncode == 125 and "line 1 is not a result" in done.stderr
+
+
+def test_a_progress_bar_on_a_terminal_and_none_elsewhere(tmp_path: Path) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    (tmp_path / "jobs.jsonl").write_text(
+        "".join(f'{{"id": {n}, "code": "raise SystemExit({n % 2})"}}\n' for n in range(6))
+    )
+    plain = batch("jobs.jsonl", "--out", "plain.jsonl", cwd=tmp_path)
+    assert plain.returncode == 0 and "|" not in plain.stderr and "\r" not in plain.stderr
+
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    process = subprocess.Popen(
+        [*SANDBOX, "batch", "jobs.jsonl", "--out", "tty.jsonl"], cwd=tmp_path, stderr=terminal
+    )
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # EIO: the command ended, and with it the terminal's last writer
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    assert process.wait(timeout=60) == 0
+    bars = [line for line in shown.decode().split("\r") if "|" in line]
+    assert "100%" in bars[-1] and "6/6" in bars[-1] and "not_ok=3" in bars[-1], bars
