@@ -36,6 +36,7 @@ from stockade.result import Result
 
 CHUNK = 16  # most jobs sent in one call: Ray's own cost per call is ~1 ms
 DEPTH = 2  # chunks in flight per actor: one runs while the next one's results travel
+TRIES = 3  # times a chunk is sent before its jobs are reported lost with their nodes
 _START = 120.0  # seconds an actor may take to start its pool
 LOST = (RayActorError, ObjectLostError)  # the actor, or its node, is gone: run elsewhere
 
@@ -89,14 +90,15 @@ class RaySandbox:
                 .remote(self.policy, size)
             )
             new[node_id] = (actor, actor.ready.remote())
+        why = "the cluster has no live node"
         for node_id, (actor, ready) in new.items():
             try:
                 ray.get(ready, timeout=_START)
                 self._actors[node_id] = actor
-            except LOST:
-                continue  # the node went meanwhile
+            except LOST as exc:  # the node went meanwhile, or the actor could not start
+                why = str(exc)
         if not self._actors:
-            raise SandboxError("no node of the Ray cluster could take a sandbox actor")
+            raise SandboxError(f"no node of the Ray cluster could take a sandbox actor: {why}")
 
     def _lost(self, node_id: str) -> None:
         """The actor on `node_id` is gone: forget it; with none left, place new ones."""
@@ -224,6 +226,7 @@ class _Batch:
         self.waiting: collections.deque[list[Job]] = collections.deque()  # lost chunks
         self.flying: dict[Any, tuple[str, list[Job]]] = {}  # ref -> (node id, chunk)
         self.refused: collections.deque[JobResult] = collections.deque()
+        self.tries: collections.Counter[tuple[object, ...]] = collections.Counter()
         self.size = min(CHUNK, concurrency or CHUNK)
         self.concurrency = concurrency
 
@@ -240,7 +243,18 @@ class _Batch:
                 yield from _unwrapped(ready[0])
             except LOST:
                 self.cluster._lost(node_id)
-                self.waiting.append(chunk)
+                yield from self._again(chunk)
+
+    def _again(self, chunk: list[Job]) -> Iterator[JobResult]:
+        """A chunk lost with its node goes out again, up to TRIES times in all; a chunk that
+        every node it reaches dies under gets results that say so rather than none."""
+        key = tuple(job.id for job in chunk)
+        self.tries[key] += 1
+        if self.tries[key] < TRIES:
+            self.waiting.append(chunk)
+            return
+        why = f"its node was lost {TRIES} times while it ran; not tried again"
+        yield from (JobResult(job.id, rejected(why)) for job in chunk)
 
     def _send(self) -> None:
         nodes = self.cluster.nodes()

@@ -133,3 +133,26 @@ def test_amap_gives_each_result_once_and_cancelling_kills() -> None:
     got = asyncio.run(collect())
     assert got == dict.fromkeys(range(20), Status.OK)
     assert time.monotonic() - started < 20
+
+
+def test_the_batch_benchmark_runs_and_reports_its_ratios() -> None:
+    # A few jobs: its shape, not its speed (bench/ is where speed is measured).
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[2] / "bench" / "batch_bench.py"
+    options = ["--jobs", "20", "--pool", "2", "--rounds", "1", "--no-ray", "--json"]
+    done = subprocess.run(
+        [sys.executable, str(bench), *options],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode in (0, 1), done.stderr  # 1: a target missed, at 20 jobs
+    report = json.loads(done.stdout)
+    rates = report["figures"]["runs_per_second"]
+    assert set(rates) == {"loop", "map", "thread_pool"} and all(v > 0 for v in rates.values())
+    ratio = report["ratios"]["map >= 1.5x a simple loop over run_code"]
+    assert ratio == rates["map"] / rates["loop"]

@@ -133,6 +133,20 @@ def test_a_node_lost_mid_batch_loses_no_job_and_reports_none_twice(cluster: Clus
     assert sorted(seen) == list(range(240))
 
 
+def test_a_chunk_lost_three_times_gets_results_that_say_so(cluster_box: RaySandbox) -> None:
+    from stockade.batch.jobs import Job
+    from stockade.ray.cluster import TRIES, _Batch
+
+    batch = _Batch(cluster_box, [], None)
+    chunk = [Job(id="a", code="1"), Job(id="b", code="1")]
+    for _ in range(TRIES - 1):
+        assert list(batch._again(chunk)) == []  # sent again
+    assert list(batch.waiting) == [chunk] * (TRIES - 1)
+    last = {done.id: done.result for done in batch._again(chunk)}
+    assert set(last) == {"a", "b"}
+    assert all(r.status is Status.SETUP_FAILED and "lost 3 times" in r.error for r in last.values())
+
+
 def test_sandbox_batch_runs_on_the_cluster(cluster: Cluster, tmp_path: Path) -> None:
     jobs = [{"id": f"j{n}", "code": f"print({n})"} for n in range(40)]
     (tmp_path / "jobs.jsonl").write_text("".join(json.dumps(job) + "\n" for job in jobs))
