@@ -17,6 +17,8 @@ __version__ = "0.1.0"  # the one place it is written: pyproject.toml reads it fr
 __all__ = [
     "BuildError",
     "HostTool",
+    "Job",
+    "JobResult",
     "Policy",
     "PolicyError",
     "Result",
@@ -34,6 +36,8 @@ __all__ = [
 _HOMES = {
     "BuildError": "errors",
     "HostTool": "callbacks.tools",
+    "Job": "batch.jobs",
+    "JobResult": "batch.jobs",
     "Policy": "policy.model",
     "PolicyError": "errors",
     "Result": "result",
@@ -49,6 +53,7 @@ _HOMES = {
 }
 
 if TYPE_CHECKING:
+    from stockade.batch.jobs import Job, JobResult
     from stockade.callbacks.tools import HostTool
     from stockade.errors import (
         BuildError,
