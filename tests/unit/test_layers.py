@@ -47,6 +47,9 @@ FLOORS: dict[str, set[str]] = {
         "stockade.telemetry",
     },
     "stockade.warm.guest": set(),  # shipped into the sandbox as source: stdlib only
+    "stockade.workspace": BASE
+    | {"stockade.kernel", "stockade.result", "stockade.spawn", "stockade.warm"},
+    "stockade.workspace.guest": set(),  # shipped into the sandbox as source: stdlib only
     "stockade.runner": BASE
     | {
         "stockade.callbacks",
@@ -55,6 +58,7 @@ FLOORS: dict[str, set[str]] = {
         "stockade.warm",
         "stockade.policy",
         "stockade.telemetry",
+        "stockade.workspace",
     },
     "stockade.doctor": BASE | {"stockade.kernel", "stockade.net"},
     "stockade.cli": BASE  # and `stockade` for __version__, as policy does
