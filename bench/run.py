@@ -21,6 +21,8 @@ Contenders (a peer that is not installed is skipped, and the output says why):
     stockade-*-join  either, with the init forked and then joining its cgroup, as on v1 or a
                      kernel < 5.7, instead of born in it by clone3 (v2); vs_*-join in the JSON
     stockade-pool    Sandbox(policy, pool=2).run_code(code): a warm pool, Python source only
+    stockade-workspace  Sandbox(policy).workspace().exec(argv): a command forked in one
+                     sandbox that exists already
     stockade-cli     `sandbox run -- argv`: a fresh interpreter, its imports, the policy, the run
     python-startup   `python -c pass` with the CLI's interpreter: what the CLI is measured against
     llm-sandbox-api  llm-sandbox's bubblewrap backend: session.run(code) on an open session
@@ -460,7 +462,8 @@ def make_contenders(
                 name, "process", only=("true",), replace=lambda _: (cli_python, "-c", "pass")
             )
             contender.reason = f"{cli_python} -c pass, timed in the `true` block only"
-        elif name in ("stockade-api", "stockade-api-join", "stockade-fresh", "stockade-fresh-join"):
+        elif name in ("stockade-api", "stockade-api-join", "stockade-fresh", "stockade-fresh-join",
+                      "stockade-workspace"):  # fmt: skip
             contender = WorkerContender(name, cli_python, project_env, config)
         elif name == "stockade-pool":
             contender = WorkerContender(name, cli_python, project_env, config)
@@ -696,6 +699,8 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     checks = [
         ("stockade-api / bwrap on /bin/true <= 0.8", pair("true", "stockade-api", "bwrap"), 0.8),
         ("stockade-api / bwrap on print(1) <= 1.0", pair("py-print", "stockade-api", "bwrap"), 1.0),
+        ("stockade-workspace / bwrap on /bin/true <= 0.5",
+         pair("true", "stockade-workspace", "bwrap"), 0.5),
         ("stockade-cli / python -c pass on /bin/true <= 2.0",
          pair("true", "stockade-cli", "python-startup"), 2.0),
         ("llm-sandbox-api / stockade-api on print(1) >= 3.0", llm, 3.0),
@@ -748,9 +753,9 @@ def write_results_md(path: Path, text: str) -> None:
 
 # --- main ---------------------------------------------------------------------------------------
 
-ALL = ["bare", "unshare", "bwrap", "firejail", "stockade-api", "stockade-pool", "stockade-cli",
-       "python-startup", "llm-sandbox-api", "autogen-api", "stockade-fresh", "stockade-api-join",
-       "stockade-fresh-join"]  # fmt: skip
+ALL = ["bare", "unshare", "bwrap", "firejail", "stockade-api", "stockade-pool",
+       "stockade-workspace", "stockade-cli", "python-startup", "llm-sandbox-api", "autogen-api",
+       "stockade-fresh", "stockade-api-join", "stockade-fresh-join"]  # fmt: skip
 PROGRAMS = ["true", "py-S-pass", "py-print", "py-work"]
 
 

@@ -84,6 +84,23 @@ class StockadePool(Stockade):
         return self.box.run_code(program["code"])
 
 
+class StockadeWorkspace(Stockade):
+    """This project's workspace: `Sandbox(policy).workspace().exec(argv)`. Each command is
+    forked inside one sandbox that already exists (see docs/workspaces.md): no namespaces,
+    mounts or cgroup to make per run."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.workspace = self.box.workspace()
+
+    def _run(self, program: Program) -> Any:
+        return self.workspace.exec(program["argv"])
+
+    def close(self) -> None:
+        self.workspace.close()
+        super().close()
+
+
 class LlmSandbox:
     """llm-sandbox's daemonless bubblewrap backend: `session.run(code)` on an open session
     (opened once, outside the timing: the cheapest way to use it), and
@@ -184,6 +201,7 @@ BACKENDS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "stockade-fresh": lambda config: Stockade(config, prefork=False),
     "stockade-fresh-join": lambda config: Stockade(config, prefork=False, join=True),
     "stockade-pool": StockadePool,
+    "stockade-workspace": StockadeWorkspace,
     "llm-sandbox-api": LlmSandbox,
     "autogen-api": AutoGen,
 }

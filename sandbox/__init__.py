@@ -16,6 +16,7 @@ __version__ = "0.1.0"  # the one place it is written: pyproject.toml reads it fr
 
 __all__ = [
     "BuildError",
+    "Command",
     "HostTool",
     "Job",
     "JobResult",
@@ -31,10 +32,14 @@ __all__ = [
     "Status",
     "ToolCall",
     "UnsupportedError",
+    "Workspace",
+    "WorkspaceError",
+    "WorkspaceFileError",
 ]
 
 _HOMES = {
     "BuildError": "errors",
+    "Command": "workspace.command",
     "HostTool": "callbacks.tools",
     "Job": "batch.jobs",
     "JobResult": "batch.jobs",
@@ -50,6 +55,9 @@ _HOMES = {
     "Status": "result",
     "ToolCall": "result",
     "UnsupportedError": "errors",
+    "Workspace": "workspace.workspace",
+    "WorkspaceError": "errors",
+    "WorkspaceFileError": "errors",
 }
 
 if TYPE_CHECKING:
@@ -62,12 +70,16 @@ if TYPE_CHECKING:
         SessionError,
         SetupError,
         UnsupportedError,
+        WorkspaceError,
+        WorkspaceFileError,
     )
     from stockade.policy.model import Policy
     from stockade.result import Result, Status, ToolCall
     from stockade.runner import Sandbox
     from stockade.spawn.running import Running
     from stockade.warm.session import Session
+    from stockade.workspace.command import Command
+    from stockade.workspace.workspace import Workspace
 
 
 def __getattr__(name: str) -> Any:

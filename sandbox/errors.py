@@ -6,8 +6,12 @@
     ├── SetupError               the sandbox could not be set up; carries the step and the errno
     ├── BuildError               a Python environment could not be built; names the requirements
                                  and carries the installer's message
-    └── SessionError             a session's interpreter is gone (or never started); its state
-                                 is lost; carries the last call's Result when there is one
+    ├── SessionError             a session's interpreter is gone (or never started); its state
+    │                            is lost; carries the last call's Result when there is one
+    ├── WorkspaceError           a workspace cannot take requests any more (closed, idle, its
+    │                            lifetime over, its guest gone, or it never started); says why
+    └── WorkspaceFileError       a file operation in a workspace failed (also an OSError, with
+                                 the errno and the path: ENOENT, EISDIR, EEXIST, ELOOP...)
 
 What the *program* did (timeout, out of memory, a signal, a non-zero exit) is not an
 exception: it is the `status` of the `Result`. Only what the sandbox could not do raises.
@@ -89,3 +93,22 @@ class SessionError(SandboxError):
         self.reason = reason
         self.result = result
         super().__init__(reason)
+
+
+class WorkspaceError(SandboxError):
+    """A workspace cannot take requests any more: `reason` says why (closed, idle for its
+    `limits.workspace_idle`, its `limits.workspace_lifetime` over, its guest program gone,
+    or it could not start). Its files and processes are gone with it."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class WorkspaceFileError(SandboxError, OSError):
+    """A file operation inside a workspace failed: `errno` says why (ENOENT, EISDIR, ENOTDIR,
+    EEXIST, ELOOP for a link, which is never followed, EFBIG over a cap), `filename` is the
+    path as given."""
+
+    def __init__(self, errno: int, message: str, path: str) -> None:
+        super().__init__(errno, message, path)

@@ -1,4 +1,4 @@
-"""`Sandbox`, the facade: run / run_code / arun / start / session. Planning is
+"""`Sandbox`, the facade: run / run_code / arun / start / session / workspace. Planning is
 `spawn.plan`'s, running `spawn`'s, warm interpreters `warm`'s."""
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from stockade.spawn.prepared import Standby
     from stockade.warm.pool import Pool
     from stockade.warm.session import Session
+    from stockade.workspace.workspace import Workspace
 
 Stdin = bytes | int | None
 Duration = float | str | None
@@ -268,6 +269,21 @@ class Sandbox:
             self.planner, timeout=timeout, env=env, preload=modules, tracing=self.tracing,
             tools=tools,
         )  # fmt: skip
+
+    def workspace(
+        self,
+        *,
+        idle: float | None = None,
+        lifetime: float | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Workspace:
+        """One sandbox that lives across many commands, file operations and sessions, until
+        `close()`, `idle` seconds with nothing running, or its `lifetime` (the policy's
+        `limits.workspace_idle` and `limits.workspace_lifetime` by default); see
+        workspace.py. `env` is added to every command's environment."""
+        from stockade.workspace.workspace import Workspace
+
+        return Workspace(self.planner, idle=idle, lifetime=lifetime, env=env)
 
     def close(self) -> None:
         """End the pool's sandboxes and the prepared run, if any. Idempotent."""

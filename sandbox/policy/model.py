@@ -120,6 +120,11 @@ class Limits(_Section):
     tool_time: Duration = Field(10.0, gt=0, le=_DAY)
     """Most seconds one tool call may take on the host; then the code gets an error (a sync
     tool cannot be stopped: it finishes in the background, its result dropped)."""
+    workspace_idle: Duration = Field(600.0, gt=0, le=_DAY)
+    """A workspace (`Sandbox.workspace`) ends after this many seconds with no command
+    running and no request."""
+    workspace_lifetime: Duration = Field(3600.0, gt=0, le=_DAY)
+    """A workspace ends this many seconds after it started, whatever it is doing."""
     cgroups: Literal["required", "best_effort"] = "required"
     """'required': refuse to run without the cgroup controllers the limits need.
     'best_effort': run on rlimits alone and say in Result.warnings which limits are weaker."""

@@ -298,3 +298,17 @@ def check_files(files: Mapping[str, bytes | str]) -> dict[str, bytes]:
 def _parents(name: str) -> list[str]:
     parts = name.split("/")
     return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def check_inside(path: object) -> str:
+    """`path` as sessions' and workspaces' file calls take it: absolute and normal, inside
+    /workspace (where a relative path starts) or /tmp; `..` is refused, not resolved."""
+    if not isinstance(path, str) or not path or "\0" in path:
+        raise PolicyError("path", f"expected a path without NUL bytes, not {path!r}")
+    full = path if path.startswith("/") else f"/workspace/{path}"
+    names = [name for name in full.split("/") if name not in ("", ".")]
+    if ".." in names:
+        raise PolicyError("path", f"{path!r}: '..' is not allowed")
+    if not names or names[0] not in ("workspace", "tmp"):
+        raise PolicyError("path", f"{path!r}: not inside /workspace or /tmp")
+    return "/" + "/".join(names)

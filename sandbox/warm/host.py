@@ -57,6 +57,12 @@ _PIPE = 1 << 20  # bytes of the output pipes' buffers (the usual most for a user
 _CHUNK = 65536
 
 
+# Starts argv in a sandbox that exists already, with this stdin (the control socket), this
+# environment, for at most this many seconds, with this fd 3 (a tool channel) if any: a
+# workspace's (workspace/command.py's Keeper).
+Inside = Callable[[Sequence[str], int, Mapping[str, str], float, "int | None"], running.Running]
+
+
 class StartFailed(SandboxError):
     """A warm interpreter could not be started; `result` says why, as a setup_failed run."""
 
@@ -193,6 +199,7 @@ class Warm:
         self.run, self.control, self.meter = run, control, meter
         self.warnings: tuple[str, ...] = ()
         self.pooled = False  # a zygote, which hands us each prepared run's socket
+        self.shared = False  # in a sandbox of others' (a workspace's): it ends none of theirs
         self.born = time.monotonic()
         self.requests = 0
         self.clean = False  # ready for a request: said "ready" since the last one
@@ -216,10 +223,15 @@ class Warm:
         env: Mapping[str, str] | None = None,
         ready_timeout: float = 60.0,
         tools: int | None = None,
+        inside: Inside | None = None,
     ) -> Warm:
         """Start the sandbox and wait until the interpreter is ready. Raises `StartFailed`
         (setup failed, or the interpreter died starting) and `PolicyError` (a bad argument).
-        `tools`: a session's end of its tool channel (callbacks/), its fd 3."""
+        `tools`: a session's end of its tool channel (callbacks/), its fd 3. `inside` starts
+        the interpreter in a sandbox that exists already (a workspace's) instead: shared with
+        other processes, it ends none of theirs, and measures itself."""
+        if inside is not None:
+            return cls._start_inside(inside, planner, preload, lifetime, env, ready_timeout, tools)
         plan = planner.plan(["python3", "-c", SOURCE, mode], files={}, env=env or {})
         limits = plan.cgroup_limits
         extra = 1 if mode == "pool" else 0  # the zygote is one more process than a run has
@@ -251,10 +263,45 @@ class Warm:
             raise
         return warm
 
+    @classmethod
+    def _start_inside(
+        cls,
+        inside: Inside,
+        planner: Planner,
+        preload: Sequence[str],
+        lifetime: float,
+        env: Mapping[str, str] | None,
+        ready_timeout: float,
+        tools: int | None,
+    ) -> Warm:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            argv = ("python3", "-c", SOURCE, "session")
+            environment = planner.environment(env or {})
+            run = inside(argv, theirs.fileno(), environment, lifetime, tools)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        warm = cls(run, ours, Meter(None))  # type: ignore[arg-type]
+        warm.shared = True
+        try:
+            started = run.started()
+            if started is None:
+                raise StartFailed(_failure(run, "", ""))  # type: ignore[arg-type]
+            warm.warnings = started.warnings
+            warm._handshake("session", preload, ready_timeout, tools is not None)
+        except BaseException:
+            warm.close()
+            raise
+        return warm
+
     def _handshake(self, mode: str, preload: Sequence[str], timeout: float, tools: bool) -> None:
         fds = [memfd(pool_filter())] if mode == "pool" else []
         try:
             init: dict[str, object] = {"preload": list(preload), "early": self.meter.complete}
+            init["shared"] = self.shared
             if mode == "pool" or tools:  # any pooled run may be given tools: compiled once
                 init["tools"] = GUEST_SOURCE
             with contextlib.suppress(OSError):  # if it died already, the wait says why

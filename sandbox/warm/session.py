@@ -39,10 +39,10 @@ from stockade.errors import PolicyError, SessionError
 from stockade.result import Result, describe_end, make_result
 from stockade.spawn.capture import Sink
 from stockade.spawn.collect import Collected
-from stockade.spawn.plan import check_files  # the same checks as any run
+from stockade.spawn.plan import check_files, check_inside  # the same checks as any run
 from stockade.telemetry import Span, Tracing
 from stockade.warm import host as interpreter
-from stockade.warm.host import Outcome, StartFailed, Warm
+from stockade.warm.host import Inside, Outcome, StartFailed, Warm
 
 if TYPE_CHECKING:
     from stockade.callbacks.tools import Tools
@@ -68,9 +68,12 @@ class Session:
         preload: Sequence[str] = (),
         tracing: Tracing | None = None,
         tools: Tools | None = None,
+        inside: Inside | None = None,
     ) -> None:
         """`tools`: host functions the session's code may call (callbacks/); their channel is
-        the interpreter's fd 3, served only while a call of the session runs."""
+        the interpreter's fd 3, served only while a call of the session runs. `inside`: run
+        the interpreter in a sandbox that exists already (a workspace's, `Workspace.python`)
+        rather than in one of its own."""
         if timeout is not None and not 0 < timeout <= lifetime:
             raise PolicyError("timeout", f"a call's timeout must be in (0, {lifetime}] seconds")
         if not 0 < lifetime <= 86_400 or grace < 0:
@@ -94,7 +97,7 @@ class Session:
             try:
                 self._warm: Warm | None = Warm.start(
                     planner, "session", preload=preload, lifetime=lifetime, env=env,
-                    tools=broker.guest.fileno() if broker is not None else None,
+                    tools=broker.guest.fileno() if broker is not None else None, inside=inside,
                 )  # fmt: skip
             except BaseException as exc:
                 if broker is not None:
@@ -182,7 +185,7 @@ class Session:
         absolute inside /workspace or /tmp. A link is never followed (nor one on the way);
         at most the policy's `limits.collect_size` bytes. Raises `PolicyError` for a bad path
         or a file that cannot be read, `SessionError` when the session is gone."""
-        full = _inside(path)
+        full = check_inside(path)
         name = full.lstrip("/")
         cap = self.planner.policy.limits.collect_size
         got = Collected(cap + len(name.encode(errors="surrogateescape")))
@@ -193,7 +196,7 @@ class Session:
         """Write `data` (str: as UTF-8) to `path` (as `read_file` takes it), making the
         directories on the way and replacing the file if there is one; at most the policy's
         `limits.file_size` bytes. A link is never followed: one in the way is an error."""
-        full = _inside(path)
+        full = check_inside(path)
         if isinstance(data, str):
             data = data.encode()
         if not isinstance(data, bytes | bytearray | memoryview):
@@ -206,7 +209,7 @@ class Session:
     def list_files(self, path: str = ".") -> list[str]:
         """The names in a directory of the session (as `read_file` takes it), sorted; a
         directory's name ends with "/". A link is listed, never followed."""
-        full = _inside(path)
+        full = check_inside(path)
         names: list[str] = []
         cap = self.planner.policy.limits.collect_size
         room = [cap]  # what comes from inside is bounded here too
@@ -329,20 +332,6 @@ class Session:
         warm.close()
         self._warm = None
         self._ended = f"the session is gone: {why}; its state is lost"
-
-
-def _inside(path: object) -> str:
-    """`path` as the session's file calls take it: absolute and normal, inside /workspace
-    (where a relative path starts) or /tmp; `..` is refused, not resolved."""
-    if not isinstance(path, str) or not path or "\0" in path:
-        raise PolicyError("path", f"expected a path without NUL bytes, not {path!r}")
-    full = path if path.startswith("/") else f"/workspace/{path}"
-    names = [name for name in full.split("/") if name not in ("", ".")]
-    if ".." in names:
-        raise PolicyError("path", f"{path!r}: '..' is not allowed")
-    if not names or names[0] not in ("workspace", "tmp"):
-        raise PolicyError("path", f"{path!r}: not inside /workspace or /tmp")
-    return "/" + "/".join(names)
 
 
 def _plain(name: str) -> bool:

@@ -48,6 +48,9 @@ FLOORS: dict[str, set[str]] = {
     },
     "stockade.warm.guest": set(),  # shipped into the sandbox as source: stdlib only
     "stockade.batch": BASE | {"stockade.result", "stockade.spawn.cancel"},
+    "stockade.workspace": BASE
+    | {"stockade.kernel", "stockade.result", "stockade.spawn", "stockade.warm"},
+    "stockade.workspace.guest": set(),  # shipped into the sandbox as source: stdlib only
     "stockade.runner": BASE
     | {
         "stockade.batch",
@@ -57,6 +60,7 @@ FLOORS: dict[str, set[str]] = {
         "stockade.warm",
         "stockade.policy",
         "stockade.telemetry",
+        "stockade.workspace",
     },
     "stockade.batch.command": BASE | {"stockade.batch", "stockade.ray", "stockade.runner"},
     "stockade.ray": BASE

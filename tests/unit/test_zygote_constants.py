@@ -1,4 +1,5 @@
-"""The constants (and the collector) copied into the zygote equal their originals.
+"""The constants (and the collector) copied into the zygote, and into the workspace's guest,
+equal their originals.
 
 The zygote runs inside as `python3 -c SOURCE`, where the package is not visible, so it carries
 its own copies of the host's values and of the kernel's and the standard library's numbers.
@@ -16,11 +17,20 @@ from stockade.kernel import syscalls
 from stockade.spawn import collect
 from stockade.warm import host, session
 from stockade.warm.guest import zygote
+from stockade.workspace import workspace
+from stockade.workspace.guest import agent
 
 
 def test_the_protocol_constants_are_the_hosts() -> None:
     assert zygote.MESSAGE == host.MESSAGE
     assert zygote.IDLE_CPU_EXIT == session.IDLE_CPU_EXIT
+
+
+def test_the_workspace_guest_constants_are_the_hosts() -> None:
+    assert agent.MESSAGE == host.MESSAGE
+    assert agent.IDLE_EXIT == workspace.IDLE_EXIT
+    assert agent.PR_SET_DUMPABLE == syscalls.PR_SET_DUMPABLE
+    assert agent.PR_SET_CHILD_SUBREAPER == zygote.PR_SET_CHILD_SUBREAPER == 36  # prctl.h
 
 
 def test_the_kernel_numbers_are_the_hosts() -> None:

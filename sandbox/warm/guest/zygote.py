@@ -870,7 +870,11 @@ def _gettid() -> int:
 
 
 def session(channel: Channel) -> None:
-    measured = bool(_setup(channel).get("early"))  # the host measures CPU time and memory
+    init = _setup(channel)
+    measured = bool(init.get("early"))  # the host measures CPU time and memory
+    # In a workspace, other commands share the sandbox: a call's processes are left to run
+    # (the keeper ends them with the session), since ending "every process" would end theirs.
+    end_processes = (lambda: None) if init.get("shared") else _kill_all
     sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import ast
@@ -890,7 +894,7 @@ def session(channel: Channel) -> None:
     waiting.register(channel.sock, select.POLLIN)
     while True:
         while not waiting.poll(1000):  # between calls, a thread a call left may fork: no
-            _kill_all()  # process of it lives longer than this
+            end_processes()  # process of it lives longer than this
         request, payload, fds = _receive_request(channel.sock)
         for fd in fds:
             os.close(fd)
@@ -922,7 +926,7 @@ def session(channel: Channel) -> None:
         cpu = request.get("cpu")
         code, interrupted = _call(interrupter, body, float(request["timeout"]), cpu)
         _flush()
-        _kill_all()  # processes a call started end with it: nothing outlives its limits
+        end_processes()  # processes a call started end with it: nothing outlives its limits
         wall = time.monotonic() - started
         usage = {}
         if before is not None:
