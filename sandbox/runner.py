@@ -283,7 +283,7 @@ class Sandbox:
         workspace.py. `env` is added to every command's environment."""
         from stockade.workspace.workspace import Workspace
 
-        return Workspace(self.planner, idle=idle, lifetime=lifetime, env=env)
+        return Workspace(self.planner, idle=idle, lifetime=lifetime, env=env, tracing=self.tracing)
 
     def close(self) -> None:
         """End the pool's sandboxes and the prepared run, if any. Idempotent."""

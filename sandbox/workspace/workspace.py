@@ -41,6 +41,7 @@ from stockade.spawn.cancel import cancellable, tracked
 from stockade.spawn.capture import Sink
 from stockade.spawn.plan import check_argv, check_inside
 from stockade.spawn.supervisor import RunReport, Started
+from stockade.telemetry import Tracing
 from stockade.warm import host
 from stockade.warm.host import MESSAGE, Meter
 from stockade.workspace import files
@@ -78,8 +79,10 @@ class Workspace:
         idle: float | None = None,
         lifetime: float | None = None,
         env: Mapping[str, str] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         limits = planner.policy.limits
+        self.tracing = tracing or Tracing()
         self.idle = _seconds("idle", limits.workspace_idle if idle is None else idle)
         lifetime = limits.workspace_lifetime if lifetime is None else lifetime
         self.lifetime = _seconds("lifetime", lifetime)
@@ -131,9 +134,12 @@ class Workspace:
         policy's `limits.cpu_time` end its whole process tree; processes it leaves running
         end with it. Raises `WorkspaceError` when the workspace is gone."""
         limit = self.planner.policy.limits.timeout if timeout is None else timeout
-        handle = self._start(command, bytes(stdin), env, cwd, limit, on_stdout, on_stderr)
-        with tracked(handle):
-            return handle.wait()
+        with self.tracing.span("stockade.workspace.exec", timeout=limit) as span:
+            handle = self._start(command, bytes(stdin), env, cwd, limit, on_stdout, on_stderr)
+            with tracked(handle):
+                result = handle.wait()
+            span.result(result)
+            return result
 
     async def aexec(self, command: Sequence[str] | str, **options: object) -> Result:
         """`exec` for asyncio: in a worker thread; cancelling the task kills the command."""
@@ -256,7 +262,7 @@ class Workspace:
             preload=modules,
             lifetime=self.lifetime,
             inside=self._inside,
-            **options,  # type: ignore[arg-type]
+            **{"tracing": self.tracing, **options},  # type: ignore[arg-type]
         )
 
     # ------------------------------------------------------------------ files

@@ -100,6 +100,21 @@ def test_session_calls_open_spans(
     assert len(ids) == 1
 
 
+def test_workspace_commands_and_its_sessions_open_spans(
+    tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
+) -> None:
+    with under_a_tool_span(tracer_provider) as box, box.workspace() as workspace:
+        workspace.exec(["true"])
+        workspace.exec("exit 3")
+        with workspace.python() as session:
+            session.run("x = 1")
+    commands = [s for s in spans(span_exporter) if s.name == "stockade.workspace.exec"]
+    assert [(s.attributes or {})["stockade.status"] for s in commands] == ["ok", "nonzero_exit"]
+    assert (commands[1].attributes or {})["process.exit.code"] == 3
+    assert commands[1].status.status_code is StatusCode.ERROR
+    assert "stockade.session.run" in [s.name for s in spans(span_exporter)]
+
+
 def test_an_exception_is_recorded_on_the_span(
     tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
 ) -> None:

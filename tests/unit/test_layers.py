@@ -49,7 +49,13 @@ FLOORS: dict[str, set[str]] = {
     "stockade.warm.guest": set(),  # shipped into the sandbox as source: stdlib only
     "stockade.batch": BASE | {"stockade.result", "stockade.spawn.cancel"},
     "stockade.workspace": BASE
-    | {"stockade.kernel", "stockade.result", "stockade.spawn", "stockade.warm"},
+    | {
+        "stockade.kernel",
+        "stockade.result",
+        "stockade.spawn",
+        "stockade.telemetry",
+        "stockade.warm",
+    },
     "stockade.workspace.guest": set(),  # shipped into the sandbox as source: stdlib only
     "stockade.runner": BASE
     | {
