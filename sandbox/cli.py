@@ -82,7 +82,13 @@ def _add_mcp_command(mcp: argparse.ArgumentParser) -> None:
     add("--env", action="append", default=[], metavar="NAME=VALUE", help="set one variable")
     add("--http", metavar="[HOST:]PORT", help="serve streamable HTTP (HOST: 127.0.0.1)")
     add("--allow-remote", action="store_true", help="let --http listen beyond loopback")
-    add("--max-sessions", type=int, default=4, metavar="N", help="most sessions open at once")
+    add(
+        "--max-sessions",
+        type=int,
+        default=4,
+        metavar="N",
+        help="most sessions and workspaces at once",
+    )
     add("--pool", type=int, default=0, metavar="N", help="keep N warm sandboxes for run_code")
 
 

@@ -21,8 +21,8 @@ and at most `max_sessions` sessions are open at once. `close()` ends every sessi
 sandbox's warm runs.
 
 Each kind of handle registers the same tools the same way (`_add_handle_tools`): a
-workspace's, when the core has workspaces, are `workspace_open`, `workspace_exec`,
-`workspace_read_file` and the rest.
+workspace's are `workspace_open`, `workspace_exec` (a command in it, several at once),
+`workspace_read_file` and the rest; sessions and workspaces share `--max-sessions`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 
-from stockade import Result, Sandbox, SandboxError, SessionError
+from stockade import Result, Sandbox, SandboxError, SessionError, WorkspaceError
 
 MAX_SESSIONS = 4
 INSTRUCTIONS = (
@@ -89,7 +89,7 @@ class Handles:
                 del self._open[handle]
             if len(self._open) >= self.most:
                 raise ToolError(
-                    f"{len(self._open)} sessions are open, the server's most "
+                    f"{len(self._open)} sessions and workspaces are open, the server's most "
                     "(sandbox mcp --max-sessions): close one first"
                 )
             handle = f"{kind}-{os.urandom(8).hex()}"
@@ -151,6 +151,7 @@ class StockadeServer:
         self._add_run_tools()
         if max_sessions:
             self._add_session_tools()
+            self._add_workspace_tools()
 
     def close(self) -> None:
         """End every open session and the sandbox's warm runs. Idempotent."""
@@ -196,7 +197,28 @@ class StockadeServer:
 
         self.mcp.add_tool(session_open, annotations=ToolAnnotations(open_world_hint=False))
         self.mcp.add_tool(session_run, annotations=_STATEFUL)
-        _add_handle_tools(self.mcp, handles, "session", lister="list_files")
+        _add_handle_tools(self.mcp, handles, "session", lambda s, path: s.list_files(path))
+
+    def _add_workspace_tools(self) -> None:
+        box, handles = self.sandbox, self.handles
+
+        def workspace_open() -> dict[str, str]:
+            """Start a workspace: one sandbox that lives across many commands (several may
+            run at once) and keeps its files between them; answers its id. Close it when
+            done."""
+            return {"id": handles.add("workspace", lambda: box.workspace(env=self.env))}
+
+        async def workspace_exec(id: str, command: list[str] | str) -> RunOutput:
+            """Run a command in an open workspace (an argv, or a string for /bin/sh -c) and
+            answer with its status, exit code and output; its files stay for the next."""
+            if not command:
+                raise ToolError("command: give an argv, e.g. ['ls', '-l'], or a shell line")
+            workspace = handles.get("workspace", id)
+            return await _answer(workspace.aexec(command), lambda: handles.pop("workspace", id))
+
+        self.mcp.add_tool(workspace_open, annotations=ToolAnnotations(open_world_hint=False))
+        self.mcp.add_tool(workspace_exec, annotations=_STATEFUL)
+        _add_handle_tools(self.mcp, handles, "workspace", _workspace_names)
 
     def _check_code(self, code: str) -> None:
         most = self.sandbox.policy.limits.file_size
@@ -204,9 +226,16 @@ class StockadeServer:
             raise ToolError(f"code: longer than the policy's limits.file_size ({most} bytes)")
 
 
-def _add_handle_tools(server: MCPServer, handles: Handles, kind: str, *, lister: str) -> None:
+def _workspace_names(workspace: Any, path: str) -> list[str]:
+    return [e.name + ("/" if e.kind == "dir" else "") for e in workspace.list(path)]
+
+
+def _add_handle_tools(
+    server: MCPServer, handles: Handles, kind: str, names: Callable[[Any, str], list[str]]
+) -> None:
     """`{kind}_close` and the file tools of a kind of handle whose object has `close()`,
-    `read_file(path)`, `write_file(path, data)` and a lister of a directory's names."""
+    `read_file(path)` and `write_file(path, data)`; `names(handle, path)` lists a directory
+    (a directory's name ends with /)."""
 
     def close(id: str) -> dict[str, str]:
         handles.pop(kind, id).close()
@@ -231,7 +260,7 @@ def _add_handle_tools(server: MCPServer, handles: Handles, kind: str, *, lister:
         return {"path": path, "written": True}
 
     def list_files(id: str, path: str = ".") -> dict[str, list[str]]:
-        return {"names": _tool_errors(lambda: getattr(handles.get(kind, id), lister)(path))}
+        return {"names": _tool_errors(lambda: names(handles.get(kind, id), path))}
 
     where = f"in an open {kind} (/workspace, where a relative path starts, or /tmp)"
     tools = (
@@ -257,7 +286,7 @@ async def _answer(call: Any, gone: Callable[[], object] | None = None) -> RunOut
     """A run's Result as the tool's answer; what the sandbox could not do as a tool error."""
     try:
         result: Result = await call
-    except SessionError as exc:
+    except (SessionError, WorkspaceError) as exc:
         if gone is not None:
             gone()
         raise ToolError(str(exc)) from None

@@ -77,8 +77,10 @@ def test_the_tools_are_listed(server: StockadeServer) -> None:
     async def names(client: Client) -> list[str]:
         return sorted(tool.name for tool in (await client.list_tools()).tools)
 
-    session = ["open", "run", "close", "read_file", "write_file", "list_files"]
-    assert talk(server, names) == sorted(["run_code", "exec", *(f"session_{v}" for v in session)])
+    handle = ["close", "read_file", "write_file", "list_files"]
+    session = [f"session_{v}" for v in ("open", "run", *handle)]
+    workspace = [f"workspace_{v}" for v in ("open", "exec", *handle)]
+    assert talk(server, names) == sorted(["run_code", "exec", *session, *workspace])
 
 
 def test_run_code_runs_confined(server: StockadeServer, tmp_path: Path) -> None:
@@ -185,6 +187,33 @@ def test_a_session_keeps_state_and_files(server: StockadeServer) -> None:
     assert not server.handles._open
 
 
+def test_a_workspace_keeps_files_across_commands_and_runs_them_at_once(
+    server: StockadeServer,
+) -> None:
+    async def calls(client: Client) -> list[Any]:
+        opened = (await client.call_tool("workspace_open", {})).structured_content["id"]
+        write = {"id": opened, "path": "notes/a.txt", "content": "kept"}
+        await client.call_tool("workspace_write_file", write)
+        # two commands at once: the second only ends once the first has made its file
+        waiting = "while [ ! -e flag ]; do sleep 0.05; done; cat notes/a.txt"
+        both = await asyncio.gather(
+            client.call_tool("workspace_exec", {"id": opened, "command": waiting}),
+            client.call_tool("workspace_exec", {"id": opened, "command": ["touch", "flag"]}),
+        )
+        listed = await client.call_tool("workspace_list_files", {"id": opened})
+        failed = await client.call_tool("workspace_exec", {"id": opened, "command": "exit 4"})
+        closed = await client.call_tool("workspace_close", {"id": opened})
+        after = await client.call_tool("workspace_exec", {"id": opened, "command": ["true"]})
+        return [*both, listed, failed, closed, after]
+
+    waited, touched, listed, failed, closed, after = talk(server, calls)
+    assert answered(waited)["stdout"] == "kept" and answered(touched)["status"] == "ok"
+    assert answered(listed) == {"names": ["flag", "notes/"]}
+    assert (answered(failed)["status"], answered(failed)["exit_code"]) == ("nonzero_exit", 4)
+    assert not closed.is_error and after.is_error
+    assert not server.handles._open
+
+
 def test_the_number_of_open_sessions_is_bounded(server: StockadeServer) -> None:
     async def calls(client: Client) -> list[Any]:
         first, second, third = [await client.call_tool("session_open", {}) for _ in range(3)]
@@ -194,7 +223,7 @@ def test_the_number_of_open_sessions_is_bounded(server: StockadeServer) -> None:
 
     second, third, fourth = talk(server, calls)
     assert not second.is_error and not fourth.is_error
-    assert third.is_error and "2 sessions are open" in third.content[0].text
+    assert third.is_error and "2 sessions and workspaces are open" in third.content[0].text
     sessions = [server.handles.get("session", a.structured_content["id"]) for a in (second, fourth)]
     server.close()  # what the command does on its way out
     assert not any(session.alive for session in sessions)
@@ -204,7 +233,7 @@ def test_no_session_tools_with_max_sessions_0() -> None:
     server = StockadeServer(Sandbox("default"), max_sessions=0)
     try:
         tools = talk(server, lambda client: client.list_tools()).tools
-        assert sorted(tool.name for tool in tools) == ["exec", "run_code"]
+        assert sorted(tool.name for tool in tools) == ["exec", "run_code"]  # nor workspaces
     finally:
         server.close()
 
