@@ -87,9 +87,21 @@ def _pivot_into(root: str) -> None:
     sc.umount2(".", sc.MNT_DETACH)
 
 
-def _overlay_of_usr(root: str) -> None:
-    os.mkdir(root + "/usr")
-    mounts.mount_overlay("/usr", root + "/usr")
+def _runtime_of_usr(root: str) -> None:
+    """/usr as a run shows it: an overlay, or one per part around the mounts below it."""
+    for mount in mounts.plan_runtime(("/usr",)):
+        mounts.apply(root, mount)
+
+
+def _overlayfs() -> tuple[bool, str]:
+    works, detail = _in_a_new_root(_runtime_of_usr)
+    inside = mounts.below("/usr", mounts.own_mount_points())
+    if inside and works:
+        detail = (
+            f"works; mounts below /usr ({', '.join(inside)}): /usr is shown in parts around "
+            "them, each by an overlay of its own"
+        )
+    return works, detail
 
 
 def _new_user_namespace() -> None:
@@ -138,7 +150,7 @@ def checks() -> list[Check]:
     found.append(Check("uids", *_own_uids(rootless), required=False))
     found.append(Check("pivot_root", *_in_a_new_root(_pivot_into)))
     # The runtime is shown through overlays (their file locks are each run's own).
-    found.append(Check("overlayfs", *_in_a_new_root(_overlay_of_usr)))
+    found.append(Check("overlayfs", *_overlayfs()))
     found.append(Check("seccomp", *seccomp.detect()))
     found.append(Check("net.allowlist", *net.detect(), required=False))
     support = cgroups.detect()

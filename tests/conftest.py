@@ -110,9 +110,8 @@ def spawn_server() -> None:
 @pytest.fixture(autouse=True)
 def nothing_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
     kind = request.node.path.relative_to(Path(__file__).parent).parts[0]
-    if kind not in ("integration", "security", "load") or request.node.get_closest_marker(
-        "no_leak_check"
-    ):
+    checked = ("integration", "security", "load", "rootless")
+    if kind not in checked or request.node.get_closest_marker("no_leak_check"):
         yield
         return
     before = _settled_snapshot()

@@ -16,6 +16,7 @@ run, while reads go to the host's file and its page cache. The few runtime *file
 # Not `from __future__ import annotations`: it would cost every command (see spawn/plan.py).
 import errno
 import os
+import re
 import stat
 from typing import NamedTuple
 
@@ -111,9 +112,13 @@ def owned_mounts(plan: RootPlan) -> tuple[Mount, ...]:
     )
 
 
-def plan_runtime(paths: tuple[str, ...]) -> tuple[Mount, ...]:
+def plan_runtime(
+    paths: tuple[str, ...], mount_points: frozenset[str] | None = None
+) -> tuple[Mount, ...]:
     """Read-only overlays (directories) and copies (files) of the host's runtime; top-level
-    links (merged /usr) become links."""
+    links (merged /usr) become links. `mount_points`: the host's (read from mountinfo when
+    not given), for the directories that hold mounts below them (see _show_directory)."""
+    points = own_mount_points() if mount_points is None else mount_points
     planned: list[Mount] = []
     bound: list[str] = []
     for path in sorted(os.path.normpath(p) for p in paths):
@@ -122,12 +127,52 @@ def plan_runtime(paths: tuple[str, ...]) -> tuple[Mount, ...]:
         if os.path.islink(path):
             planned.append(Symlink(path, os.readlink(path)))
         elif os.path.isdir(path):
-            planned.append(Overlay(os.path.realpath(path), path))
+            planned += _show_directory(os.path.realpath(path), path, points)
             bound.append(path)
         elif os.path.exists(path):
             planned.append(Copy(os.path.realpath(path), path))
             bound.append(path)
     return tuple(planned)
+
+
+def _show_directory(source: str, target: str, mount_points: frozenset[str]) -> list[Mount]:
+    """One overlay of `source`; or, when mounts sit below it, one per part around them.
+
+    In a user namespace the mounts it inherited are locked to the ones above them, and the
+    kernel refuses an overlay whose layer holds a locked mount below it (EINVAL,
+    "overlayfs: failed to clone lowerpath"). So a directory holding mounts is made in the
+    root itself, and each of its entries shown on its own: a directory again (a mount point
+    with nothing mounted below it is an overlay of that mount), a file copied, a link kept.
+    As root the same plan shows the same tree: what is mounted below is shown, read-only.
+    """
+    if not below(source, mount_points):
+        return [Overlay(source, target)]
+    shown: list[Mount] = []
+    for name in sorted(os.listdir(source)):
+        path, inside = f"{source}/{name}", f"{target}/{name}"
+        if os.path.islink(path):
+            shown.append(Symlink(inside, os.readlink(path)))
+        elif os.path.isdir(path):
+            shown += _show_directory(path, inside, mount_points)
+        elif os.path.isfile(path):
+            shown.append(Copy(path, inside))
+    return shown  # sockets, FIFOs and device nodes are left out, as an overlay's root is
+
+
+def below(path: str, mount_points: frozenset[str]) -> list[str]:
+    """The mount points strictly below `path`, sorted."""
+    prefix = path.rstrip("/") + "/"
+    return sorted(p for p in mount_points if p.startswith(prefix))
+
+
+def own_mount_points(mountinfo: str = "/proc/self/mountinfo") -> frozenset[str]:
+    with open(mountinfo) as file:
+        return frozenset(unescape(line.split()[4]) for line in file if len(line.split()) > 4)
+
+
+def unescape(field: str) -> str:
+    """A mountinfo path: space, tab, newline and backslash are written as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def plan_mounts(
@@ -218,10 +263,11 @@ def build_root(root: str, plan: RootPlan) -> None:
     os.chdir(root)
     sc.mount("tmpfs", root, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "size=1m,nr_inodes=4096,mode=0755")
     for mount in (*plan.mounts, *owned_mounts(plan)):
-        _apply(root, mount)
+        apply(root, mount)
 
 
-def _apply(root: str, mount: Mount) -> None:
+def apply(root: str, mount: Mount) -> None:
+    """Make one planned mount (or file, or link) in the new root at `root`."""
     target = root + mount.target
     match mount:
         case Overlay(source, _):
@@ -305,17 +351,19 @@ def _make_node(source: str, target: str) -> None:
 def mount_overlay(source: str, target: str) -> None:
     """A read-only overlay of the host directory `source` on `target`. With no upper layer an
     overlay needs two lower ones: the second is `.`, the empty run dir (see build_root).
-    Submounts under `source` are not shown, as with the non-recursive bind it replaces."""
+    Mounts below `source` are not shown through it: plan_runtime shows them each apart."""
     # Read-only, nosuid, nodev whatever the source; noexec kept where the source has it.
     flags = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | (os.statvfs(source).f_flag & sc.MS_NOEXEC)
     try:
         sc.mount("overlay", target, "overlay", flags, f"lowerdir={_escape(source)}:.")
     except OSError as exc:
         # Never fall back to a bind: it would share file locks with other runs and the host.
+        inside = below(source, own_mount_points()) if exc.errno == errno.EINVAL else []
+        locked = f"; mounts below it: {', '.join(inside)}" if inside else ""
         raise OSError(
             exc.errno,
-            f"cannot mount a read-only overlay of {source} ({exc.strerror}); a bind mount "
-            "instead would share its file locks with other runs and the host",
+            f"cannot mount a read-only overlay of {source} ({exc.strerror}{locked}); a bind "
+            "mount instead would share its file locks with other runs and the host",
         ) from exc
 
 

@@ -140,6 +140,25 @@ def test_doctor_reports_each_protection() -> None:
             assert check["detail"].endswith("/stockade")
 
 
+def test_as_root_mounts_below_the_runtime_are_shown_read_only() -> None:
+    """The same plan as rootless (tests/rootless): /usr in parts around real mounts below it,
+    made in a private mount namespace of the test's own; each is shown, read-only."""
+    below = "/usr/local/src"
+    if not os.path.isdir(below):
+        pytest.skip(f"needs the directory {below} to mount on")
+    script = (
+        'mount -t tmpfs -o size=64k stockade-below "$0" && echo below > "$0/marker" && exec "$@"'
+    )
+    inside = f"cat {below}/marker; touch {below}/new 2>/dev/null || echo read-only"
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, below,
+         sys.executable, "-m", "stockade", "run", "--", "sh", "-c", inside],
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, b"below\nread-only\n"), done.stderr
+
+
 def test_doctor_says_why_an_overlay_cannot_be_mounted() -> None:
     from stockade import doctor
     from stockade.kernel import mounts

@@ -88,3 +88,38 @@ def test_the_running_interpreter_is_linked_first_on_path() -> None:
     prefix = os.path.realpath(sys.base_prefix)
     assert root[prefix] == mounts.Overlay(prefix, prefix)
     assert planner.environment({})["PATH"].startswith(f"{mounts.COMMANDS}:")
+
+
+def test_a_directory_with_mounts_below_is_shown_in_parts_around_them(tmp_path: Path) -> None:
+    """In a user namespace the kernel refuses an overlay over a locked mount below its layer
+    (EINVAL): such a directory is made in the root, and each entry shown on its own, down to
+    the mount points, each an overlay of the mount itself."""
+    usr = tmp_path / "usr"
+    for directory in ("bin", "local/src/inner", "local/share", "share"):
+        (usr / directory).mkdir(parents=True)
+    (usr / "local" / "README").write_text("copied")
+    (usr / "lib").symlink_to("share")
+    os.mkfifo(usr / "local" / "fifo")  # left out, as an overlay's root leaves it out
+    points = frozenset({f"{usr}/local/src", f"{usr}/local/src/inner", "/elsewhere"})
+    planned = mounts.plan_runtime((str(usr),), points)
+    assert planned == (
+        mounts.Overlay(f"{usr}/bin", f"{usr}/bin"),
+        mounts.Symlink(f"{usr}/lib", "share"),
+        mounts.Copy(f"{usr}/local/README", f"{usr}/local/README"),
+        mounts.Overlay(f"{usr}/local/share", f"{usr}/local/share"),
+        mounts.Overlay(f"{usr}/local/src/inner", f"{usr}/local/src/inner"),
+        mounts.Overlay(f"{usr}/share", f"{usr}/share"),
+    )
+    assert mounts.plan_runtime((str(usr),), frozenset({str(usr), f"{usr}x/y"})) == (
+        mounts.Overlay(str(usr), str(usr)),  # a mount *at* it, or beside it, is no matter
+    )
+
+
+def test_mount_points_are_read_unescaped(tmp_path: Path) -> None:
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        "22 1 0:21 / / rw - ext4 /dev/sda rw\n"
+        "23 22 0:22 / /usr/my\\040dir rw,nosuid - tmpfs tmpfs rw\n"
+    )
+    assert mounts.own_mount_points(str(mountinfo)) == {"/", "/usr/my dir"}
+    assert mounts.below("/usr", mounts.own_mount_points(str(mountinfo))) == ["/usr/my dir"]

@@ -20,6 +20,8 @@ import re
 from collections.abc import Callable
 from typing import NamedTuple
 
+from stockade.kernel.mounts import unescape
+
 PARENT = "stockade"
 CONTROLLERS = ("memory", "pids", "cpu")  # "cpu" means CPU-time accounting, not throttling
 V1_SUBSYSTEM = {"memory": "memory", "pids": "pids", "cpu": "cpuacct"}
@@ -64,11 +66,6 @@ def parse_proc_cgroup(text: str) -> dict[str, str]:
     return own
 
 
-def _unescape(field: str) -> str:
-    # mountinfo writes space, tab, newline and backslash as octal escapes (\040 ...).
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
 def parse_mountinfo(text: str) -> list[CgroupMount]:
     """The cgroup and cgroup2 mounts, in mount order."""
     mounts = []
@@ -79,7 +76,7 @@ def parse_mountinfo(text: str) -> list[CgroupMount]:
             continue
         options = frozenset(tail[2].split(",")) if len(tail) > 2 else frozenset()
         version = 2 if tail[0] == "cgroup2" else 1
-        mounts.append(CgroupMount(_unescape(fields[4]), _unescape(fields[3]), version, options))
+        mounts.append(CgroupMount(unescape(fields[4]), unescape(fields[3]), version, options))
     return mounts
 
 
