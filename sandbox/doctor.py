@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import tempfile
 from collections.abc import Callable
 from typing import NamedTuple
@@ -17,7 +18,7 @@ from stockade.errors import SandboxError
 from stockade.kernel import mounts, namespaces, seccomp, uids
 from stockade.kernel import syscalls as sc
 from stockade.kernel.cgroups import control as cgroups
-from stockade.kernel.cgroups import v2
+from stockade.kernel.cgroups import delegation, v2
 from stockade.kernel.cgroups.base import CgroupLimits
 from stockade.kernel.cgroups.layout import LEAF, CgroupSupport
 from stockade.net import namespace as net
@@ -28,6 +29,7 @@ class Check(NamedTuple):
     available: bool
     detail: str
     required: bool = True  # does the default policy need it?
+    fix: tuple[str, ...] = ()  # how to get it: `# who and why` lines, then commands
 
 
 NAMESPACES = {
@@ -40,7 +42,7 @@ NAMESPACES = {
 }
 
 
-def probe(action: Callable[[], None]) -> tuple[bool, str]:
+def probe(action: Callable[[], None], *, user_namespace: bool = True) -> tuple[bool, str]:
     """Run `action` in a forked child, in a user namespace of its own when not root (as a
     run would be); (True, "works") or (False, the error)."""
     read_end, write_end = os.pipe()
@@ -48,11 +50,11 @@ def probe(action: Callable[[], None]) -> tuple[bool, str]:
     if pid == 0:
         try:
             os.close(read_end)
-            if os.geteuid() != 0 and action is not _new_user_namespace:
+            if user_namespace and os.geteuid() != 0 and action is not _new_user_namespace:
                 _new_user_namespace()
             action()
             os._exit(0)
-        except OSError as exc:
+        except (OSError, SandboxError) as exc:
             os.write(write_end, str(exc).encode()[:500])
         finally:
             os._exit(1)
@@ -128,14 +130,72 @@ def _own_uids(rootless: bool) -> tuple[bool, str]:
     return True, f"each sandbox takes a uid of its own from your /etc/subuid range {first}-{last}"
 
 
+def _make_a_run_cgroup() -> None:
+    cgroups.create(f"{os.getpid()}-doctor", CgroupLimits(64 << 20, 16)).remove()
+
+
 def _cgroup_for_a_run() -> tuple[bool, str]:
-    """Make (and remove) a real run cgroup with memory and pids limits, as this user."""
+    """Make (and remove) a real run cgroup with memory and pids limits, as this user: in a
+    transient systemd scope of a child's own where runs would be in one."""
+    made = "a run cgroup with memory and pids limits can be made as this user"
+    bus = cgroups.for_runs().scope_bus
+    if bus is None:
+        try:
+            _make_a_run_cgroup()
+        except SandboxError as exc:
+            return False, str(exc)
+        return True, made
+
+    def in_a_scope() -> None:
+        cgroups.enter_scope(bus)
+        _make_a_run_cgroup()
+
+    works, detail = probe(in_a_scope, user_namespace=False)
+    return works, f"{made}, in a transient systemd scope (automatic)" if works else detail
+
+
+def _cgroup_checks() -> list[Check]:
+    support = cgroups.for_runs()
+    found = [
+        Check(
+            "cgroup.version",
+            support.version is not None,
+            f"v{support.version}" if support.version else "no cgroup hierarchy found",
+        )
+    ]
+    for controller, available in support.controllers.items():
+        if available and support.scope_bus:
+            detail = (
+                "available: in a transient scope with Delegate=yes that Stockade asks the "
+                f"systemd user manager for (at {support.scope_bus})"
+            )
+        elif available:
+            detail = f"available: run cgroups go under {support.paths.get(controller)}"
+        else:
+            detail = support.reasons.get(controller, "unavailable")
+        found.append(Check(f"cgroup.{controller}", available, detail))
+    if support.version == 2 and support.paths:
+        found.append(Check("cgroup.nesting", True, _nesting(support), required=False))
+    works, detail = _cgroup_for_a_run()
+    fix = () if works else _how_to_delegate(support.version)
+    found.append(Check("cgroup.create", works, detail, fix=fix))
+    return found
+
+
+def _how_to_delegate(version: int | None) -> tuple[str, ...]:
+    uid, gid = os.getuid(), os.getgid()
     try:
-        cgroup = cgroups.create(f"{os.getpid()}-doctor", CgroupLimits(64 << 20, 16))
-    except SandboxError as exc:
-        return False, str(exc)
-    cgroup.remove()
-    return True, "a run cgroup with memory and pids limits can be made as this user"
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    machine = delegation.Machine(
+        user,
+        uid,
+        gid,
+        systemd=os.path.isdir("/run/systemd/system"),
+        user_manager=os.path.exists(f"/run/user/{uid}/systemd/private"),
+    )
+    return delegation.commands(version, cgroups.as_root(), cgroups.v2_mount(), machine)
 
 
 def checks() -> list[Check]:
@@ -153,21 +213,7 @@ def checks() -> list[Check]:
     found.append(Check("overlayfs", *_overlayfs()))
     found.append(Check("seccomp", *seccomp.detect()))
     found.append(Check("net.allowlist", *net.detect(), required=False))
-    support = cgroups.detect()
-    found.append(
-        Check(
-            "cgroup.version",
-            support.version is not None,
-            f"v{support.version}" if support.version else "no cgroup hierarchy found",
-        )
-    )
-    for controller, available in support.controllers.items():
-        where = f"available: run cgroups go under {support.paths.get(controller)}"
-        detail = where if available else support.reasons.get(controller, "unavailable")
-        found.append(Check(f"cgroup.{controller}", available, detail))
-    if support.version == 2 and support.paths:
-        found.append(Check("cgroup.nesting", True, _nesting(support), required=False))
-    found.append(Check("cgroup.create", *_cgroup_for_a_run()))
+    found += _cgroup_checks()
     return found
 
 
@@ -209,6 +255,8 @@ def main(*, json_output: bool = False) -> int:
         for check in found:
             mark = "ok " if check.available else ("MISSING" if check.required else "no ")
             print(f"{mark:<8}{check.name:<20}{check.detail}")
+            for line in check.fix:
+                print(f"{'':<8}  {line}")
         print(
             "everything the default policy needs is here"
             if healthy

@@ -34,7 +34,9 @@ class Launched(NamedTuple):
 
 
 def launch(plan: RunPlan, stdio: Stdio) -> Launched:
-    if _single_threaded():
+    # A caller with no delegated cgroup stays where it is: its runs are started by the spawn
+    # server, in a systemd scope of the server's own (kernel/cgroups/scope.py).
+    if _single_threaded() and cgroups.for_runs().scope_bus is None:
         return _launch_direct(plan, stdio)
     return _server.launch(plan, stdio)
 
@@ -115,10 +117,19 @@ class _SpawnServer:
         import subprocess  # only to start a server: a direct run never needs it (~5 ms)
 
         ours, theirs = socket.socketpair()
+        bus = cgroups.for_runs().scope_bus
         self._process = subprocess.Popen(
             # -P and cwd="/": the caller's working directory must not shadow our package
             # (a planted stockade/__init__.py there would run as root); -s: no user site.
-            [sys.executable, "-P", "-s", "-m", __name__, str(theirs.fileno())],
+            [
+                sys.executable,
+                "-P",
+                "-s",
+                "-m",
+                __name__,
+                str(theirs.fileno()),
+                *([bus] if bus else []),
+            ],
             pass_fds=[theirs.fileno()],
             cwd="/",
             stdin=subprocess.DEVNULL,
@@ -145,8 +156,11 @@ def _package_parent() -> str:
 _server = _SpawnServer()
 
 
-def serve(control: socket.socket) -> None:
-    """The spawn server's loop: one supervisor process per request, until the caller goes."""
+def serve(control: socket.socket, scope_bus: str | None = None) -> None:
+    """The spawn server's loop: one supervisor process per request, until the caller goes.
+    With `scope_bus`, it first moves into a systemd scope asked for there."""
+    if scope_bus is not None:
+        cgroups.enter_scope(scope_bus)
     children: set[int] = set()
 
     def reap(signum: int, frame: object) -> None:
@@ -200,4 +214,4 @@ def _receive_plan(fd: int) -> RunPlan:
 
 
 if __name__ == "__main__":
-    serve(socket.socket(fileno=int(sys.argv[1])))
+    serve(socket.socket(fileno=int(sys.argv[1])), *sys.argv[2:3])

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from stockade.kernel.cgroups import control as cgroups
 from tests.rootless.users import NO_NESTING, User, json_of
 
 # .stockade: the links to the run's interpreter (python3, ...)
@@ -173,10 +174,24 @@ def test_doctor_as_the_user(delegated: User) -> None:
     assert done.returncode == 0 and report["ok"]
 
 
-def test_doctor_without_delegation_says_how(user: User) -> None:
+def test_doctor_without_delegation_prints_the_commands_for_this_layout(user: User) -> None:
     done = user.sandbox("doctor")
     assert done.returncode == 1
     assert "MISSING cgroup.create" in done.stdout and "Delegate=yes" in done.stdout
+    checks = json_of(user.sandbox("doctor", "--json"))["checks"]
+    fix = next(check for check in checks if check["name"] == "cgroup.create")["fix"]
+    support = cgroups.detect()  # root's: where the user's runs would go, in the same cgroup
+    if support.version == 1:
+        dirs = " ".join(sorted(set(support.paths.values())))
+        assert fix[1:] == [f"mkdir -p {dirs}", f"chown {user.uid}:{user.gid} {dirs}"]
+    elif os.path.isdir("/run/systemd/system"):  # the test user has no user manager
+        assert f"loginctl enable-linger {user.name}" in fix
+        assert "systemd-run --user --scope -p Delegate=yes -- sandbox run ..." in fix
+    else:  # by hand, as users.py delegates it
+        mount = cgroups.v2_mount()
+        assert f"mkdir {mount}/stockade-{user.name}" in fix
+        assert f"echo '+memory +pids' > {mount}/cgroup.subtree_control" in fix
+    assert f"{fix[1]}" in done.stdout  # the text report prints them too
 
 
 EVERY_MODE = r"""

@@ -25,6 +25,7 @@ import pytest
 
 from stockade.kernel.cgroups import control as cgroups
 from stockade.kernel.cgroups import layout
+from stockade.kernel.cgroups.delegation import V2_DELEGATED_FILES
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 PACKAGES = ("stockade", "stockade.policies", "pydantic", "pydantic_core", "typing_extensions",
@@ -185,13 +186,11 @@ def _delegate_v1(user: User, support: layout.CgroupSupport) -> Iterator[User]:
                 os.rmdir(path)
 
 
-V2_DELEGATED_FILES = ("cgroup.procs", "cgroup.subtree_control", "cgroup.threads")
-
-
 def _delegate_v2(user: User) -> Iterator[User]:
-    """A cgroup of the user's own under the root of the unified hierarchy (the root alone may
-    both hold processes and hand controllers down), owned by the user with the files
-    cgroup-v2.rst lists for delegation; the user's commands start in it."""
+    """What `sandbox doctor` tells root to do without systemd (delegation.py): a cgroup of the
+    user's own under the root of the unified hierarchy (the root alone may both hold
+    processes and hand controllers down), owned by the user with the files cgroup-v2.rst
+    lists for delegation; the user's commands start in it."""
     mount = _v2_mount()
     cgroup = f"{mount}/stockade-test-{user.name}"
     root_control = f"{mount}/cgroup.subtree_control"

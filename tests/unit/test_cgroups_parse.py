@@ -270,6 +270,8 @@ def test_supervisor_pid(name: str, pid: int | None) -> None:
 
 def _pretend(monkeypatch: pytest.MonkeyPatch, support: CgroupSupport, euid: int = 0) -> None:
     monkeypatch.setattr(cgroups, "detect", lambda: support)
+    monkeypatch.setattr(cgroups, "_for_runs", None)  # planned again from `support`
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus")  # no scope
     monkeypatch.setattr(os, "geteuid", lambda: euid)
 
 

@@ -2,7 +2,9 @@
 
 `create` makes it with the backend that `detect` found (`v1` or `v2`, behind the `Cgroup`
 protocol of `base`), in the layout that `layout` plans: v2 `<mount>/stockade/<run>`, or v1
-`<controller mount>/<our own cgroup>/stockade/<run>` in each hierarchy.
+`<controller mount>/<our own cgroup>/stockade/<run>` in each hierarchy. A user on cgroup v2
+with nothing delegated gets a transient systemd scope (`scope`), entered by the processes
+that start runs (`for_runs`, `enter_scope`), never by the caller itself.
 """
 
 # Not `from __future__ import annotations`: it would cost every command (see spawn/plan.py).
@@ -27,10 +29,14 @@ from stockade.kernel.cgroups.base import (
 from stockade.kernel.cgroups.layout import (
     DELEGATION_HINT,
     V1_SUBSYSTEM,
+    CgroupMount,
     CgroupSupport,
     parse_mountinfo,
     parse_proc_cgroup,
+    plan_scope,
     plan_support,
+    refused_scope,
+    scope_wanted,
     supervisor_pid,
     unsupported,
 )
@@ -43,24 +49,82 @@ def detect() -> CgroupSupport:
     return _detect()
 
 
-def _detect() -> CgroupSupport:
+def _detect(is_root: bool | None = None) -> CgroupSupport:
     try:
         with open("/proc/self/cgroup") as own, open("/proc/self/mountinfo") as mountinfo:
             own_paths, mounts = parse_proc_cgroup(own.read()), parse_mountinfo(mountinfo.read())
     except OSError as exc:
         return unsupported(f"cannot read /proc/self/cgroup or /proc/self/mountinfo: {exc}")
-    v2 = [m for m in mounts if m.version == 2]
     enabled: frozenset[str] = frozenset()
-    if v2:
+    if mount := v2_mount(mounts):
         with contextlib.suppress(OSError):
-            enabled = frozenset(read(f"{v2[-1].mount_point}/cgroup.controllers").split())
-    return plan_support(own_paths, mounts, enabled, os.geteuid() == 0)
+            enabled = frozenset(read(f"{mount}/cgroup.controllers").split())
+    root = os.geteuid() == 0 if is_root is None else is_root
+    return plan_support(own_paths, mounts, enabled, root)
+
+
+def v2_mount(mounts: list[CgroupMount] | None = None) -> str | None:
+    if mounts is None:
+        with open("/proc/self/mountinfo") as mountinfo:
+            mounts = parse_mountinfo(mountinfo.read())
+    v2 = [m.mount_point for m in mounts if m.version == 2]
+    return v2[-1] if v2 else None
+
+
+def as_root() -> CgroupSupport:
+    """Where root's run cgroups would go from our cgroup: the directories to delegate (v1)."""
+    return _detect(is_root=True)
+
+
+_for_runs: CgroupSupport | None = None
+
+
+def for_runs() -> CgroupSupport:
+    """`detect()`, or where nothing is delegated to us on cgroup v2, what a transient systemd
+    scope would offer (`scope_bus` set), or why there is none: once per process."""
+    global _for_runs
+    if _for_runs is None:
+        support = detect()
+        if scope_wanted(support, os.geteuid() == 0):
+            support = _offer_a_scope(support)
+        _for_runs = support
+    return _for_runs
+
+
+def _offer_a_scope(support: CgroupSupport) -> CgroupSupport:
+    from stockade.kernel.cgroups import scope  # D-Bus: only for this case
+
+    bus = scope.bus_address()
+    try:
+        manager = scope.manager_cgroup(bus)
+        delegatable = frozenset(read(f"{v2_mount()}{manager}/cgroup.controllers").split())
+    except UnsupportedError as exc:
+        return refused_scope(support, exc.missing)
+    except OSError as exc:
+        return refused_scope(support, f"cannot read the user manager's controllers: {exc}")
+    return plan_scope(delegatable, bus)
+
+
+def enter_scope(bus: str) -> None:
+    """Move this process (the spawn server, doctor's probe) into a transient systemd scope of
+    its own, asked for at `bus`: the run cgroups it and its children make go there. If it
+    cannot, runs here are refused (or fall back, under best_effort) saying why."""
+    from stockade.kernel.cgroups import scope
+
+    global _for_runs
+    try:
+        scope.enter(bus)
+    except UnsupportedError as exc:
+        _for_runs = refused_scope(detect(), exc.missing)
+        return
+    detect.cache_clear()
+    _for_runs = detect()
 
 
 def require(limits: CgroupLimits) -> None:
     """Raise UnsupportedError, with its hint, when this machine has no cgroup controller a run
     with `limits` needs (none, or not delegated to us): cheap after the first `detect`."""
-    support = detect()
+    support = for_runs()
     for controller in needed(limits):
         if not support.controllers[controller]:
             label = V1_SUBSYSTEM[controller] if support.version == 1 else controller
@@ -75,7 +139,8 @@ def create(name: str, limits: CgroupLimits) -> Cgroup:
     if supervisor_pid(name) is None:
         raise ValueError(f"cgroup run name {name!r} is not '<pid>-<counter>'")
     require(limits)
-    support = detect()
+    support = for_runs()
+    assert support.scope_bus is None, "enter_scope() first: this process is not in its scope"
     for attempt in range(3):
         try:
             with step("cgroups.create"):

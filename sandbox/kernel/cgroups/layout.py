@@ -9,6 +9,8 @@ only the texts it is given, so the unit tests cover every layout from recorded t
   with processes may not give controllers to children ("no internal processes"; only the
   root cgroup is exempt): `v2` moves them into the leaf `stockade-supervisor` beside
   `stockade`.
+  Without root and with nothing delegated, a transient systemd scope that Stockade asks
+  the user manager for is such a subtree (`scope`).
 - v1 (legacy and hybrid layouts): `<controller mount>/<our own cgroup>/stockade/<run>` in each
   hierarchy, for the same reason.
 """
@@ -46,6 +48,9 @@ class CgroupSupport(NamedTuple):
     paths: dict[str, str]  # controller -> the `stockade` directory its run cgroups go under
     reasons: dict[str, str]  # controller -> why it is missing
     mount: str = ""  # v2: the cgroup2 mount point (the top of what we may walk)
+    # Set when no subtree is delegated but the systemd user manager on this bus answers: the
+    # processes that start runs ask it for a scope of their own first (control.enter_scope).
+    scope_bus: str | None = None
 
 
 class CgroupMount(NamedTuple):
@@ -181,6 +186,31 @@ def _plan_v2(mount: CgroupMount, enabled: frozenset[str], base: str | None) -> C
             paths[controller] = parent
     available = {c: c in paths for c in CONTROLLERS}
     return CgroupSupport(2, available, paths, reasons, mount=mount.mount_point)
+
+
+def scope_wanted(support: CgroupSupport, is_root: bool) -> bool:
+    """Would a transient systemd scope help: cgroup v2, not root, nothing delegated to us?"""
+    return support.version == 2 and not is_root and not support.paths
+
+
+def plan_scope(delegatable: frozenset[str], bus: str) -> CgroupSupport:
+    """What a transient scope with Delegate=yes will offer: the controllers its user manager
+    was delegated (its cgroup.controllers), in a cgroup known only once the scope is made."""
+    reasons = {
+        c: f"the systemd user manager was not delegated the {c} controller (Delegate= of "
+        "user@.service)"
+        for c in ("memory", "pids")
+        if c not in delegatable
+    }
+    return CgroupSupport(2, {c: c not in reasons for c in CONTROLLERS}, {}, reasons, scope_bus=bus)
+
+
+def refused_scope(support: CgroupSupport, why: str) -> CgroupSupport:
+    """`support`, each reason saying also why Stockade could not get a scope itself."""
+    reasons = {
+        c: f"{reason}; no automatic scope either: {why}" for c, reason in support.reasons.items()
+    }
+    return support._replace(reasons=reasons)
 
 
 def keyed(text: str) -> dict[str, int]:
