@@ -6,6 +6,10 @@ the caller has exactly one OS thread; otherwise it is forked by the spawn server
 single-threaded process, started once per caller process with fork+exec (safe from any
 thread), that receives each run's plan and pipes over a private socketpair, in the manner of
 multiprocessing's forkserver. Nobody else can talk to it: there is no named socket.
+
+A user on cgroup v2 with no delegated subtree has every run started by the server, which
+first moves into a transient systemd scope of its own (kernel/cgroups/scope.py): the caller
+itself never changes cgroup.
 """
 
 # Not `from __future__ import annotations`: it would cost every command (see spawn/plan.py).
