@@ -1,4 +1,4 @@
-"""Test hosts for the network tests (as root, test_network.py; rootless, test_rootless.py).
+"""Test hosts for the network tests (as root, test_network.py; rootless, tests/rootless).
 
 A test host is a network namespace joined to the host by a veth pair, with two addresses
 (host A, and its neighbour B on the same test network; A6 and B6 over IPv6 when the host has

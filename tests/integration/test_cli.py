@@ -540,7 +540,7 @@ def test_policies_show_prints_a_complete_valid_policy(tmp_path: Path) -> None:
 
 def test_best_effort_by_flag_and_by_policy() -> None:
     """As root the cgroup is there, so best_effort changes nothing but is accepted; what it
-    does without delegation is test_rootless's."""
+    does without delegation is tests/rootless's."""
     for args in (("--cgroups", "best_effort"), ("--policy", "best_effort")):
         done = sandbox("run", "--json", *args, "--", "true")
         assert json.loads(done.stdout)["status"] == "ok", done
