@@ -201,14 +201,20 @@ def _delegate_v2(user: User) -> Iterator[User]:
     for path in (cgroup, *(f"{cgroup}/{name}" for name in V2_DELEGATED_FILES)):
         os.chown(path, user.uid, user.gid)
     try:
-        yield dataclasses.replace(
-            user, before=("sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup)
-        )
+        yield dataclasses.replace(user, before=("sh", "-c", JOIN, cgroup))
     finally:
         _remove_tree(cgroup)
         for controller in added:  # as we found it, unless something else uses it by now
             with contextlib.suppress(OSError):
                 _write(root_control, f"-{controller}")
+
+
+# Once a run has been made there, the cgroup holds no processes (they moved into the leaf) and
+# has controllers on for its children: the kernel lets no process join it, only the leaf.
+JOIN = f"""
+if [ -d "$0/{layout.LEAF}" ]; then echo $$ > "$0/{layout.LEAF}/cgroup.procs"
+else echo $$ > "$0/cgroup.procs"; fi && exec "$@"
+"""
 
 
 def _v2_mount() -> str:

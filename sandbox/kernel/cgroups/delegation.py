@@ -6,7 +6,7 @@ what `control` found; docs/rootless.md explains each way).
 # Not `from __future__ import annotations`: it would cost every command (see spawn/plan.py).
 from typing import NamedTuple
 
-from stockade.kernel.cgroups.layout import CgroupSupport
+from stockade.kernel.cgroups.layout import LEAF, CgroupSupport
 
 V2_DELEGATED_FILES = ("cgroup.procs", "cgroup.subtree_control", "cgroup.threads")
 
@@ -74,6 +74,7 @@ def _v2_by_hand(mount: str, machine: Machine) -> tuple[str, ...]:
         f"mkdir {cgroup}",
         f"chown {machine.uid}:{machine.gid} {cgroup} {files}",
         f"echo '+memory +pids' > {mount}/cgroup.subtree_control",
-        f"# then, as root, for each shell of {machine.user} that runs sandboxes:",
+        f"# then, as root, for each shell of {machine.user} that runs sandboxes (after a run, "
+        f"into {cgroup}/{LEAF}, where Stockade moved the processes):",
         f"echo <the shell's pid> > {cgroup}/cgroup.procs",
     )
