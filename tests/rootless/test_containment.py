@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from stockade.kernel.cgroups import control as cgroups
-from tests.rootless.users import NO_NESTING, User, json_of
+from tests.rootless.users import NO_NESTING, User, assert_limits_hold, json_of
 
 # .stockade: the links to the run's interpreter (python3, ...)
 RUNTIME_TOP_LEVEL = {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "tmp",
@@ -56,38 +56,7 @@ def test_core_containment_holds_rootless(delegated: User) -> None:
 
 
 def test_limits_hold_rootless(delegated: User) -> None:
-    memory = json_of(
-        delegated.sandbox(
-            "run", "--json", "--memory", "48M", "--", "python3", "-c", "x = bytearray(256 << 20)"
-        )
-    )
-    assert memory["status"] == "memory_limit", memory
-    timeout = json_of(
-        delegated.sandbox(
-            "run",
-            "--json",
-            "--timeout",
-            "1",
-            "--",
-            "sh",
-            "-c",
-            "(setsid sleep 1000 &); trap '' TERM; sleep 1000",
-        )
-    )
-    assert timeout["status"] == "timeout", timeout
-    bomb = json_of(
-        delegated.sandbox(
-            "run",
-            "--json",
-            "--pids",
-            "16",
-            "--",
-            "sh",
-            "-c",
-            "for i in $(seq 40); do sleep 5 & done; wait",
-        )
-    )
-    assert "fork" in bomb["stderr"].lower() or "resource" in bomb["stderr"].lower(), bomb
+    assert_limits_hold(delegated)
 
 
 def test_host_environment_and_files_are_hidden_rootless(delegated: User) -> None:

@@ -102,6 +102,19 @@ def json_of(done: subprocess.CompletedProcess[str]) -> dict:
     return json.loads(done.stdout)
 
 
+def assert_limits_hold(user: User) -> None:
+    """A run's memory, wall-clock and pids limits hold for its whole tree, as `user`."""
+    hog = ("--memory", "48M", "--", "python3", "-c", "x = bytearray(256 << 20)")
+    daemon = ("--timeout", "1", "--", "sh", "-c", "(setsid sleep 1000 &); trap '' TERM; sleep 1000")
+    bomb = ("--pids", "16", "--", "sh", "-c", "for i in $(seq 40); do sleep 5 & done; wait")
+    memory, timeout, forks = (
+        json_of(user.sandbox("run", "--json", *a)) for a in (hog, daemon, bomb)
+    )
+    assert memory["status"] == "memory_limit", memory
+    assert timeout["status"] == "timeout", timeout
+    assert "fork" in forks["stderr"].lower() or "resource" in forks["stderr"].lower(), forks
+
+
 def system_python_matches() -> bool:
     if not os.path.exists(SYSTEM_PYTHON):
         return False
