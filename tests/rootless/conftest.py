@@ -35,3 +35,12 @@ def best_effort() -> Iterator[str]:
     os.chmod(BEST_EFFORT, 0o644)
     yield BEST_EFFORT
     os.unlink(BEST_EFFORT)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Room for the emulated VM of the VM job, where one command as the user takes ~30 s and
+    a test makes up to four: the suite's 120 s per test would stop them mid-way."""
+    here = os.path.dirname(__file__)
+    for item in items:
+        if str(item.path).startswith(here + os.sep) and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(900))
