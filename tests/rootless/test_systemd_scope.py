@@ -45,7 +45,7 @@ def lingering(user: User) -> Iterator[User]:
     subprocess.run(["loginctl", "enable-linger", user.name], check=True)
     try:
         bus = f"/run/user/{user.uid}/bus"
-        assert _eventually(lambda: os.path.exists(bus)), f"no user bus at {bus}"
+        assert _eventually(lambda: os.path.exists(bus)), f"no user bus at {bus} (dbus-user-session)"
         yield user
     finally:
         subprocess.run(["loginctl", "disable-linger", user.name], check=True)
