@@ -6,9 +6,10 @@ of the framework's Monty and Hyperlight tools (one argument, `code`; the answer 
     agent = Agent(client=client, tools=[StockadeExecuteCodeTool(Sandbox())])
 
 What the model reads is the run's text (stdout, stderr, a note when it did not end well). A
-run that did not end well (a non-zero exit, a timeout, out of memory) answers
-`Content.from_error(message="Execution <status>", error_details=<the text>)`, as Monty
-answers an exception; the tool itself never raises for what the program did.
+run that did not end well (a non-zero exit, a timeout, out of memory) also answers
+`Content.from_error(message="Execution <status>")`, as Monty answers an exception, after the
+text: the framework shows the model a result's text items only. The tool itself never raises
+for what the program did.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class StockadeExecuteCodeTool(FunctionTool):
 
 def contents(result: Result) -> list[Content]:
     """A run as the framework's tool answer."""
-    text = as_text(result)
+    text = [Content.from_text(as_text(result))]
     if result.ok:
-        return [Content.from_text(text)]
-    return [Content.from_error(message=f"Execution {result.status}", error_details=text)]
+        return text
+    return [*text, Content.from_error(message=f"Execution {result.status}")]

@@ -41,7 +41,9 @@ def __stockade_cell__(code, variables, outcome):
         value = None
         if last is not None:
             value = eval(compile(ast.Expression(last.value), "<cell>", "eval"), namespace)
-    except Exception as exc:
+    except KeyboardInterrupt:  # the call's timeout: the session reports it as such
+        raise
+    except BaseException as exc:  # smolagents' FinalAnswerException is a BaseException
         shown = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
         return dump("error", type=type(exc).__name__, message=str(exc),
                     value=getattr(exc, "value", None), traceback=shown)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from stockade import Sandbox, SessionError
+from stockade import Policy, Sandbox, SessionError
 
 from . import missing
 from .notebook import Cell, Notebook
@@ -32,12 +32,21 @@ except ImportError as error:
     raise missing("smolagents", error) from error
 
 
-FIND = "importlib.util.find_spec"
+_FIND = """
+def _stockade_finds(name):
+    import importlib.metadata, importlib.util
+    try:
+        return importlib.util.find_spec(name) is not None or importlib.metadata.distribution(name)
+    except (ImportError, ValueError):
+        return False
+"""
 
 
 class StockadeExecutor(RemotePythonExecutor):
     """Runs a `CodeAgent`'s code in one Stockade session. `sandbox` is borrowed (the caller
-    closes it), else one is made and closed by `cleanup()`; `timeout` is each step's, the
+    closes it), else one is made and closed by `cleanup()`, on the default policy showing
+    this venv's packages (smolagents defines the agent's tools inside with their module's
+    imports: PIL and numpy for `final_answer`); `timeout` is each step's, the
     policy's by default. The signature takes smolagents' `(additional_imports, logger)`
     first, as its built-in executors do."""
 
@@ -53,10 +62,18 @@ class StockadeExecutor(RemotePythonExecutor):
         super().__init__(
             list(additional_imports), logger or AgentLogger(LogLevel.INFO), allow_pickle
         )
-        self.sandbox = sandbox or Sandbox()
+        self.sandbox = sandbox or Sandbox(Policy.load("default").override(site_packages=True))
         self._own = sandbox is None
         self.notebook: Notebook | None = Notebook(self.sandbox.session(timeout=timeout))
-        self.installed_packages = self.install_packages(list(additional_imports))
+        absent = self._absent(list(additional_imports))
+        if absent:
+            self.cleanup()
+            raise AgentError(
+                f"not importable in the sandbox: {absent}; make them visible through the"
+                " policy's [python] settings (docs/environments.md)",
+                self.logger,
+            )
+        self.installed_packages = list(additional_imports)
 
     def run_code_raise_errors(self, code: str) -> CodeOutput:
         cell = self._cell(code)
@@ -67,27 +84,31 @@ class StockadeExecutor(RemotePythonExecutor):
             answer = self._deserialize_final_answer(cell.message, self.allow_pickle)
             return CodeOutput(output=answer, logs=logs, is_final_answer=True)
         what = (
-            as_text(cell.result._replace(stdout="")) if cell.kind == "stopped" else cell.traceback
+            as_text(cell.result._replace(stdout_bytes=b""))
+            if cell.kind == "stopped"
+            else cell.traceback
         )
         raise AgentError(
             f"{logs}Executing code yielded an error:\n{what or cell.message}", self.logger
         )
 
     def install_packages(self, additional_imports: list[str]) -> list[str]:
-        """Nothing is installed (the sandbox has no network): each module must already be
-        importable inside, through the policy."""
-        if not additional_imports:
+        """Nothing is installed (the sandbox has no network). smolagents asks for the
+        packages its tools' source names (its patched `final_answer` names PIL, on a path
+        it takes only with pickles): those not visible inside are logged, not fatal."""
+        absent = self._absent(additional_imports)
+        if absent:
+            self.logger.log(f"not importable in the Stockade sandbox, not installed: {absent}")
+        return [name for name in additional_imports if name not in absent]
+
+    def _absent(self, names: list[str]) -> list[str]:
+        """The modules or distributions of `names` that the sandbox's Python cannot find."""
+        if not names:
             return []
-        cell = self._cell(
-            f"import importlib.util\n[m for m in {additional_imports!r} if not {FIND}(m)]"
-        )
-        if cell.kind != "value" or cell.value:
-            raise AgentError(
-                f"not importable in the sandbox: {cell.value or cell.message}; make them visible"
-                " through the policy's [python] settings (docs/environments.md)",
-                self.logger,
-            )
-        return list(additional_imports)
+        cell = self._cell(f"{_FIND}\n[n for n in {names!r} if not _stockade_finds(n)]")
+        if cell.kind != "value" or not isinstance(cell.value, list):
+            raise AgentError(f"could not look for {names} in the sandbox: {cell}", self.logger)
+        return [str(name) for name in cell.value]
 
     def cleanup(self) -> None:
         if self.notebook is not None:
