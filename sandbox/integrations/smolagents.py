@@ -47,7 +47,8 @@ class StockadeExecutor(RemotePythonExecutor):
     closes it), else one is made and closed by `cleanup()`, on the default policy showing
     this venv's packages (smolagents defines the agent's tools inside with their module's
     imports: PIL and numpy for `final_answer`); `timeout` is each step's, the
-    policy's by default. The signature takes smolagents' `(additional_imports, logger)`
+    policy's by default; `logger` is smolagents' (the agent's own logs go on through the
+    agent's). The signature takes smolagents' `(additional_imports, logger)`
     first, as its built-in executors do."""
 
     def __init__(
@@ -60,7 +61,7 @@ class StockadeExecutor(RemotePythonExecutor):
         timeout: float | None = None,
     ) -> None:
         super().__init__(
-            list(additional_imports), logger or AgentLogger(LogLevel.INFO), allow_pickle
+            list(additional_imports), logger or AgentLogger(LogLevel.ERROR), allow_pickle
         )
         self.sandbox = sandbox or Sandbox(Policy.load("default").override(site_packages=True))
         self._own = sandbox is None
