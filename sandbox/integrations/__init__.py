@@ -4,9 +4,11 @@ Stockade's public API (`Sandbox.run_code`, `Sandbox.session()`, `Result`), like 
     stockade.integrations.langchain        a LangChain tool (content and artifact)
     stockade.integrations.openai_agents    an OpenAI Agents SDK function tool
     stockade.integrations.pydantic_ai      a Pydantic AI tool
-    stockade.integrations.smolagents       a PythonExecutor for smolagents' CodeAgent
-    stockade.integrations.agent_framework  Microsoft Agent Framework's execute_code tool
-    stockade.integrations.dspy             a DSPy CodeInterpreter
+    stockade.integrations.smolagents       a PythonExecutor for smolagents' CodeAgent (its tools
+                                           on the host)
+    stockade.integrations.agent_framework  Microsoft Agent Framework's execute_code tool and
+                                           CodeAct provider
+    stockade.integrations.dspy             a DSPy CodeInterpreter (its tools on the host: RLM)
     stockade.integrations.crewai           a CrewAI tool
     stockade.integrations.autogen          an AutoGen 0.7 CodeExecutor
 

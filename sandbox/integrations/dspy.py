@@ -10,6 +10,10 @@ else the last expression's value, else what the code printed (None for nothing).
 in the code, a timeout or a limit is a `CodeExecutionError` (the session and its state go on);
 a `SyntaxError` is raised as one; a session that is gone (out of memory, killed) is a
 `CodeInterpreterError`, and the interpreter is then over, as the protocol asks.
+
+`tools` (RLM's `llm_query`, a module's own) are host callbacks: the code calls them as plain
+functions, each call goes to the host over the session's tool channel, and the function runs
+there, as with DSPy's own interpreters' tool protocol.
 """
 
 from __future__ import annotations
@@ -73,12 +77,14 @@ class StockadeInterpreter:
         self.timeout = timeout
         self._tools: dict[str, Callable[..., Any]] = {}
         self._notebook: Notebook | None = None
+        self._started_tools: dict[str, Callable[..., Any]] = {}
         self._ended = False
 
     @property
     def tools(self) -> dict[str, Callable[..., Any]]:
-        """Host functions for the code to call. Stockade has no channel back to the host yet:
-        `execute` refuses to run while any is registered, rather than run without them."""
+        """Host functions the code calls by name (RLM's `llm_query`, a module's tools): they
+        run on the host, their JSON arguments checked against their type hints. A session's
+        tools are fixed when it starts: change them before `start()` (RLM does)."""
         return self._tools
 
     def start(self) -> None:
@@ -88,26 +94,32 @@ class StockadeInterpreter:
             return
         if self._sandbox is None:
             self._sandbox = Sandbox()
+        self._started_tools = dict(self._tools)
+        # Host tools are named by public identifiers; DSPy's own (its facade's
+        # `__dspy_construct__`) may be private: those go by an alias, bound to their name.
+        aliases = {
+            name if not name.startswith("_") else f"private{i}{name}": name
+            for i, name in enumerate(self._started_tools)
+        }
+        tools = {alias: self._started_tools[name] for alias, name in aliases.items()}
         try:
-            self._notebook = Notebook(self._sandbox.session(timeout=self.timeout))
-            self._notebook.run(_SUBMIT)
-        except SessionError as exc:
+            session = self._sandbox.session(timeout=self.timeout, tools=tools)
+            self._notebook = Notebook(session)
+            binding = "".join(f"{n} = {a}\n" for a, n in aliases.items() if a != n)
+            self._notebook.run(_SUBMIT + binding)
+        except (SessionError, PolicyError) as exc:  # PolicyError: a tool it cannot describe
             self.shutdown()
             raise CodeInterpreterError(f"the Stockade session did not start: {exc}") from exc
 
     def execute(self, code: str, variables: dict[str, Any] | None = None) -> Any:
-        if self._tools:
-            raise CodeInterpreterError(
-                f"host tools {sorted(self._tools)} cannot be called from a Stockade session yet"
-            )
         variables = dict(variables or {})
-        bad = [
-            n for n in variables if not n.isidentifier() or keyword.iskeyword(n) or n in _RESERVED
-        ]
+        bad = [n for n in variables if not _free(n) or n in self._tools]
         if bad:
             raise CodeInterpreterError(f"variable names must be free identifiers: {bad!r}")
         self.start()
         assert self._notebook is not None
+        if self._tools != self._started_tools:
+            raise CodeInterpreterError("the tools changed after start(): make a new interpreter")
         fields = None if self.output_fields is None else [f["name"] for f in self.output_fields]
         try:
             cell = self._notebook.run(code, {**variables, "__stockade_output_fields__": fields})
@@ -148,3 +160,8 @@ def _answer(cell: Cell) -> Any:
     if cell.kind == "stopped":
         raise CodeExecutionError(as_text(cell.result))
     return cell.value if cell.value is not None else (printed or None)
+
+
+def _free(name: str) -> bool:
+    """A variable name the code may be given: an identifier, not one of the interpreter's."""
+    return name.isidentifier() and not keyword.iskeyword(name) and name not in _RESERVED

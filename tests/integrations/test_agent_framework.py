@@ -1,10 +1,12 @@
-"""The Agent Framework `execute_code` tool in a framework `Agent`, driven by a scripted chat
-client (the core wheel ships none: `FunctionInvocationLayer` + `BaseChatClient` answering
-the next scripted message, as the framework's own tests script theirs): the model's code runs
-confined, and a run past the limit comes back as error content."""
+"""The Agent Framework `execute_code` tool and CodeAct provider in a framework `Agent`, driven
+by a scripted chat client (the core wheel ships none: `FunctionInvocationLayer` +
+`BaseChatClient` answering the next scripted message, as the framework's own tests script
+theirs): the model's code runs confined, a run past the limit comes back as error content,
+and CodeAct code calls the agent's tools on the host."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -20,10 +22,11 @@ from agent_framework import (
     Content,
     FunctionInvocationLayer,
     Message,
+    tool,
 )
 
 from stockade import Sandbox
-from stockade.integrations.agent_framework import StockadeExecuteCodeTool
+from stockade.integrations.agent_framework import StockadeCodeActProvider, StockadeExecuteCodeTool
 
 
 class ScriptedClient(FunctionInvocationLayer, BaseChatClient):
@@ -33,11 +36,12 @@ class ScriptedClient(FunctionInvocationLayer, BaseChatClient):
         super().__init__()
         self.script: Iterator[Message] = iter(script)
         self.seen: list[Message] = []
+        self.options: Any = {}
 
     def _inner_get_response(
         self, *, messages: Sequence[Message], stream: bool, options: Any, **kwargs: Any
     ) -> Any:
-        self.seen = list(messages)
+        self.seen, self.options = list(messages), options
 
         async def answer() -> ChatResponse:
             return ChatResponse(messages=[next(self.script)])
@@ -80,3 +84,40 @@ async def test_a_failed_run_is_its_text_and_error_content(confined: Sandbox) -> 
     text, error = await tool.invoke(arguments={"code": "1/0"})
     assert "ZeroDivisionError" in text.text and "exit code 1" in text.text
     assert error.type == "error" and error.message == "Execution nonzero_exit"
+
+
+async def test_codeact_calls_the_agents_tools_on_the_host(confined: Sandbox, probe: Probe) -> None:
+    looked_up: list[int] = []
+
+    @tool
+    async def lookup_account(account_id: int) -> dict[str, Any]:
+        """Find a customer's account by its number."""
+        looked_up.append(account_id)
+        return {"id": account_id, "plan": "pro", "host_uid": os.getuid()}
+
+    code = probe.code + "print(lookup_account(account_id=7))\nlookup_account(account_id='x')"
+    client = ScriptedClient([calling(code, "c1"), Message("assistant", ["done"])])
+    codeact = StockadeCodeActProvider(sandbox=confined, tools=[lookup_account])
+    agent = Agent(client=client, context_providers=[codeact])
+    response = await agent.run("what plan is account 7 on?")
+    [result] = [c for m in client.seen for c in m.contents if c.type == "function_result"]
+    probe.check(result.result)  # the code: an unprivileged uid, no network
+    assert "{'id': 7, 'plan': 'pro', 'host_uid': 0}" in result.result  # the tool: the host's
+    assert "ToolArgumentError" in result.result and looked_up == [7]  # 'x' was refused
+    assert response.text == "done"
+    assert "`lookup_account(account_id)`: Find a customer's" in client.options["instructions"]
+
+
+def test_a_tool_that_needs_approval_makes_execute_code_need_it(confined: Sandbox) -> None:
+    @tool(approval_mode="always_require")
+    def refund(amount: float) -> str:
+        """Refund an amount."""
+        return "refunded"
+
+    codeact = StockadeCodeActProvider(sandbox=confined)
+    run_tool = StockadeExecuteCodeTool(confined, tools=[refund])
+    assert run_tool.approval_mode == "always_require"
+    run_tool.remove_tool("refund")
+    assert run_tool.approval_mode == "never_require" and run_tool.get_tools() == []
+    codeact.add_tools(refund)
+    assert [t.name for t in codeact.get_tools()] == ["refund"]

@@ -58,11 +58,44 @@ def test_a_lost_session_ends_the_interpreter(confined: Sandbox) -> None:
             interpreter.execute("1")
 
 
-def test_host_tools_are_refused_until_they_can_be_called(confined: Sandbox) -> None:
-    with StockadeInterpreter(confined) as interpreter:
-        interpreter.tools["llm_query"] = lambda prompt: prompt
-        with pytest.raises(CodeInterpreterError, match="llm_query"):
-            interpreter.execute("llm_query(prompt='x')")
+def test_tools_are_host_callbacks(confined: Sandbox) -> None:
+    asked: list[str] = []
+
+    def llm_query(prompt: str) -> str:
+        """A sub-model, on the host."""
+        asked.append(prompt)
+        return prompt.upper()
+
+    interpreter = StockadeInterpreter(confined)
+    interpreter.tools["llm_query"] = llm_query
+    try:
+        shown = interpreter.execute("import os\nllm_query(prompt=f'uid {os.getuid()}')")
+        uid = int(shown.removeprefix("UID "))
+        with pytest.raises(CodeInterpreterError, match="free identifiers"):
+            interpreter.execute("1", {"llm_query": 1})
+        interpreter.tools["other"] = llm_query
+        with pytest.raises(CodeInterpreterError, match="tools changed after start"):
+            interpreter.execute("1")
+    finally:
+        interpreter.shutdown()
+    assert asked == [f"uid {uid}"] and uid != 0  # asked on the host, from the sandbox
+
+
+def test_rlm_calls_its_sub_model_from_the_sandbox(confined: Sandbox) -> None:
+    code = "import os\nanswer = llm_query(prompt=f'I run as uid {os.getuid()}')\nSUBMIT(answer)"
+    lm = DummyLM([{"reasoning": "ask", "code": f"```python\n{code}\n```"}])
+    sub_lm = DummyLM([{"response": "a sandbox"}])  # llm_query's model, on the host
+    rlm = dspy.RLM(
+        "question -> answer",
+        max_iters=2,
+        sub_lm=sub_lm,
+        interpreter_factory=lambda: StockadeInterpreter(confined),
+    )
+    with dspy.context(lm=lm):
+        prediction = rlm(question="who runs you?")
+    [prompt] = [call["prompt"] for call in sub_lm.history]
+    assert prompt.startswith("I run as uid ") and prompt != "I run as uid 0"
+    assert "a sandbox" in prediction.answer
 
 
 def test_program_of_thought_runs_the_models_code_confined(confined: Sandbox, probe: Probe) -> None:

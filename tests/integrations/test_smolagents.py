@@ -5,20 +5,21 @@ an error the agent sees and goes on from, and `final_answer` ends the run."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import os
+from typing import Any, ClassVar
 
 import pytest
 
 pytest.importorskip("smolagents", reason="stockade[smolagents] is not installed")
 
-from adapters_testkit import SPIN, TIMEOUT, Probe
+from adapters_testkit import SPIN, Probe
 from smolagents import CodeAgent
 from smolagents.memory import ActionStep
 from smolagents.models import ChatMessage, MessageRole, Model
+from smolagents.tools import Tool
 from smolagents.utils import AgentError
 
-from stockade import Policy, Sandbox
+from stockade import Sandbox
 from stockade.integrations.smolagents import StockadeExecutor
 
 
@@ -34,24 +35,45 @@ class ScriptedModel(Model):
         return ChatMessage(role=MessageRole.ASSISTANT, content=f"<code>\n{action}\n</code>")
 
 
-@pytest.fixture
-def shown() -> Iterator[Sandbox]:
-    """The tests' sandbox, showing this venv's packages: smolagents defines an agent's tools
-    inside with its module's imports (PIL and numpy for `final_answer`)."""
-    with Sandbox(Policy.load("default").override(timeout=TIMEOUT, site_packages=True)) as box:
-        yield box
+class Whoami(Tool):
+    """A tool of the agent's, on the host: it answers with the uid it runs as."""
+
+    name = "whoami"
+    description = "The uid the tool runs as, and the note it was given."
+    inputs: ClassVar[dict[str, Any]] = {
+        "note": {"type": "string", "description": "a note"},
+        "loud": {"type": "boolean", "description": "shout", "nullable": True},
+    }
+    output_type = "string"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.notes: list[str] = []
+
+    def forward(self, note: str, loud: bool | None = None) -> str:
+        self.notes.append(note)
+        said = f"host uid {os.getuid()} {note}"
+        return said.upper() if loud else said
 
 
-def test_a_code_agent_keeps_state_runs_confined_and_the_limit_holds(
-    shown: Sandbox, probe: Probe
+def test_a_code_agent_keeps_state_runs_confined_calls_its_tools_on_the_host(
+    confined: Sandbox, probe: Probe
 ) -> None:
-    actions = [probe.code + "x = 21", SPIN, "final_answer(x * 2)"]
-    executor = StockadeExecutor(sandbox=shown)
-    with CodeAgent(tools=[], model=ScriptedModel(actions), executor=executor, max_steps=5) as agent:
+    tool = Whoami()
+    actions = [
+        probe.code + "x = 21\nprint(whoami('hi'), whoami(note='ho', loud=True))",
+        SPIN,
+        "final_answer({'x': x * 2})",
+    ]
+    executor = StockadeExecutor(sandbox=confined)
+    model = ScriptedModel(actions)
+    with CodeAgent(tools=[tool], model=model, executor=executor, max_steps=5) as agent:
         answer = agent.run("where am I?")
         steps = [step for step in agent.memory.steps if isinstance(step, ActionStep)]
-    assert answer == 42
-    probe.check(steps[0].observations)
+    assert answer == {"x": 42}
+    probe.check(steps[0].observations)  # the code: an unprivileged uid, no network
+    assert "host uid 0 hi HOST UID 0 HO" in steps[0].observations  # the tool: the host's
+    assert tool.notes == ["hi", "ho"]
     assert "status timeout" in str(steps[1].error)
     assert executor.notebook is None  # the agent's exit cleaned the executor up
 
