@@ -2,10 +2,13 @@
 Stockade's public API (`Sandbox.run_code`, `Sandbox.session()`, `Result`), like the agent layer.
 
     stockade.integrations.langchain        a LangChain tool (content and artifact)
+    stockade.integrations.deepagents       a Deep Agents sandbox backend over a workspace
     stockade.integrations.openai_agents    an OpenAI Agents SDK function tool
     stockade.integrations.pydantic_ai      a Pydantic AI tool
+    stockade.integrations.pydantic_ai_workspace  a Pydantic AI workspace backend
     stockade.integrations.smolagents       a PythonExecutor for smolagents' CodeAgent (its tools
                                            on the host)
+    stockade.integrations.agent_framework_shell  Agent Framework's ShellExecutor (a workspace)
     stockade.integrations.agent_framework  Microsoft Agent Framework's execute_code tool and
                                            CodeAct provider
     stockade.integrations.dspy             a DSPy CodeInterpreter (its tools on the host: RLM)
