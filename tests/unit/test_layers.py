@@ -87,10 +87,11 @@ FLOORS: dict[str, set[str]] = {
     "stockade.agents": {"stockade"},  # and only names in stockade.__all__
     "stockade.mcp": {"stockade"},  # as the agents: a consumer of stockade.__all__
     "stockade.agents.execution.guest": set(),  # run inside the sandbox: stdlib only
+    "stockade.integrations": {"stockade"},  # the framework adapters: stockade.__all__ only
 }
 
 
-CONSUMERS = ("stockade.agents", "stockade.mcp")  # built on the public API alone
+CONSUMERS = ("stockade.agents", "stockade.mcp", "stockade.integrations")  # the public API alone
 DYNAMIC = {"importlib.import_module", "import_module", "__import__"}
 
 
