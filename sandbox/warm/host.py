@@ -42,7 +42,7 @@ from stockade.kernel.cgroups.base import Cgroup
 from stockade.result import Result, decode_wait_status, describe_end
 from stockade.spawn import running
 from stockade.spawn.capture import Sink
-from stockade.spawn.supervisor import RunReport
+from stockade.spawn.supervisor import RunReport, Started
 
 if TYPE_CHECKING:
     from stockade.spawn.plan import Planner
@@ -192,6 +192,42 @@ class Outcome(NamedTuple):
     cpu: float | None  # the sandbox's CPU time during the request, when the cgroup says
 
 
+def start_guest(
+    planner: Planner,
+    argv: list[str],
+    env: Mapping[str, str] | None,
+    lifetime: float,
+    extra_pids: int,
+    tools: int | None = None,
+) -> tuple[running.Running, socket.socket, Started | None]:
+    """Start a long-lived program of ours (a pooled interpreter, a session, a workspace's
+    guest) in a sandbox of its own: its stdin is the other end of the control socket
+    returned, its wall clock `lifetime`, its CPU time each request's own (RLIMIT_CPU set per
+    request, the tree's read from the cgroup), `extra_pids` more processes than a run has.
+    `Started` is None when its setup failed: the socket is closed then, and the run says
+    why."""
+    plan = planner.plan(argv, files={}, env=env or {})
+    limits = plan.cgroup_limits
+    plan = plan._replace(
+        timeout=lifetime,
+        cpu_time=None,
+        rlimits=tuple(r for r in plan.rlimits if r[0] != resource.RLIMIT_CPU),
+        cgroup_limits=limits._replace(pids=limits.pids + extra_pids if limits.pids else None),
+    )
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        run = running.start(plan, theirs.fileno(), planner.policy.limits.output, tools=tools)
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    started = run.started()
+    if started is None:
+        ours.close()
+    return run, ours, started
+
+
 class Warm:
     """One warm interpreter; one request at a time (the pool or session serialises them)."""
 
@@ -232,26 +268,10 @@ class Warm:
         other processes, it ends none of theirs, and measures itself."""
         if inside is not None:
             return cls._start_inside(inside, planner, preload, lifetime, env, ready_timeout, tools)
-        plan = planner.plan(["python3", "-c", SOURCE, mode], files={}, env=env or {})
-        limits = plan.cgroup_limits
         extra = 1 if mode == "pool" else 0  # the zygote is one more process than a run has
-        plan = plan._replace(
-            timeout=lifetime,
-            cpu_time=None,  # per request: RLIMIT_CPU in the run, and the tree's from the cgroup
-            rlimits=tuple(r for r in plan.rlimits if r[0] != resource.RLIMIT_CPU),
-            cgroup_limits=limits._replace(pids=limits.pids + extra if limits.pids else None),
-        )
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            run = running.start(plan, theirs.fileno(), planner.policy.limits.output, tools=tools)
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        started = run.started()
+        argv = ["python3", "-c", SOURCE, mode]
+        run, ours, started = start_guest(planner, argv, env, lifetime, extra, tools)
         if started is None:
-            ours.close()
             raise StartFailed(_failure(run, "", ""))
         warm = cls(run, ours, Meter(started.cgroup))
         warm.pooled = mode == "pool"

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import resource
 import select
 import socket
 import threading
@@ -405,26 +404,10 @@ def _argv(command: Sequence[str] | str) -> tuple[str, ...]:
 
 def _launch(planner: Planner, lifetime: float) -> tuple[running.Running, socket.socket, Started]:
     """Start the workspace's run: its stdin is the guest's control socket, its wall clock
-    the workspace's lifetime; CPU time is each command's (RLIMIT_CPU is set per command)."""
-    plan = planner.plan(["python3", "-c", SOURCE], files={}, env={})
-    limits = plan.cgroup_limits
-    plan = plan._replace(
-        timeout=lifetime,
-        cpu_time=None,
-        rlimits=tuple(r for r in plan.rlimits if r[0] != resource.RLIMIT_CPU),
-        cgroup_limits=limits._replace(pids=limits.pids + 1 if limits.pids else None),
-    )
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    try:
-        run = running.start(plan, theirs.fileno(), planner.policy.limits.output)
-    except BaseException:
-        ours.close()
-        raise
-    finally:
-        theirs.close()
-    started = run.started()
+    the workspace's lifetime; CPU time is each command's (RLIMIT_CPU is set per command);
+    the guest is one more process than a run has."""
+    run, ours, started = host.start_guest(planner, ["python3", "-c", SOURCE], {}, lifetime, 1)
     if started is None:
-        ours.close()
         report = run.report()
         run.close()
         raise WorkspaceError(f"the workspace could not start: {report.setup_error}")
