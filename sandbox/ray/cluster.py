@@ -5,8 +5,8 @@ Each live node gets one actor, pinned there (node affinity, not soft), holding a
 turn; `map` sends chunks of jobs, a few per actor at a time, and yields each chunk's results
 when the whole chunk is back. A chunk whose actor dies (its node was lost) is sent again to
 another actor: it was never reported, so no job is lost and none is reported twice. A
-session stays on the actor that holds it; its node lost, the session is lost
-(`SessionError`), as a local session whose sandbox died.
+session or a workspace stays on the actor that holds it; its node lost, it is lost
+(`SessionError`), as a local one whose sandbox died.
 """
 
 from __future__ import annotations
@@ -169,13 +169,20 @@ class RaySandbox:
 
     def session(self, **options: Any) -> RaySession:
         """A session (`Sandbox.session`) on one node; each call goes to that node's actor."""
+        return RaySession(self, *self._open("session", options))
+
+    def workspace(self, **options: Any) -> RayWorkspace:
+        """A workspace (`Sandbox.workspace`) on one node; each command and file call goes to
+        that node's actor."""
+        return RayWorkspace(self, *self._open("workspace", options))
+
+    def _open(self, kind: str, options: dict[str, Any]) -> tuple[str, Any, int]:
         node_id, actor = self._next_actor()
         try:
-            number = _unwrapped(actor.open_session.remote(options))
+            return node_id, actor, _unwrapped(actor.open.remote(kind, options))
         except LOST:
             self._lost(node_id)
-            raise SessionError("the session's node was lost as it started") from None
-        return RaySession(self, node_id, actor, number)
+            raise SessionError(f"the {kind}'s node was lost as it started") from None
 
     def close(self) -> None:
         """End every actor's pool and sessions, and the actors."""
@@ -193,28 +200,71 @@ class RaySandbox:
         self.close()
 
 
-class RaySession:
-    """A session on the node actor that holds it: every call is routed there."""
+class _Routed:
+    """A session or workspace on the node actor that holds it: every call is routed there.
+    Its node lost, it is lost: `SessionError`, as for a local one whose sandbox died."""
 
     def __init__(self, cluster: RaySandbox, node_id: str, actor: Any, number: int) -> None:
         self._cluster, self.node_id, self.actor, self.number = cluster, node_id, actor, number
 
-    def run(self, code: str, **options: Any) -> Result:
+    def _call(self, method: str, *args: Any, **options: Any) -> Any:
         try:
-            return _unwrapped(self.actor.session_run.remote(self.number, code, options))
+            return _unwrapped(self.actor.call.remote(self.number, method, args, options))
         except LOST:
             self._cluster._lost(self.node_id)
-            raise SessionError("the session's node was lost: its state is gone") from None
+            raise SessionError("its node was lost: its state is gone") from None
 
     def close(self) -> None:
         with contextlib.suppress(*LOST):
-            _unwrapped(self.actor.close_session.remote(self.number))
+            _unwrapped(self.actor.close_handle.remote(self.number))
 
-    def __enter__(self) -> RaySession:
+    def __enter__(self) -> Any:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RaySession(_Routed):
+    """`Session.run` and its file calls, on the node that holds the session."""
+
+    def run(self, code: str, **options: Any) -> Result:
+        return self._call("run", code, **options)
+
+    def read_file(self, path: str) -> bytes:
+        return self._call("read_file", path)
+
+    def write_file(self, path: str, data: bytes | str) -> None:
+        self._call("write_file", path, data)
+
+    def list_files(self, path: str = ".") -> list[str]:
+        return self._call("list_files", path)
+
+
+class RayWorkspace(_Routed):
+    """`Workspace.exec` and its file calls, on the node that holds the workspace (`start`
+    and `python`, whose handles live in the actor, are not routed)."""
+
+    def exec(self, command: Sequence[str] | str, **options: Any) -> Result:
+        return self._call("exec", command, **options)
+
+    def read_file(self, path: str) -> bytes:
+        return self._call("read_file", path)
+
+    def write_file(self, path: str, data: bytes | str, **options: Any) -> None:
+        self._call("write_file", path, data, **options)
+
+    def list(self, path: str = "/workspace") -> list[Any]:
+        return self._call("list", path)
+
+    def remove(self, path: str, **options: Any) -> None:
+        self._call("remove", path, **options)
+
+    def export(self, path: str = "/workspace") -> bytes:
+        return self._call("export", path)
+
+    def import_(self, tar: bytes, path: str = "/workspace") -> None:
+        self._call("import_", tar, path)
 
 
 class _Batch:

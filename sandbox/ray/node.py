@@ -1,5 +1,5 @@
 """The actor `stockade.ray` places on each node: one `Sandbox` with a warm pool, and the
-sessions that live there.
+sessions and workspaces that live there.
 
 It is a plain class; `cluster.py` makes it a Ray actor (threaded: `max_concurrency` calls at
 once). A Ray worker is a multi-threaded process (Ray's own threads), so every sandbox it
@@ -16,12 +16,18 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from stockade.batch.jobs import Job, JobResult
-from stockade.errors import SessionError
+from stockade.errors import PolicyError, SessionError
 from stockade.runner import Sandbox
 
 if TYPE_CHECKING:
     from stockade.result import Result
-    from stockade.warm.session import Session
+
+KINDS = {"session": "session", "workspace": "workspace"}  # kind -> the Sandbox method
+# What a caller may call on an open one: a session's and a workspace's public methods.
+CALLS = frozenset(
+    {"run", "read_file", "write_file", "list_files", "exec", "list", "remove", "export",
+     "import_"}
+)  # fmt: skip
 
 
 class Node:
@@ -30,7 +36,7 @@ class Node:
     def __init__(self, policy: Any, pool: int) -> None:
         self.size = pool
         self.box = Sandbox(policy, pool=pool)
-        self._sessions: dict[int, Session] = {}
+        self._open: dict[int, Any] = {}  # sessions and workspaces, by number
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -49,25 +55,29 @@ class Node:
     def run(self, argv: Sequence[str], options: dict[str, Any]) -> Result:
         return self.box.run(argv, **options)
 
-    def open_session(self, options: dict[str, Any]) -> int:
-        session = self.box.session(**options)
+    def open(self, kind: str, options: dict[str, Any]) -> int:
+        """Open a session or a workspace (`Sandbox.session` / `.workspace`) here: its number."""
+        opened = getattr(self.box, KINDS[kind])(**options)
         with self._lock:
             number = next(self._numbers)
-            self._sessions[number] = session
+            self._open[number] = opened
         return number
 
-    def session_run(self, number: int, code: str, options: dict[str, Any]) -> Result:
+    def call(self, number: int, method: str, args: Sequence[Any], options: dict[str, Any]) -> Any:
+        """A method of an open session or workspace (one of CALLS) with its arguments."""
         with self._lock:
-            session = self._sessions.get(number)
-        if session is None:
-            raise SessionError(f"no session {number} on this node (closed)")
-        return session.run(code, **options)
+            opened = self._open.get(number)
+        if opened is None:
+            raise SessionError(f"no session or workspace {number} on this node (closed)")
+        if method not in CALLS:
+            raise PolicyError("method", f"{method!r} is not one of {', '.join(sorted(CALLS))}")
+        return getattr(opened, method)(*args, **options)
 
-    def close_session(self, number: int) -> None:
+    def close_handle(self, number: int) -> None:
         with self._lock:
-            session = self._sessions.pop(number, None)
-        if session is not None:
-            session.close()
+            opened = self._open.pop(number, None)
+        if opened is not None:
+            opened.close()
 
     def info(self) -> dict[str, Any]:
         """This actor's process and its number of threads."""
@@ -75,7 +85,7 @@ class Node:
 
     def close(self) -> None:
         with self._lock:
-            sessions, self._sessions = list(self._sessions.values()), {}
-        for session in sessions:
-            session.close()
+            opened, self._open = list(self._open.values()), {}
+        for handle in opened:
+            handle.close()
         self.box.close()

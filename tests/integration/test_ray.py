@@ -92,6 +92,22 @@ def test_actors_start_their_sandboxes_through_the_spawn_server(cluster_box: RayS
         assert all("stockade.spawn.server" in " ".join(c.cmdline()) for c in children)
 
 
+def test_a_workspace_stays_on_the_actor_that_holds_it(cluster_box: RaySandbox) -> None:
+    workspaces = [cluster_box.workspace() for _ in range(2)]
+    assert len({w.node_id for w in workspaces}) == 2  # one on each node
+    for number, workspace in enumerate(workspaces):
+        workspace.write_file("mine.txt", f"workspace {number}")
+        assert workspace.exec("cat mine.txt >> log; echo done").stdout == "done\n"
+    assert [w.read_file("log") for w in workspaces] == [b"workspace 0", b"workspace 1"]
+    assert sorted(e.name for e in workspaces[0].list()) == ["log", "mine.txt"]
+    workspaces[1].import_(workspaces[0].export())  # a tar from one node to the other
+    assert workspaces[1].read_file("mine.txt") == b"workspace 0"
+    for workspace in workspaces:
+        workspace.close()
+    with pytest.raises(SessionError, match="closed"):
+        workspaces[0].exec(["true"])
+
+
 def test_a_session_stays_on_the_actor_that_holds_it(cluster_box: RaySandbox) -> None:
     sessions = [cluster_box.session() for _ in range(4)]
     assert len({s.node_id for s in sessions}) == 2  # spread over both nodes
