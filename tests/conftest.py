@@ -53,6 +53,13 @@ def _not_someone_elses(path: str, ours: set[int]) -> bool:
     return not pid.isdigit() or int(pid) in ours or not psutil.pid_exists(int(pid))
 
 
+def our_run_dirs() -> set[str]:
+    """The run dirs on the machine but those of another test session's live supervisors."""
+    me = psutil.Process()
+    ours = {p.pid for p in me.children(recursive=True)} | {me.pid}
+    return {p for p in glob.glob(RUN_DIRS) if _not_someone_elses(p, ours)}
+
+
 def _snapshot() -> dict[str, object]:
     me = psutil.Process()
     children = {p.pid for p in me.children(recursive=True)}
@@ -60,7 +67,7 @@ def _snapshot() -> dict[str, object]:
     return {
         "fds": set(os.listdir("/proc/self/fd")),
         "mounts": _our_mounts(),
-        "run dirs": {p for p in glob.glob(RUN_DIRS) if _not_someone_elses(p, ours)},
+        "run dirs": our_run_dirs(),
         "cgroups": {p for p in _stockade_cgroups() if _not_someone_elses(p, ours)},
         "child processes": children,
     }

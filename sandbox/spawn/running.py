@@ -20,13 +20,14 @@ from stockade.result import Result, make_result
 from stockade.spawn import server as forkserver
 from stockade.spawn.call import Stdio
 from stockade.spawn.capture import Sink, pump
+from stockade.spawn.pipes import NearEnds, hand_over_pipes
 from stockade.spawn.plan import RunPlan
 from stockade.spawn.supervisor import RunReport, Started, unframe
 
 
-class Running:
-    """A run in progress. `stdin` is None when an fd was handed over for it; `stdout` and
-    `stderr` are the read ends of the run's pipes. Not thread-safe: one owner at a time."""
+class Running(NearEnds):
+    """A run in progress, holding the near ends of its pipes (`pipes.NearEnds`). Not
+    thread-safe: one owner at a time."""
 
     def __init__(
         self,
@@ -37,8 +38,7 @@ class Running:
         stderr: int,
         output_limit: int,
     ) -> None:
-        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
-        self._fds_ours = True  # until closed, or given to pump
+        super().__init__(stdin, stdout, stderr)  # its fds are ours until closed, or given to pump
         self._reply: socket.socket | None = reply
         self._pid = pid  # the supervisor when it is our own child, to reap
         self._output_limit = output_limit
@@ -88,16 +88,6 @@ class Running:
         self._close_fds()
         if self._pid is not None:
             _DROPPED.append(self._pid)
-
-    def _close_fds(self) -> None:
-        # The attributes, not the fds we began with: a caller who closed stdin (its only way
-        # to send EOF) sets it to None, and its number may belong to another file by now.
-        if self._fds_ours:
-            self._fds_ours = False
-            for fd in (self.stdin, self.stdout, self.stderr):
-                if fd is not None:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
 
     def __enter__(self) -> Running:
         return self
@@ -172,24 +162,10 @@ def start(
     callback channel (callbacks/), handed to the workload as its fd 3; the caller keeps
     its own copy."""
     _reap_dropped()
-    made: list[int] = []
-    try:
-        stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
-        made += (stdout_r, stdout_w)
-        stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
-        made += (stderr_r, stderr_w)
-        stdin_w = None
-        if stdin is None:
-            stdin, stdin_w = os.pipe2(os.O_CLOEXEC)
-            made += (stdin, stdin_w)
-        stdio = (stdin, stdout_w, stderr_w) + ((tools,) if tools is not None else ())
-        launched = launch(plan, stdio)
-    except BaseException:
-        for fd in made:
-            os.close(fd)
-        raise
-    for fd in (stdout_w, stderr_w) + ((stdin,) if stdin_w is not None else ()):
-        os.close(fd)  # the supervisor has its own copies now
+    extra = (tools,) if tools is not None else ()
+    launched, stdin_w, stdout_r, stderr_r = hand_over_pipes(
+        stdin, lambda stdio: launch(plan, stdio + extra)
+    )
     return Running(launched.reply, launched.pid, stdin_w, stdout_r, stderr_r, output_limit)
 
 

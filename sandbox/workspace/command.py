@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from stockade.errors import PolicyError, WorkspaceError
 from stockade.result import Result
 from stockade.spawn.capture import Sink
+from stockade.spawn.pipes import NearEnds
 from stockade.spawn.running import report_result
 from stockade.spawn.supervisor import RunReport, Started
 from stockade.warm.host import MESSAGE, Meter, decode_status
@@ -35,9 +36,10 @@ _CHUNK = 65536
 Output = Callable[[bytes], None]
 
 
-class Keeper:
-    """The host's end of one command: the keeper's socket and the command's pipes (`stdin`
-    is None when the caller's bytes are fed by `Command`). Shaped as `running.Running`."""
+class Keeper(NearEnds):
+    """The host's end of one command: the keeper's socket and the near ends of the command's
+    pipes (`stdin` is None when the caller's bytes are fed by `Command`). Shaped as
+    `running.Running`."""
 
     def __init__(
         self,
@@ -49,12 +51,11 @@ class Keeper:
         ended: Callable[[], str | None],
         warnings: tuple[str, ...] = (),
     ) -> None:
+        super().__init__(stdin, stdout, stderr)
         self.reply: socket.socket | None = reply
-        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
         self.argv, self.warnings, self.ended = argv, warnings, ended
         self.began = time.monotonic()
         self.answers: dict[str, dict[str, object]] = {}
-        self._fds_ours = True
 
     def kill(self) -> None:
         """Tell the keeper to end the command's tree now; safe from any thread, idempotent."""
@@ -107,12 +108,7 @@ class Keeper:
         if self.reply is not None:
             self.reply.close()
             self.reply = None
-        if self._fds_ours:
-            self._fds_ours = False
-            for fd in (self.stdin, self.stdout, self.stderr):
-                if fd is not None:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
+        self._close_fds()
 
     def _report(self) -> RunReport:
         done = self.answers.get("done")

@@ -38,6 +38,7 @@ from stockade.result import Result, describe_end
 from stockade.spawn import running
 from stockade.spawn.cancel import cancellable, tracked
 from stockade.spawn.capture import Sink
+from stockade.spawn.pipes import hand_over_pipes
 from stockade.spawn.plan import check_argv, check_inside
 from stockade.spawn.supervisor import RunReport, Started
 from stockade.telemetry import Tracing
@@ -203,26 +204,12 @@ class Workspace:
         """Send an exec request with fresh pipes (and `stdin` handed over, if given; `extra`
         fds become the command's 3, 4...); `announce`: the keeper says "started" once the
         command runs (`Keeper.started`)."""
-        made: list[int] = []
-        try:
-            out_r, out_w = os.pipe2(os.O_CLOEXEC)
-            made += (out_r, out_w)
-            err_r, err_w = os.pipe2(os.O_CLOEXEC)
-            made += (err_r, err_w)
-            stdin_w = None
-            if stdin is None:
-                stdin, stdin_w = os.pipe2(os.O_CLOEXEC)
-                made += (stdin, stdin_w)
-            cpu = self.planner.policy.limits.cpu_time
-            header = {"op": "exec", "argv": argv, "env": dict(env), "cwd": cwd,
-                      "timeout": timeout, "cpu": cpu, "announce": announce}  # fmt: skip
-            reply = self._request(header, (stdin, out_w, err_w, *extra))
-        except BaseException:
-            for fd in made:
-                os.close(fd)
-            raise
-        for fd in (out_w, err_w) + ((stdin,) if stdin_w is not None else ()):
-            os.close(fd)  # the keeper has its own copies now
+        cpu = self.planner.policy.limits.cpu_time
+        header = {"op": "exec", "argv": argv, "env": dict(env), "cwd": cwd,
+                  "timeout": timeout, "cpu": cpu, "announce": announce}  # fmt: skip
+        reply, stdin_w, out_r, err_r = hand_over_pipes(
+            stdin, lambda stdio: self._request(header, (*stdio, *extra))
+        )
         return Keeper(reply, stdin_w, out_r, err_r, argv, self._why_ended, self.warnings)
 
     def _inside(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
-import glob
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,7 +27,7 @@ from stockade.agents import (
 )
 from stockade.agents.execution.code_blocks import find_blocks
 from stockade.agents.messages import from_dict, render, to_dict
-from tests.conftest import RUN_DIRS
+from tests.conftest import our_run_dirs
 
 pytestmark = pytest.mark.usefixtures("real_sandbox")
 
@@ -311,26 +310,19 @@ def test_the_workspace_is_part_of_the_saved_state() -> None:
     assert result.stdout == "False\n"
 
 
-def _our_run_dirs() -> set[str]:
-    """Run dirs of this process's own supervisors (a dir is named after its supervisor's
-    pid): not those of other sandboxes running on the machine at the same time."""
-    ours = {child.pid for child in psutil.Process().children(recursive=True)}
-    return {p for p in glob.glob(RUN_DIRS) if int(p.rsplit("-", 2)[1]) in ours}
-
-
 def test_close_ends_the_run_the_sandbox_keeps_prepared() -> None:
     gc.collect()  # an earlier test's dropped agent ends its prepared run when collected
-    before = _our_run_dirs()
+    before = our_run_dirs()
     runner = CodeExecutionAgent(timeout=10)
     for _ in range(2):  # from its second run on, the sandbox sets up the next one ahead
         assert run(runner, "print(1)").ok
     for _ in range(500):  # a run's own dir is gone before its result: this is the next one's
-        if prepared := _our_run_dirs() - before:
+        if prepared := our_run_dirs() - before:
             break
         time.sleep(0.01)
     assert prepared, "no run was prepared"
     runner.close()  # returns once the prepared run's supervisor has cleaned up and exited
-    assert not prepared & set(glob.glob(RUN_DIRS))
+    assert not prepared & our_run_dirs()
     assert run(runner, "print(2)").stdout == "2\n"  # closed, it still runs code: fresh
     runner.close()
 

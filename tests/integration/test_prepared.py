@@ -4,7 +4,6 @@ nothing."""
 
 from __future__ import annotations
 
-import glob
 import os
 import signal
 import threading
@@ -16,7 +15,7 @@ import pytest
 
 from stockade import Policy, Sandbox
 from stockade.spawn import supervisor as spawn
-from tests.conftest import RUN_DIRS, needs_root
+from tests.conftest import needs_root, our_run_dirs
 
 pytestmark = needs_root()
 
@@ -30,10 +29,10 @@ def prefork_box() -> Iterator[Sandbox]:
 def _prepare_next(box: Sandbox) -> str:
     """Preparing starts once the second run has ended: after two runs, the next one is a
     prepared one. Returns the run dir of the run being prepared, once it exists."""
-    before = set(glob.glob(RUN_DIRS))
+    before = our_run_dirs()
     assert box.run(["true"]).ok and box.run(["true"]).ok
     for _ in range(500):
-        if made := set(glob.glob(RUN_DIRS)) - before:
+        if made := our_run_dirs() - before:
             (waiting,) = made
             return waiting
         time.sleep(0.01)
@@ -89,15 +88,15 @@ def test_each_call_gets_a_fresh_sandbox(prefork_box: Sandbox) -> None:
 
 
 def test_a_prepared_run_waits_set_up_and_close_removes_it(prefork_box: Sandbox) -> None:
-    before = set(glob.glob(RUN_DIRS))
+    before = our_run_dirs()
     assert Sandbox(prefork_box.policy).run(["true"]).ok
     time.sleep(0.3)
-    assert set(glob.glob(RUN_DIRS)) == before  # used once: nothing prepared
+    assert our_run_dirs() == before  # used once: nothing prepared
     waiting = _prepare_next(prefork_box)  # the next run, set up and waiting for its call
     prefork_box.close()
-    assert waiting not in glob.glob(RUN_DIRS)
+    assert waiting not in our_run_dirs()
     assert prefork_box.run(["true"]).ok  # closed: runs go on, fresh, and nothing is prepared
-    assert set(glob.glob(RUN_DIRS)) == before
+    assert our_run_dirs() == before
 
 
 def test_time_counts_from_the_call_not_from_the_preparation() -> None:
@@ -146,10 +145,10 @@ def test_a_killed_prepared_supervisor_means_a_fresh_run(prefork_box: Sandbox) ->
     prefork_box.close()
     for _ in range(100):  # the spawn server reaps it; then its leftovers can go
         spawn.cleanup_stale()
-        if waiting not in glob.glob(RUN_DIRS):
+        if waiting not in our_run_dirs():
             break
         time.sleep(0.02)
-    assert waiting not in glob.glob(RUN_DIRS)
+    assert waiting not in our_run_dirs()
 
 
 def test_threads_share_a_prefork_box(prefork_box: Sandbox) -> None:
@@ -178,10 +177,10 @@ def test_a_forked_copy_of_the_caller_leaves_the_parents_prepared_run_alone(
         os._exit(code)
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert waiting in glob.glob(RUN_DIRS)  # still there, and still the parent's to use
+    assert waiting in our_run_dirs()  # still there, and still the parent's to use
     assert prefork_box.run(["echo", "parent"]).stdout == "parent\n"
     for _ in range(500):
-        if waiting not in glob.glob(RUN_DIRS):
+        if waiting not in our_run_dirs():
             break
         time.sleep(0.01)
-    assert waiting not in glob.glob(RUN_DIRS)  # the parent's call used it up
+    assert waiting not in our_run_dirs()  # the parent's call used it up
