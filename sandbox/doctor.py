@@ -213,8 +213,29 @@ def checks() -> list[Check]:
     found.append(Check("overlayfs", *_overlayfs()))
     found.append(Check("seccomp", *seccomp.detect()))
     found.append(Check("net.allowlist", *net.detect(), required=False))
+    found.append(Check("core_dumps", *_core_dumps(), required=False))
     found += _cgroup_checks()
     return found
+
+
+def _core_dumps() -> tuple[bool, str]:
+    """Runs have RLIMIT_CORE=0, which stops a core file, not a core_pattern that pipes to a
+    program: for a pipe the kernel lifts the limit and only tells the helper (%c), which runs
+    as root on the host and may keep the crashed run's memory."""
+    try:
+        with open("/proc/sys/kernel/core_pattern") as found:
+            pattern = found.read().strip()
+    except OSError as error:
+        return False, f"cannot read /proc/sys/kernel/core_pattern: {error.strerror}"
+    if not pattern.startswith("|"):
+        return True, "a crashing run writes no core file (RLIMIT_CORE=0)"
+    helper = pattern[1:].split(maxsplit=1)[0] if pattern[1:].strip() else "a program"
+    return False, (
+        f"core_pattern pipes every crash dump to {helper}, as root on the host: a crashing "
+        "run's memory reaches it, RLIMIT_CORE=0 or not (the helper is told the limit and may "
+        "honour it; systemd-coredump does); to keep runs' memory on the host off disk, set "
+        "kernel.core_pattern to a file name"
+    )
 
 
 def _nesting(support: CgroupSupport) -> str:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import needs_root
+
 
 def sandbox(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
@@ -138,6 +140,29 @@ def test_doctor_reports_each_protection() -> None:
         if check["name"] in ("cgroup.memory", "cgroup.pids") and check["available"]:
             assert check["detail"].startswith("available: run cgroups go under /")
             assert check["detail"].endswith("/stockade")
+
+
+@needs_root()
+@pytest.mark.parametrize(
+    ("pattern", "available", "says"),
+    [("core", True, "writes no core file"), ("|/usr/bin/dumper %p", False, "/usr/bin/dumper")],
+)
+def test_doctor_warns_of_a_core_pattern_that_pipes(
+    tmp_path: Path, pattern: str, available: bool, says: str
+) -> None:
+    """The host's core_pattern, replaced in a private mount namespace of the test's own."""
+    fake = tmp_path / "core_pattern"
+    fake.write_text(pattern + "\n")
+    script = 'mount --bind "$0" /proc/sys/kernel/core_pattern && exec "$@"'
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(fake),
+         sys.executable, "-m", "stockade", "doctor", "--json"],
+        capture_output=True,
+        timeout=120,
+    )  # fmt: skip
+    (check,) = [c for c in json.loads(done.stdout)["checks"] if c["name"] == "core_dumps"]
+    assert (check["available"], check["required"]) == (available, False)
+    assert says in check["detail"]
 
 
 def test_as_root_mounts_below_the_runtime_are_shown_read_only() -> None:
