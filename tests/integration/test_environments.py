@@ -7,9 +7,13 @@ so each starts from an empty cache and may break it; the pip download is cached 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pty
+import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -114,6 +118,42 @@ def test_requirements_in_a_policy_are_built_on_first_use_then_reused(cache: Path
     with Sandbox(with_python(requirements=["AppDirs "])) as box:  # the same set, spelt otherwise
         assert box.run_code(IMPORT_TINY).status is Status.OK
     assert entries(cache) == [built] and (cache / built).stat().st_ino == inode
+
+
+def _drain(fd: int, into: bytearray) -> None:
+    with contextlib.suppress(OSError):  # EIO once no one holds the terminal any more
+        while chunk := os.read(fd, 4096):
+            into += chunk
+
+
+def test_a_first_use_build_says_what_it_does_on_a_terminal(cache: Path, tmp_path: Path) -> None:
+    """A first use may build for minutes: on a terminal, where a person looks, it says so
+    (`stockade: ...` lines, pip's among them); piped, the caller's stderr stays the run's."""
+    policy = tmp_path / "tiny.toml"
+    policy.write_text(f'[python]\nrequirements = ["{TINY}"]\n')
+    run = ("run", "--policy", str(policy), "--", "python3", "-c", IMPORT_TINY)
+    ours, theirs = pty.openpty()
+    seen = bytearray()
+    reader = threading.Thread(target=_drain, args=(ours, seen))
+    reader.start()
+    try:
+        on_terminal = subprocess.run(
+            [sys.executable, "-m", "stockade", *run], stdout=subprocess.PIPE, stderr=theirs,
+            text=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        os.close(theirs)
+        reader.join(timeout=60)
+        os.close(ours)
+    assert (on_terminal.returncode, on_terminal.stdout) == (0, SHOWN_TINY)
+    lines = bytes(seen).decode().splitlines()
+    assert lines[0] == f"stockade: building an environment of {TINY}"
+    assert any(line.startswith("stockade: Successfully installed appdirs") for line in lines)
+    assert lines[-1].startswith("stockade: built in ")
+    shutil.rmtree(cache)
+    piped = sandbox(*run)
+    assert (piped.returncode, piped.stdout, piped.stderr) == (0, SHOWN_TINY, "")
+    assert len(entries(cache)) == 1  # built again, quietly
 
 
 def test_a_requirement_that_does_not_resolve_names_it_and_leaves_nothing(cache: Path) -> None:
