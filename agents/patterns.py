@@ -23,21 +23,18 @@ import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
 
 from .agent import ChatAgent
 from .errors import ConfigError, ContentBlockedError, ModelError
-from .execution import guest
 from .execution.agent import CodeExecutionAgent
 from .execution.code_blocks import CodeBlock, ExecutionResult, find_blocks
+from .execution.workspace import guest_source
 from .messages import Message, TextMessage, render
 from .runtime.runtime import Runtime
 from .trace.log import Trace
 
-# Read through its package, as data (it runs in the guest, never here): wherever the package
-# is installed, and a moved or renamed file fails at import rather than at the first run.
-HARNESS = files(guest).joinpath("test_harness.py").read_text(encoding="utf-8")
+HARNESS = guest_source("test_harness")
 LOOP = "review_loop"
 TASK_TESTS = "test_task.py"
 _TEST_FUNCTION = re.compile(r"^\s*def test", re.M)

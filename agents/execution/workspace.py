@@ -15,13 +15,21 @@ import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.resources import files
+from importlib.util import find_spec
+from pathlib import Path
 
 from . import guest
 
-# Read through its package, as data (it runs in the guest, never here): wherever the package
-# is installed, and a moved or renamed file fails at import rather than at the first run.
-RUNNER_SOURCE = files(guest).joinpath("workspace_runner.py").read_text(encoding="utf-8")
+
+def guest_source(module: str) -> str:
+    """The source of a script of the `guest` package, which runs in the sandbox, never here.
+    Found as a module: wherever the package is installed, and a moved or renamed one fails
+    at import rather than at the first run."""
+    spec = find_spec(f"{guest.__name__}.{module}")
+    return Path(spec.origin).read_text(encoding="utf-8")  # type: ignore[union-attr,arg-type]
+
+
+RUNNER_SOURCE = guest_source("workspace_runner")
 ARCHIVE_PATH = ".stockade/workspace.tar.gz"
 CONFIG_PATH = ".stockade/run.json"
 

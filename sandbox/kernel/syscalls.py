@@ -2,7 +2,7 @@
 
 Every wrapper raises `OSError` with the errno and the call's name, like `os` does. Numbers
 come from the kernel's uapi headers (<linux/sched.h>, <linux/mount.h>, <linux/prctl.h>,
-<linux/capability.h>, <linux/seccomp.h>); only x86_64 and aarch64 are supported.
+<linux/capability.h>, <linux/seccomp.h>, <linux/bpf.h>); only x86_64 and aarch64 are supported.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ _MACHINE = os.uname().machine
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}[_MACHINE]
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91}[_MACHINE]
 _SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}[_MACHINE]
+_SYS_BPF = {"x86_64": 321, "aarch64": 280}[_MACHINE]
+_BPF_ATTR_SIZE = 144  # sizeof(union bpf_attr) in the 6.x uapi; the kernel accepts a larger one
 _SYS_CLONE3 = 435  # the same on both (the generic syscall table)
 _KEYCTL_JOIN_SESSION_KEYRING = 1
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -179,6 +181,19 @@ def keyctl_join_session_keyring() -> None:
         ctypes.c_long(_SYS_KEYCTL), ctypes.c_int(_KEYCTL_JOIN_SESSION_KEYRING), None
     )
     _check(result, "keyctl", "KEYCTL_JOIN_SESSION_KEYRING", None)
+
+
+def bpf(command: int, attr: bytes, name: str) -> int:
+    """bpf(2) with `attr` (a union bpf_attr, zero-padded); `name` is the command's, for the
+    error. Returns what the kernel did: an fd (close-on-exec) or 0."""
+    buffer = ctypes.create_string_buffer(attr, _BPF_ATTR_SIZE)
+    result = _libc.syscall(
+        ctypes.c_long(_SYS_BPF), ctypes.c_int(command), buffer, ctypes.c_uint(_BPF_ATTR_SIZE)
+    )
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"bpf({name}): {os.strerror(err)}")
+    return int(result)
 
 
 def close_fds_except(keep: Iterable[int]) -> None:

@@ -21,26 +21,24 @@ import ctypes
 import errno
 import functools
 import os
-import platform
 import socket
 import struct
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from stockade.errors import SetupError, UnsupportedError
+from stockade.kernel.syscalls import bpf
 
 if TYPE_CHECKING:
     from stockade.net.allowlist import Rule
 
 # bpf(2) commands, map / program / attach types, helpers: <linux/bpf.h>
-_SYS_BPF = {"x86_64": 321, "aarch64": 280}[platform.machine()]
 _BPF_MAP_CREATE, _BPF_MAP_UPDATE_ELEM, _BPF_PROG_LOAD, _BPF_LINK_CREATE = 0, 2, 5, 28
 _BPF_MAP_TYPE_SOCKMAP = 15
 _BPF_PROG_TYPE_SK_LOOKUP = 30
 _BPF_SK_LOOKUP = 36
 _FUNC_MAP_LOOKUP_ELEM, _FUNC_SK_RELEASE, _FUNC_SK_ASSIGN = 1, 86, 124
 _SK_PASS = 1
-_ATTR_SIZE = 144  # sizeof(union bpf_attr) in the 6.x uapi; the kernel accepts a larger one
 
 # struct bpf_sk_lookup offsets: family, protocol, local_ip4, local_ip6[4], local_port
 _FAMILY, _PROTOCOL, _LOCAL_IP4, _LOCAL_IP6, _LOCAL_PORT = 8, 12, 40, 44, 60
@@ -53,20 +51,6 @@ _JA, _JEQ_IMM, _JNE_IMM, _JNE32_IMM = 0x05, 0x15, 0x55, 0x56
 _CALL, _EXIT = 0x85, 0x95
 _PSEUDO_MAP_FD = 1
 _R0, _R1, _R2, _R3, _R4, _R6, _R7, _FP = 0, 1, 2, 3, 4, 6, 7, 10
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _bpf(command: int, attr: bytes, name: str) -> int:
-    """bpf(2); the kernel returns close-on-exec fds."""
-    buffer = ctypes.create_string_buffer(attr, _ATTR_SIZE)
-    result = _libc.syscall(
-        ctypes.c_long(_SYS_BPF), ctypes.c_int(command), buffer, ctypes.c_uint(_ATTR_SIZE)
-    )
-    if result < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"bpf({name}): {os.strerror(err)}")
-    return int(result)
 
 
 def _s32(value: int) -> int:
@@ -171,14 +155,14 @@ def _match(asm: _Assembler, rule: Rule, target: str, miss: str) -> None:
 
 def _create_sockmap() -> int:
     attr = struct.pack("<5I", _BPF_MAP_TYPE_SOCKMAP, 4, 8, 2, 0)
-    return _bpf(_BPF_MAP_CREATE, attr, "BPF_MAP_CREATE SOCKMAP")
+    return bpf(_BPF_MAP_CREATE, attr, "BPF_MAP_CREATE SOCKMAP")
 
 
 def _map_put(map_fd: int, key: int, sock: socket.socket) -> None:
     k = ctypes.create_string_buffer(struct.pack("<I", key))
     v = ctypes.create_string_buffer(struct.pack("<Q", sock.fileno()))
     attr = struct.pack("<IIQQQ", map_fd, 0, ctypes.addressof(k), ctypes.addressof(v), 0)
-    _bpf(_BPF_MAP_UPDATE_ELEM, attr, "BPF_MAP_UPDATE_ELEM")
+    bpf(_BPF_MAP_UPDATE_ELEM, attr, "BPF_MAP_UPDATE_ELEM")
 
 
 class _Refused(OSError):
@@ -205,7 +189,7 @@ def _load(code: bytes, log_size: int = 0) -> int:
         _BPF_SK_LOOKUP,
     )
     try:
-        return _bpf(_BPF_PROG_LOAD, attr, "BPF_PROG_LOAD sk_lookup")
+        return bpf(_BPF_PROG_LOAD, attr, "BPF_PROG_LOAD sk_lookup")
     except OSError as exc:
         verifier = log.value.decode(errors="replace").strip()[-600:]
         if verifier:
@@ -218,7 +202,7 @@ def _load(code: bytes, log_size: int = 0) -> int:
 
 def _link(prog_fd: int, netns: int) -> int:
     attr = struct.pack("<4I", prog_fd, netns, _BPF_SK_LOOKUP, 0)
-    return _bpf(_BPF_LINK_CREATE, attr, "BPF_LINK_CREATE sk_lookup")
+    return bpf(_BPF_LINK_CREATE, attr, "BPF_LINK_CREATE sk_lookup")
 
 
 @contextlib.contextmanager
