@@ -337,9 +337,7 @@ def _execute(
     broker.guest.close()  # the run's now
     broker.start()
     with tracked(run):
-        result = run.capture(b"" if handed is not None else stdin or b"", out, err)
-    calls, warnings = broker.end()
-    return result._replace(tool_calls=calls, warnings=result.warnings + warnings)
+        return broker.settle(run.capture(b"" if handed is not None else stdin or b"", out, err))
 
 
 def tools_boot() -> str:

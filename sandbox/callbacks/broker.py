@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import pydantic_core
 
 from stockade.callbacks.guest import stockade_tools as guest
-from stockade.result import ToolCall
+from stockade.result import Result, ToolCall
 from stockade.telemetry import Tracing
 
 if TYPE_CHECKING:
@@ -156,6 +156,11 @@ class Broker:
                     "tool call records past limits.output bytes keep no arguments or results"
                 )
             return tuple(self._records), tuple(warnings)
+
+    def settle(self, result: Result) -> Result:
+        """`end`, and `result` with the calls it took and the warnings about them."""
+        calls, warnings = self.end()
+        return result._replace(tool_calls=calls, warnings=result.warnings + warnings)
 
     def close(self) -> None:
         """Stop serving and release everything; idempotent. A sync tool still running goes

@@ -139,10 +139,7 @@ class Pool:
                     )
                 healthy = outcome.done is not None
                 result = self._result(warm, outcome, out, err, collected)
-                if broker is None:
-                    return result
-                calls, warnings = broker.end()
-                return result._replace(tool_calls=calls, warnings=result.warnings + warnings)
+                return result if broker is None else broker.settle(result)
             finally:
                 self._release(warm, healthy)
         return _setup_failed("no pooled sandbox could take the run (each died before it)")
