@@ -14,6 +14,7 @@ import contextlib
 import gc
 import json
 import os
+import posixpath
 import stat
 import sys
 from collections.abc import Callable, Sequence
@@ -24,13 +25,15 @@ INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 
 class _Parser(argparse.ArgumentParser):
+    commands: dict[str, argparse.ArgumentParser]  # the top level's: the parser of each command
+
     def error(self, message: str) -> Any:
         # argparse's own exit code is 2, which a workload may well exit with itself.
         self.print_usage(sys.stderr)
         self.exit(OWN_FAILURE, f"sandbox: {message}\n")
 
 
-def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+def _parser(argv: Sequence[str]) -> _Parser:
     from stockade import __version__
 
     parser = _Parser(prog="sandbox", description="Run untrusted code in a hardened sandbox.")
@@ -40,10 +43,31 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     # then, and building them all costs every command a few ms. Help and usage errors at the
     # top level (no known command first) get them all.
     chosen = argv[0] if argv and argv[0] in _COMMANDS else None
+    parser.commands = {}
     for name, (description, add_options) in _COMMANDS.items():
         if chosen in (None, name):
-            add_options(commands.add_parser(name, help=description))
+            parser.commands[name] = commands.add_parser(name, help=description)
+            add_options(parser.commands[name])
     return parser
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """The command line, with an error about a command's options in that command's usage."""
+    parser = _parser(argv)
+    program_args = None
+    if argv[:1] == ["code"] and "--" in argv:
+        # The program's arguments, cut off here: argparse drops the `--` on some versions
+        # and not others, and `_program` must tell them from what came between FILE and it.
+        cut = argv.index("--")
+        argv, program_args = argv[:cut], argv[cut + 1 :]
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.commands.get(args.command, parser).error(
+            f"unrecognized arguments: {' '.join(unknown)}"
+        )
+    if program_args is not None:
+        args.args = [*args.args, "--", *program_args]
+    return args
 
 
 def _add_run_command(run: argparse.ArgumentParser) -> None:
@@ -123,8 +147,8 @@ def _add_env_command(env: argparse.ArgumentParser) -> None:
     create = actions.add_parser("create", help="build an environment and name it")
     create.add_argument("name", metavar="NAME")
     create.add_argument(
-        "packages", nargs="*", metavar="PKG", help="a requirement, e.g. 'pandas>=2'"
-    )
+        "packages", nargs="*", default=[], metavar="PKG", help="a requirement, e.g. 'pandas>=2'"
+    )  # a default, or argparse calls PKG required when NAME is missing
     create.add_argument("-r", "--requirement", action="append", default=[], metavar="FILE")
     actions.add_parser("list", help="the environments and what they hold")
     remove = actions.add_parser("rm", help="forget names (and remove what no name keeps)")
@@ -169,7 +193,7 @@ def _exit_now(code: int) -> None:
 
 
 def _main(argv: list[str]) -> int:
-    args = _parser(argv).parse_args(argv)
+    args = _parse(argv)
     if args.command == "policies":
         return _policies(args.show)
     if args.command == "doctor":
@@ -235,14 +259,14 @@ def _run(args: argparse.Namespace) -> int:
     collect = _collect(args)
     sandbox = Sandbox(_policy(args), prefork=False)  # one run: nothing to prepare
     most = sandbox.policy.limits.file_size  # inputs count against it inside anyway
-    files = dict(_read_file(spec, most) for spec in args.file)
+    files: dict[str, bytes] = {}
+    for spec in args.file:
+        _add_file(files, *_read_file(spec, most), "another --file's name in /workspace")
     env = dict(_parse_env(item) for item in args.env)
     stdin: bytes | int = 0
     if args.command == "code":
         argv, name, code = _program(args, most)
-        if name in files:
-            raise PolicyError("--file", f"{name!r} is the program's own name in /workspace")
-        files[name] = code
+        _add_file(files, name, code, "the program's own name in /workspace")
         stdin = b"" if args.source == "-" else 0
     else:
         argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
@@ -350,13 +374,21 @@ def _write_file(top: int, parts: list[str], data: bytes) -> None:
 def _program(args: argparse.Namespace, most: int) -> tuple[list[str], str, bytes]:
     """`sandbox code`'s command, the program's name in /workspace and its source. A file
     keeps its own name there, so tracebacks name it; arguments after `--` are its argv."""
+    from stockade.errors import PolicyError
     from stockade.runner import LANGUAGES
 
     language, code = _read_source(args.source, args.language, most)
     default_name, (interpreter, _) = LANGUAGES[language]
     name = default_name if args.source == "-" else os.path.basename(args.source)
-    extra = args.args[1:] if args.args[:1] == ["--"] else args.args
-    return [interpreter, name, *extra], name, code
+    if args.args[:1] not in ([], ["--"]):
+        # A flag of ours put after FILE would otherwise reach the program, and the run would
+        # go on without it: say so instead.
+        raise PolicyError(
+            "FILE",
+            f"{args.args[0]!r} after FILE: the sandbox's options go before FILE, the program's "
+            "arguments after `--` (sandbox code [OPTIONS] FILE -- ARG...)",
+        )
+    return [interpreter, name, *args.args[1:]], name, code
 
 
 def _notes(result: Any, limits: Any, args: argparse.Namespace) -> list[str]:
@@ -393,9 +425,10 @@ def _notes(result: Any, limits: Any, args: argparse.Namespace) -> list[str]:
 
 def _source(args: argparse.Namespace, key: str) -> str:
     flag = "--" + key.replace("_", "-")
-    return (
-        f"set by {flag}" if getattr(args, key) is not None else f"policy default; {flag} to change"
-    )
+    if getattr(args, key) is not None:
+        return f"set by {flag}"
+    policy = "policy default" if args.policy == "default" else f"policy {args.policy}"
+    return f"{policy}; {flag} to change"
 
 
 def _size_text(size: int) -> str:
@@ -455,15 +488,33 @@ def _policy(args: argparse.Namespace, *, model: bool = False) -> Any:
         # A bare number is bytes, as everywhere in a policy: far too little to run in.
         raise PolicyError("--memory", f"{args.memory} is bytes; did you mean {args.memory}M?")
     given = {k: v for k, v in flags.items() if v is not None}
-    if model:
-        from stockade.policy.model import Policy
+    try:
+        if model:
+            from stockade.policy.model import Policy
 
-        policy = Policy.load(args.policy).override(**given)
-    else:
-        policy = load_policy(args.policy, given)
+            policy = Policy.load(args.policy).override(**given)
+        else:
+            policy = load_policy(args.policy, given)
+    except PolicyError as exc:
+        key = _LIMIT_FLAGS.get(exc.field)
+        if key not in given:
+            raise
+        # Name what the user typed, not only the policy key it sets.
+        flag = "--" + key.replace("_", "-")
+        said = exc.reason if repr(given[key]) in exc.reason else f"{given[key]}: {exc.reason}"
+        raise PolicyError(flag, f"{said} ({exc.field})") from None
     if args.memory is not None:
         _check_memory(args.memory, policy.limits.memory)
     return policy
+
+
+_LIMIT_FLAGS = {  # a policy key a flag sets: the flag's key in `_policy`
+    "limits.timeout": "timeout",
+    "limits.cpu_time": "cpu_time",
+    "limits.memory": "memory",
+    "limits.pids": "pids",
+    "limits.output": "output_limit",
+}
 
 
 def _check_memory(flag: str, memory: int) -> None:
@@ -474,6 +525,17 @@ def _check_memory(flag: str, memory: int) -> None:
         raise PolicyError(
             "--memory", f"{flag} is more than this machine's memory ({_size_text(machine)})"
         )
+
+
+def _add_file(files: dict[str, bytes], name: str, content: bytes, taken: str) -> None:
+    """Add a file for /workspace, refusing a name (as the run will see it: `./a` is `a`) that
+    is `taken` already: one of the two would be lost without a word."""
+    from stockade.errors import PolicyError
+
+    normal = posixpath.normpath(name)
+    if normal in files:
+        raise PolicyError("--file", f"{name!r} is {taken}")
+    files[normal] = content
 
 
 def _read_file(spec: str, most: int) -> tuple[str, bytes]:

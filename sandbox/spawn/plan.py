@@ -288,6 +288,8 @@ def check_files(files: Mapping[str, bytes | str]) -> dict[str, bytes]:
             raise PolicyError("files", f"{name!r}: names a directory, not a file")
         if not isinstance(content, str | bytes | bytearray | memoryview):
             raise PolicyError("files", f"{name!r}: content must be str or bytes")
+        if normal in checked:
+            raise PolicyError("files", f"{name!r}: another name given is the same file")
         checked[normal] = content.encode() if isinstance(content, str) else bytes(content)
     for name in checked:  # a file cannot also be a directory of others
         if (parent := next((p for p in _parents(name) if p in checked), None)) is not None:

@@ -57,6 +57,11 @@ def test_a_file_cannot_also_be_a_directory(box: Sandbox) -> None:
     assert box.run(["cat", "a/b", "a/c"], files={"a/b": "x", "a/c": "y"}).stdout == "xy"
 
 
+def test_two_names_of_one_file_are_refused(box: Sandbox) -> None:
+    with pytest.raises(PolicyError, match=r"'\./a': another name given is the same file"):
+        box.run(["true"], files={"a": "x", "./a": "y"})  # one would be lost without a word
+
+
 @pytest.mark.parametrize("content", [5, None, ["x"]])  # bytes(5) would be five NUL bytes
 def test_file_contents_are_str_or_bytes(box: Sandbox, content: object) -> None:
     with pytest.raises(PolicyError, match="files"):

@@ -452,14 +452,22 @@ def test_a_workload_exit_2_is_never_taken_for_a_usage_error() -> None:
     assert sandbox("run", "--", "sh", "-c", "exit 2").returncode == 2
     done = sandbox("run", "--bogus", "--", "true")
     assert done.returncode == 125
-    assert done.stderr.startswith(b"usage: sandbox") and b"--bogus" in done.stderr
+    assert done.stderr.startswith(b"usage: sandbox run ") and b"--bogus" in done.stderr
+
+
+@pytest.mark.parametrize("command", [("code",), ("doctor",), ("env", "create", "x")])
+def test_an_unknown_option_gets_its_commands_usage(command: tuple[str, ...]) -> None:
+    done = sandbox(*command, "--bogus")
+    assert done.returncode == 125
+    assert done.stderr.startswith(f"usage: sandbox {command[0]} ".encode()), done.stderr
+    assert done.stderr.endswith(b"sandbox: unrecognized arguments: --bogus\n")
 
 
 WHY = [
     (("--timeout", "0.5", "--", "sleep", "5"), "killed: wall-clock limit 0.5 s (set by --timeout)"),
     (
         ("--policy", "strict", "--", "sleep", "60"),
-        "killed: wall-clock limit 5 s (policy default; --timeout to change)",
+        "killed: wall-clock limit 5 s (policy strict; --timeout to change)",
     ),
     (
         ("--cpu-time", "0.3", "--", "python3", "-c", "while 1: pass"),
@@ -481,6 +489,15 @@ def test_the_command_says_why_a_run_ended_or_was_cut(args: tuple[str, ...], says
     done = sandbox("run", *args)
     assert f"sandbox: {says}\n".encode() in done.stderr, done
     assert b"sandbox:" not in sandbox("run", "--json", *args).stderr  # the JSON has it all
+
+
+def test_a_limit_a_policy_file_set_is_not_called_the_default(tmp_path: Path) -> None:
+    policy = tmp_path / "quick.toml"
+    policy.write_text("[limits]\ntimeout = 0.5\n")
+    done = sandbox("run", "--policy", str(policy), "--", "sleep", "5")
+    assert done.returncode == 124
+    says = f"sandbox: killed: wall-clock limit 0.5 s (policy {policy}; --timeout to change)\n"
+    assert says.encode() in done.stderr
 
 
 def test_warnings_go_to_stderr(tmp_path: Path) -> None:
@@ -505,6 +522,8 @@ def test_warnings_go_to_stderr(tmp_path: Path) -> None:
         (("--memory", "1000G"), b"--memory: 1000G is more than this machine's memory"),
         (("--policy", "/tmp"), b"policy: '/tmp' is a directory: give a policy's TOML file"),
         (("--cgroups", "sometimes"), b"usage: sandbox run"),
+        (("--memory", "2K"), b"--memory: 2K: Input should be greater than or equal to 41943"),
+        (("--timeout", "0"), b"sandbox: --timeout: 0: Input should be greater than 0 (limits"),
     ],
 )
 def test_flags_are_refused_helpfully(args: tuple[str, ...], message: bytes) -> None:
@@ -532,6 +551,28 @@ def test_code_keeps_the_file_name_and_takes_arguments(tmp_path: Path) -> None:
     assert b"--file: 'job.py' is the program's own name in /workspace" in clash.stderr
     piped = sandbox("code", "-", "--", "a", stdin=b"import sys; print(sys.argv)")
     assert piped.stdout == b"['main.py', 'a']\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "refused"),
+    [
+        (("{job}", "--timeout", "1"), b"FILE: '--timeout' after FILE: the sandbox's options go"),
+        (("{job}", "x", "--", "y"), b"FILE: 'x' after FILE"),
+        (("--file", "{job}:./job.py", "{job}"), b"--file: 'job.py' is the program's own name"),
+        (("--file", "{job}:sub/../job.py", "{job}"), b"--file: 'job.py' is the program's own"),
+        (("--file", "{job}:a", "--file", "{job}:./a", "{job}"), b"'./a' is another --file's"),
+    ],
+)
+def test_code_never_drops_a_flag_or_a_file_without_a_word(
+    tmp_path: Path, args: tuple[str, ...], refused: bytes
+) -> None:
+    """A flag of ours after FILE would have gone to the program, and the run on without it;
+    two files of one name in /workspace, one of them lost."""
+    job = tmp_path / "job.py"
+    job.write_text("print('ran')\n")
+    done = sandbox("code", *(arg.format(job=job) for arg in args))
+    assert (done.returncode, done.stdout) == (125, b""), done
+    assert refused in done.stderr
 
 
 def test_code_on_a_terminal_says_it_reads_stdin() -> None:

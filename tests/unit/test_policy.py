@@ -154,7 +154,7 @@ def test_the_documented_policy_is_valid_toml_with_every_key() -> None:
     block = text.split("## Every key", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
     policy = Policy.from_toml(block)
     default, shown = Policy().model_dump(), policy.model_dump()
-    assert shown["python"]["interpreter"] == "/usr/bin/python3.12"  # an example, not the default
+    assert shown["python"]["interpreter"] == "python3"  # an example, not the default
     shown["python"] = default["python"]
     assert shown == {**default, "name": "mine", "description": policy.description}
     for section in ("limits", "filesystem", "process", "network", "python"):
