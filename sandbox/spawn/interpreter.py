@@ -101,9 +101,8 @@ def _ask(path: str) -> Interpreter:
         return _describe(executable, prefix, exec_prefix, tuple(version))
     except (ValueError, IndexError, TypeError):  # not the one JSON line Python 3 prints
         shown = said.decode(errors="replace").strip()[-300:] or "nothing"
-        raise PolicyError(
-            FIELD, f"{path} is not a Python 3 interpreter (exit status {status}; it said {shown})"
-        ) from None
+        what = "is not a Python 3 interpreter" if status == 0 else "did not run as Python 3"
+        raise PolicyError(FIELD, f"{path} {what} (exit status {status}; it said {shown})") from None
 
 
 def _output_of(argv: list[str]) -> tuple[bytes, int]:

@@ -190,6 +190,7 @@ def test_pools_and_sessions_refuse_a_python_older_than_the_zygote_needs() -> Non
     [
         ("/nonexistent/python3", "No such file or directory"),
         ("/bin/true", "is not a Python 3 interpreter"),
+        ("/bin/false", "/bin/false did not run as Python 3 (exit status 1; it said nothing)"),
         ("/etc/passwd", "is not an executable file"),
         ("/usr/bin", "is not an executable file"),
         ("no-such-python-anywhere", "is not a command on this machine's PATH"),
