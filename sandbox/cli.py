@@ -57,17 +57,43 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     program_args = None
     if argv[:1] == ["code"] and "--" in argv:
         # The program's arguments, cut off here: argparse drops the `--` on some versions
-        # and not others, and `_program` must tell them from what came between FILE and it.
+        # and not others, and would take anything between FILE and it for them too.
         cut = argv.index("--")
         argv, program_args = argv[:cut], argv[cut + 1 :]
     args, unknown = parser.parse_known_args(argv)
+    if getattr(args, "action", None) == "create":
+        # `env create NAME -r FILE PKG`: argparse gives NAME and no PKG at once, and leaves
+        # the PKG after an option over.
+        args.packages += [arg for arg in unknown if not arg.startswith("-")]
+        unknown = [arg for arg in unknown if arg.startswith("-")]
+    command = parser.commands.get(args.command, parser) if argv[:1] == [args.command] else parser
+    command = getattr(command, "commands", {}).get(getattr(args, "action", None), command)
     if unknown:
-        parser.commands.get(args.command, parser).error(
-            f"unrecognized arguments: {' '.join(unknown)}"
-        )
-    if program_args is not None:
-        args.args = [*args.args, "--", *program_args]
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    for option in ("file", "env", "allow_net", "collect"):
+        if any(not isinstance(value, str) for value in getattr(args, option, None) or ()):
+            # argparse's `--env=--` on Python < 3.13: a list where a string belongs
+            command.error(f"argument --{option.replace('_', '-')}: expected one argument")
+    if args.command == "code":
+        _check_program_args(command, args, program_args)
     return args
+
+
+def _check_program_args(
+    code: argparse.ArgumentParser, args: argparse.Namespace, program_args: list[str] | None
+) -> None:
+    """`sandbox code [OPTIONS] [FILE | -] [-- ARG...]`: nothing else, before the program is
+    read. A flag of ours after FILE would otherwise reach the program while the run went on
+    without it, and `code -- f.py` would read stdin with f.py an argument."""
+    if args.args:
+        code.error(
+            f"{args.args[0]!r} after FILE: the sandbox's options go before FILE, the "
+            "program's arguments after `--` (sandbox code [OPTIONS] FILE -- ARG...)"
+        )
+    if program_args and args.source is None:
+        code.error("arguments after `--` need FILE, or - for stdin, before the `--`")
+    args.source = args.source or "-"
+    args.args = program_args or []
 
 
 def _add_run_command(run: argparse.ArgumentParser) -> None:
@@ -78,7 +104,7 @@ def _add_run_command(run: argparse.ArgumentParser) -> None:
 def _add_code_command(code: argparse.ArgumentParser) -> None:
     _add_run_options(code)
     code.add_argument("--language", choices=("python", "bash", "sh"), default=None)
-    code.add_argument("source", nargs="?", default="-", metavar="FILE | -")
+    code.add_argument("source", nargs="?", metavar="FILE | -")  # None: stdin, said by _parse
     code.add_argument("args", nargs=argparse.REMAINDER, metavar="-- ARG...")
 
 
@@ -150,9 +176,10 @@ def _add_env_command(env: argparse.ArgumentParser) -> None:
         "packages", nargs="*", default=[], metavar="PKG", help="a requirement, e.g. 'pandas>=2'"
     )  # a default, or argparse calls PKG required when NAME is missing
     create.add_argument("-r", "--requirement", action="append", default=[], metavar="FILE")
-    actions.add_parser("list", help="the environments and what they hold")
+    listing = actions.add_parser("list", help="the environments and what they hold")
     remove = actions.add_parser("rm", help="forget names (and remove what no name keeps)")
     remove.add_argument("names", nargs="+", metavar="NAME")
+    env.commands = {"create": create, "list": listing, "rm": remove}  # type: ignore[attr-defined]
 
 
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
@@ -374,21 +401,12 @@ def _write_file(top: int, parts: list[str], data: bytes) -> None:
 def _program(args: argparse.Namespace, most: int) -> tuple[list[str], str, bytes]:
     """`sandbox code`'s command, the program's name in /workspace and its source. A file
     keeps its own name there, so tracebacks name it; arguments after `--` are its argv."""
-    from stockade.errors import PolicyError
     from stockade.runner import LANGUAGES
 
     language, code = _read_source(args.source, args.language, most)
     default_name, (interpreter, _) = LANGUAGES[language]
     name = default_name if args.source == "-" else os.path.basename(args.source)
-    if args.args[:1] not in ([], ["--"]):
-        # A flag of ours put after FILE would otherwise reach the program, and the run would
-        # go on without it: say so instead.
-        raise PolicyError(
-            "FILE",
-            f"{args.args[0]!r} after FILE: the sandbox's options go before FILE, the program's "
-            "arguments after `--` (sandbox code [OPTIONS] FILE -- ARG...)",
-        )
-    return [interpreter, name, *args.args[1:]], name, code
+    return [interpreter, name, *args.args], name, code
 
 
 def _notes(result: Any, limits: Any, args: argparse.Namespace) -> list[str]:
@@ -467,7 +485,6 @@ def _policy(args: argparse.Namespace, *, model: bool = False) -> Any:
     # Through the cache of validated policies: a policy run before needs no pydantic. A
     # batch needs the model itself (`model`): its jobs' own limits override it.
     from stockade.errors import PolicyError
-    from stockade.policy.view import load_policy
 
     flags = {
         "timeout": args.timeout,
@@ -489,23 +506,39 @@ def _policy(args: argparse.Namespace, *, model: bool = False) -> Any:
         raise PolicyError("--memory", f"{args.memory} is bytes; did you mean {args.memory}M?")
     given = {k: v for k, v in flags.items() if v is not None}
     try:
-        if model:
-            from stockade.policy.model import Policy
-
-            policy = Policy.load(args.policy).override(**given)
-        else:
-            policy = load_policy(args.policy, given)
+        policy = _load(args.policy, given, model)
     except PolicyError as exc:
-        key = _LIMIT_FLAGS.get(exc.field)
-        if key not in given:
-            raise
-        # Name what the user typed, not only the policy key it sets.
-        flag = "--" + key.replace("_", "-")
-        said = exc.reason if repr(given[key]) in exc.reason else f"{given[key]}: {exc.reason}"
-        raise PolicyError(flag, f"{said} ({exc.field})") from None
+        raise _blame_the_flag(exc, args.policy, given, model) from None
     if args.memory is not None:
         _check_memory(args.memory, policy.limits.memory)
     return policy
+
+
+def _load(policy: str, given: dict[str, Any], model: bool) -> Any:
+    if model:
+        from stockade.policy.model import Policy
+
+        return Policy.load(policy).override(**given)
+    from stockade.policy.view import load_policy
+
+    return load_policy(policy, given)
+
+
+def _blame_the_flag(exc: Exception, policy: str, given: dict[str, Any], model: bool) -> Exception:
+    """A limit refused because of a flag names the flag the user typed, not only the policy
+    key it sets; one the policy itself gets wrong stays the policy's."""
+    from stockade.errors import PolicyError
+
+    key = _LIMIT_FLAGS.get(getattr(exc, "field", ""))
+    if key not in given:
+        return exc
+    try:
+        _load(policy, {k: v for k, v in given.items() if k != key}, model)
+    except PolicyError:
+        return exc
+    reason, value = exc.reason, given[key]  # type: ignore[attr-defined]
+    said = reason if repr(value) in reason else f"{value}: {reason}"
+    return PolicyError("--" + key.replace("_", "-"), f"{said} ({exc.field})")  # type: ignore[attr-defined]
 
 
 _LIMIT_FLAGS = {  # a policy key a flag sets: the flag's key in `_policy`
@@ -532,10 +565,9 @@ def _add_file(files: dict[str, bytes], name: str, content: bytes, taken: str) ->
     is `taken` already: one of the two would be lost without a word."""
     from stockade.errors import PolicyError
 
-    normal = posixpath.normpath(name)
-    if normal in files:
+    if any(posixpath.normpath(given) == posixpath.normpath(name) for given in files):
         raise PolicyError("--file", f"{name!r} is {taken}")
-    files[normal] = content
+    files[name] = content  # as given: the run's own checks refuse a bad one
 
 
 def _read_file(spec: str, most: int) -> tuple[str, bytes]:

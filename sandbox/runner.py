@@ -13,7 +13,7 @@ from stockade.spawn import running
 from stockade.spawn import server as forkserver
 from stockade.spawn.cancel import caller_loop, cancellable, tracked
 from stockade.spawn.capture import Sink
-from stockade.spawn.plan import LANGUAGES, Planner, RunPlan, check_stdin
+from stockade.spawn.plan import LANGUAGES, Planner, RunPlan, check_stdin, with_program
 from stockade.telemetry import Span, Tracing
 
 if TYPE_CHECKING:
@@ -185,7 +185,7 @@ class Sandbox:
                     filename, argv = LANGUAGES[language]
                     if broker is not None:
                         argv = ("python3", "-c", tools_boot(), filename)
-                    files = {**(files or {}), filename: code}
+                    files = with_program(files, filename, code)
                     forward = (None, None)
                     result = self._run(span, planner, argv, stdin, files, env, forward, collect,
                                        broker)  # fmt: skip

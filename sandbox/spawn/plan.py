@@ -297,6 +297,17 @@ def check_files(files: Mapping[str, bytes | str]) -> dict[str, bytes]:
     return checked
 
 
+def with_program(
+    files: Mapping[str, bytes | str] | None, name: str, code: bytes | str
+) -> dict[str, bytes | str]:
+    """`files` and the program `run_code` writes as `name`, which no file given may take (it
+    would be lost without a word)."""
+    given = dict(files or {})
+    if any(isinstance(n, str) and posixpath.normpath(n) == name for n in given):
+        raise PolicyError("files", f"{name!r} is the program's own name in /workspace")
+    return {**given, name: code}
+
+
 def _parents(name: str) -> list[str]:
     parts = name.split("/")
     return ["/".join(parts[:i]) for i in range(1, len(parts))]

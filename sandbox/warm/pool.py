@@ -37,7 +37,7 @@ from stockade.spawn import running
 from stockade.spawn.cancel import cancelled, tracked
 from stockade.spawn.capture import Sink
 from stockade.spawn.collect import ENDED_AT_A_LIMIT, Collected, plan_collect
-from stockade.spawn.plan import check_files  # the same checks as any run
+from stockade.spawn.plan import check_files, with_program  # the same checks as any run
 from stockade.spawn.supervisor import RunReport
 from stockade.warm import host as interpreter
 from stockade.warm.host import Outcome, StartFailed, Warm
@@ -114,7 +114,7 @@ class Pool:
         (the policy's by default) gives the call's timeout, cpu_time and output. `broker`
         serves the run's host tools (callbacks/): its channel goes to the run's process."""
         limits = limits or self.planner.policy.limits
-        checked = check_files({**(files or {}), "main.py": code})
+        checked = check_files(with_program(files, "main.py", code))
         pattern = plan_collect(collect)
         environment = self.planner.environment(env) if env else self._environment
         if broker is not None:  # the fd number is the child's to say

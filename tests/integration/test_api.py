@@ -62,6 +62,14 @@ def test_two_names_of_one_file_are_refused(box: Sandbox) -> None:
         box.run(["true"], files={"a": "x", "./a": "y"})  # one would be lost without a word
 
 
+@pytest.mark.parametrize("pool", [0, 1])
+@pytest.mark.parametrize("name", ["main.py", "./main.py"])
+def test_a_file_cannot_take_the_programs_name(pool: int, name: str) -> None:
+    refused = pytest.raises(PolicyError, match=r"'main\.py' is the program's own name")
+    with Sandbox(Policy.load("default"), pool=pool) as box, refused:
+        box.run_code("print(1)", files={name: "lost"})
+
+
 @pytest.mark.parametrize("content", [5, None, ["x"]])  # bytes(5) would be five NUL bytes
 def test_file_contents_are_str_or_bytes(box: Sandbox, content: object) -> None:
     with pytest.raises(PolicyError, match="files"):

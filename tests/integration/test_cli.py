@@ -455,12 +455,30 @@ def test_a_workload_exit_2_is_never_taken_for_a_usage_error() -> None:
     assert done.stderr.startswith(b"usage: sandbox run ") and b"--bogus" in done.stderr
 
 
-@pytest.mark.parametrize("command", [("code",), ("doctor",), ("env", "create", "x")])
-def test_an_unknown_option_gets_its_commands_usage(command: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("command", "usage"),
+    [(("code",), "code"), (("doctor",), "doctor"), (("env", "create", "x"), "env create")],
+)
+def test_an_unknown_option_gets_its_commands_usage(command: tuple[str, ...], usage: str) -> None:
     done = sandbox(*command, "--bogus")
     assert done.returncode == 125
-    assert done.stderr.startswith(f"usage: sandbox {command[0]} ".encode()), done.stderr
+    assert done.stderr.startswith(f"usage: sandbox {usage} ".encode()), done.stderr
     assert done.stderr.endswith(b"sandbox: unrecognized arguments: --bogus\n")
+
+
+@pytest.mark.parametrize("option", ["--env", "--file", "--allow-net"])
+def test_an_option_given_a_double_dash_is_refused_not_a_traceback(option: str) -> None:
+    done = sandbox("run", f"{option}=--", "--", "true")  # argparse < 3.13 makes it a list
+    assert done.returncode == 125
+    assert done.stderr.endswith(f"sandbox: argument {option}: expected one argument\n".encode())
+
+
+def test_a_bad_limit_in_the_policy_file_is_the_files_not_the_flags(tmp_path: Path) -> None:
+    policy = tmp_path / "bad.toml"
+    policy.write_text("[limits]\ntimeout = 0\n")
+    done = sandbox("run", "--policy", str(policy), "--timeout", "5", "--", "true")
+    assert done.returncode == 125
+    assert done.stderr == b"sandbox: limits.timeout: Input should be greater than 0\n"
 
 
 WHY = [
@@ -556,11 +574,14 @@ def test_code_keeps_the_file_name_and_takes_arguments(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "refused"),
     [
-        (("{job}", "--timeout", "1"), b"FILE: '--timeout' after FILE: the sandbox's options go"),
-        (("{job}", "x", "--", "y"), b"FILE: 'x' after FILE"),
+        (("{job}", "--timeout", "1"), b"sandbox: '--timeout' after FILE: the sandbox's options go"),
+        (("{job}", "x", "--", "y"), b"sandbox: 'x' after FILE"),
         (("--file", "{job}:./job.py", "{job}"), b"--file: 'job.py' is the program's own name"),
         (("--file", "{job}:sub/../job.py", "{job}"), b"--file: 'job.py' is the program's own"),
         (("--file", "{job}:a", "--file", "{job}:./a", "{job}"), b"'./a' is another --file's"),
+        (("--file", "{job}:sub/", "{job}"), b"files: 'sub/': names a directory, not a file"),
+        (("--", "{job}"), b"arguments after `--` need FILE, or - for stdin, before the `--`"),
+        (("--json", "-", "--json"), b"'--json' after FILE"),
     ],
 )
 def test_code_never_drops_a_flag_or_a_file_without_a_word(

@@ -84,6 +84,18 @@ def test_env_create_list_rm_through_the_command_line(cache: Path) -> None:
     assert gone.returncode == 125 and "no environment named 'tiny'" in gone.stderr
 
 
+def test_requirements_may_come_from_a_file_and_the_command_line(
+    cache: Path, tmp_path: Path
+) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(f"{TINY}\n")
+    made = sandbox("env", "create", "tiny", "-r", str(requirements), "--no-such-option")
+    assert made.returncode == 125 and made.stderr.startswith("usage: sandbox env create ")
+    made = sandbox("env", "create", "tiny", "-r", str(requirements), "AppDirs")  # PKG after -r
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.startswith("tiny: appdirs==")
+
+
 def test_a_requirements_file_with_pip_options_is_refused(cache: Path, tmp_path: Path) -> None:
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("# tools\nappdirs  # small\n--index-url https://example.org\n")
