@@ -4,6 +4,8 @@ Stockade's public API (`Sandbox.run_code`, `Sandbox.session()`, `Result`), like 
     stockade.integrations.langchain        a LangChain tool (content and artifact)
     stockade.integrations.deepagents       a Deep Agents sandbox backend over a workspace
     stockade.integrations.openai_agents    an OpenAI Agents SDK function tool
+    stockade.integrations.openai_agents_sandbox  an OpenAI Agents SDK sandbox client (a
+                                           SandboxAgent in a workspace)
     stockade.integrations.pydantic_ai      a Pydantic AI tool
     stockade.integrations.pydantic_ai_workspace  a Pydantic AI workspace backend
     stockade.integrations.smolagents       a PythonExecutor for smolagents' CodeAgent (its tools

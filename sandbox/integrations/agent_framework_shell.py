@@ -21,7 +21,7 @@ from typing import Any
 from stockade import Result, Sandbox, Workspace, WorkspaceError
 
 from . import missing
-from .report import exit_code
+from .report import exit_code, sandbox_note
 
 try:
     from agent_framework import FunctionTool, tool
@@ -101,9 +101,8 @@ class StockadeShellExecutor:
 
 
 def shell_result(result: Result) -> ShellResult:
-    stderr = result.stderr
-    if result.status not in ("ok", "nonzero_exit", "timeout"):  # the sandbox ended it: say so
-        stderr += f"\n[status {result.status}{f': {result.error}' if result.error else ''}]"
+    note = "" if result.status == "timeout" else sandbox_note(result)  # `timed_out` says it
+    stderr = result.stderr + (f"\n{note}" if note else "")
     return ShellResult(
         stdout=result.stdout,
         stderr=stderr,

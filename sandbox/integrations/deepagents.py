@@ -22,7 +22,7 @@ import uuid
 from stockade import PolicyError, Result, Sandbox, WorkspaceFileError
 
 from . import missing
-from .report import exit_code
+from .report import exit_code, sandbox_note
 
 try:
     from deepagents.backends.protocol import (
@@ -109,9 +109,8 @@ class StockadeBackend(BaseSandbox):
 
 
 def _response(result: Result) -> ExecuteResponse:
-    output = result.stdout + result.stderr
-    if result.status not in ("ok", "nonzero_exit"):  # the sandbox ended it: say so
-        output += f"\n[status {result.status}{f': {result.error}' if result.error else ''}]"
+    note = sandbox_note(result)  # the sandbox ended it: say so
+    output = result.stdout + result.stderr + (f"\n{note}" if note else "")
     truncated = result.stdout_truncated or result.stderr_truncated
     return ExecuteResponse(output=output, exit_code=exit_code(result), truncated=truncated)
 

@@ -30,6 +30,14 @@ def _status(result: Result) -> str:
     return f"{said}: {result.error}" if result.error else said
 
 
+def sandbox_note(result: Result) -> str:
+    """ "[status S: error]" when the sandbox, not the program, ended the run (timeout, memory,
+    signal, setup), else "": for adapters whose framework has an exit code but no status."""
+    if result.status in ("ok", "nonzero_exit"):
+        return ""
+    return f"[status {result.status}{f': {result.error}' if result.error else ''}]"
+
+
 def exit_code(result: Result) -> int:
     """A shell's exit code for the run, as `sandbox run` gives it: the program's own, 124 for
     a timeout, 137 out of memory, 128+N for signal N, 125 when the sandbox could not start."""
