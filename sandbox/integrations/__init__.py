@@ -24,10 +24,9 @@ which extra installs it when the framework is missing: `pip install 'stockade[la
 from __future__ import annotations
 
 
-def missing(extra: str, error: ImportError) -> ImportError:
-    """The ImportError an adapter raises when its framework is not installed."""
+def missing(module: str, extra: str, error: ImportError) -> ImportError:
+    """The ImportError the adapter `module` raises when its framework is not installed."""
     return ImportError(
-        f"stockade.integrations.{extra.replace('-', '_')} needs {error.name or 'its framework'}:"
-        f" pip install 'stockade[{extra}]'",
+        f"{module} needs {error.name or 'its framework'}: pip install 'stockade[{extra}]'",
         name=error.name,
     )

@@ -29,7 +29,7 @@ from .report import as_text
 try:
     from agent_framework import Content, ContextProvider, FunctionTool, normalize_tools
 except ImportError as error:
-    raise missing("agent-framework", error) from error
+    raise missing(__name__, "agent-framework", error) from error
 
 DESCRIPTION = (
     "Execute Python code in a sandbox (no network, a fresh filesystem each call) and return"

@@ -27,7 +27,7 @@ try:
     from agent_framework import FunctionTool, tool
     from agent_framework_tools.shell import ShellExecutionError, ShellResult
 except ImportError as error:
-    raise missing("agent-framework", error) from error
+    raise missing(__name__, "agent-framework", error) from error
 
 DESCRIPTION = (
     "Run a shell command (/bin/sh) in a sandboxed Linux workspace: no network, files kept"

@@ -29,7 +29,7 @@ try:
     from autogen_core.code_executor import CodeBlock, CodeExecutor, CodeResult
     from pydantic import BaseModel
 except ImportError as error:
-    raise missing("autogen", error) from error
+    raise missing(__name__, "autogen", error) from error
 
 LANGUAGES = {"python": "python", "py": "python", "bash": "bash", "sh": "sh", "shell": "bash"}
 

@@ -19,7 +19,7 @@ from .report import as_text
 try:
     from crewai.tools import BaseTool
 except ImportError as error:
-    raise missing("crewai", error) from error
+    raise missing(__name__, "crewai", error) from error
 
 
 class PythonCode(BaseModel):

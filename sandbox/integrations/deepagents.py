@@ -33,7 +33,7 @@ try:
     )
     from deepagents.backends.sandbox import BaseSandbox
 except ImportError as error:
-    raise missing("deepagents", error) from error
+    raise missing(__name__, "deepagents", error) from error
 
 _ERRORS: dict[int, FileOperationError] = {
     errno.ENOENT: "file_not_found",

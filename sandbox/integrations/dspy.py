@@ -35,7 +35,7 @@ try:
         FinalOutput,
     )
 except ImportError as error:
-    raise missing("dspy", error) from error
+    raise missing(__name__, "dspy", error) from error
 
 # SUBMIT as DSPy's LocalInterpreter defines it: one value, or the output fields by name.
 _SUBMIT = r"""

@@ -21,7 +21,7 @@ from .report import as_text
 try:
     from langchain_core.tools import StructuredTool
 except ImportError as error:
-    raise missing("langchain", error) from error
+    raise missing(__name__, "langchain", error) from error
 
 DESCRIPTION = (
     "Run a Python program in a sandbox (no network, a fresh filesystem each call) and return"

@@ -18,7 +18,7 @@ from .report import as_text
 try:
     from agents import FunctionTool, function_tool
 except ImportError as error:
-    raise missing("openai-agents", error) from error
+    raise missing(__name__, "openai-agents", error) from error
 
 
 def python_tool(

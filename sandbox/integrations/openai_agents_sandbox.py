@@ -64,7 +64,7 @@ try:
     from agents.sandbox.util.tar_utils import should_skip_tar_member
     from pydantic import Field, field_validator
 except ImportError as error:
-    raise missing("openai-agents", error) from error
+    raise missing(__name__, "openai-agents", error) from error
 
 BACKEND = "stockade"
 USER = "sandbox"  # the name the sandbox's /etc/passwd gives the run's uid, its one user

@@ -17,7 +17,7 @@ from .report import as_text
 try:
     from pydantic_ai import Tool
 except ImportError as error:
-    raise missing("pydantic-ai", error) from error
+    raise missing(__name__, "pydantic-ai", error) from error
 
 
 def python_tool(sandbox: Sandbox | None = None, *, name: str = "run_python") -> Tool[None]:

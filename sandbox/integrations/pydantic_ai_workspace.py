@@ -46,7 +46,7 @@ try:
     )
     from pydantic_ai.workspaces.protocol import validate_timeout
 except ImportError as error:
-    raise missing("pydantic-ai", error) from error
+    raise missing(__name__, "pydantic-ai", error) from error
 
 PROVIDER = "stockade"
 # Metadata, answered inside as JSON: OP PATH, for the ops below; an OSError is {"errno": N}.

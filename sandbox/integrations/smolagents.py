@@ -36,7 +36,7 @@ try:
     from smolagents.tools import Tool
     from smolagents.utils import AgentError
 except ImportError as error:
-    raise missing("smolagents", error) from error
+    raise missing(__name__, "smolagents", error) from error
 
 # Inside: the final answer ends the step as an exception the code does not catch (a
 # BaseException, as smolagents' own), carrying the value; and a lookup for packages.
