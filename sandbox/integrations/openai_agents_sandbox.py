@@ -11,8 +11,8 @@ or a TOML file's path; "default" without options). A session is one workspace, s
 `start()`: the SDK's base class then applies the manifest into it (or restores a snapshot)
 through `write`, `mkdir` and `exec`. Commands run at once in the manifest's root (inside
 /workspace or /tmp, the sandbox's writable places) with the manifest's environment; a
-timeout (the policy's `limits.timeout` when the SDK gives none) is `ExecTimeoutError`, a gone
-workspace `ExecTransportError`. Files go through the workspace's file calls after the SDK's
+timeout (the SDK's, under the policy's `limits.timeout` as a ceiling) is `ExecTimeoutError`, a
+gone workspace `ExecTransportError`. Files go through the workspace's file calls after the SDK's
 path checks; they never follow a link. Snapshots are the workspace's `export()` and
 `import_()` (tar, names relative to the root). The sandbox has one user, `sandbox`: another
 `user=` or manifest users and groups are refused, and there is no PTY (`supports_pty()` is
@@ -147,15 +147,20 @@ class StockadeSandboxSession(BaseSandboxSession):
     async def _exec_internal(
         self, *command: str | Path, timeout: float | None = None
     ) -> ExecResult:
+        # The policy's timeout is a ceiling: the SDK's (the model's `yield_time_ms`, 10 s by
+        # default) applies below it, and one of 0 or less has run out already (as UnixLocal).
+        limit = self.state.policy.limits.timeout
+        limit = limit if timeout is None else min(timeout, limit)
+        if limit <= 0:
+            raise ExecTimeoutError(command=command, timeout_s=timeout)
         argv = [str(part) for part in command]
         env = await self.state.manifest.environment.resolve()
         root = self.state.manifest.root
         try:
-            result = await self._live().aexec(argv, env=env, cwd=root, timeout=timeout)
+            result = await self._live().aexec(argv, env=env, cwd=root, timeout=limit)
         except WorkspaceError as exc:
             raise ExecTransportError(command=command, context={"reason": exc.reason}) from exc
         if result.status == "timeout":
-            limit = self.state.policy.limits.timeout if timeout is None else timeout
             raise ExecTimeoutError(command=command, timeout_s=limit)
         note = sandbox_note(result)
         stderr = result.stderr_bytes + (f"\n{note}".encode() if note else b"")

@@ -12,13 +12,24 @@ def as_text(result: Result) -> str:
     """The run's stdout, then its stderr, then a bracketed note when it did not end well (its
     status, exit code or error), its output was cut, or the sandbox warned."""
     parts = [text.rstrip("\n") for text in (result.stdout, result.stderr) if text.strip()]
-    notes = [] if result.ok else [_status(result)]
+    if note := _note(result, status=not result.ok):
+        parts.append(note)
+    return "\n".join(parts) or NO_OUTPUT
+
+
+def sandbox_note(result: Result) -> str:
+    """The same note for adapters whose framework has an exit code but no status: when the
+    sandbox, not the program, ended the run (timeout, memory, signal, setup), cut its output,
+    or warned; else ""."""
+    return _note(result, status=result.status not in ("ok", "nonzero_exit"))
+
+
+def _note(result: Result, *, status: bool) -> str:
+    notes = [_status(result)] if status else []
     if result.stdout_truncated or result.stderr_truncated:
         notes.append("output truncated at the output limit")
     notes += result.warnings
-    if notes:
-        parts.append(f"[{'; '.join(notes)}]")
-    return "\n".join(parts) or NO_OUTPUT
+    return f"[{'; '.join(notes)}]" if notes else ""
 
 
 def _status(result: Result) -> str:
@@ -28,14 +39,6 @@ def _status(result: Result) -> str:
     if result.signal:
         said += f", signal {result.signal}"
     return f"{said}: {result.error}" if result.error else said
-
-
-def sandbox_note(result: Result) -> str:
-    """ "[status S: error]" when the sandbox, not the program, ended the run (timeout, memory,
-    signal, setup), else "": for adapters whose framework has an exit code but no status."""
-    if result.status in ("ok", "nonzero_exit"):
-        return ""
-    return f"[status {result.status}{f': {result.error}' if result.error else ''}]"
 
 
 def exit_code(result: Result) -> int:

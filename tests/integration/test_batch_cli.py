@@ -75,7 +75,7 @@ def test_each_line_gets_its_result_line_and_bad_lines_their_own(tmp_path: Path) 
         (["missing.jsonl", "--out", "o.jsonl"], "JOBS: cannot read 'missing.jsonl'"),
         (["jobs.jsonl", "--out", "o.jsonl", "--concurrency", "0"], "--concurrency: expected"),
         (["jobs.jsonl", "--out", "exists.jsonl"], "--out: 'exists.jsonl' exists: --resume"),
-        (["jobs.jsonl", "--out", "o.jsonl", "--timeout", "nope"], "limits.timeout: expected"),
+        (["jobs.jsonl", "--out", "o.jsonl", "--timeout", "nope"], "--timeout: expected a"),
         (["jobs.jsonl"], "the following arguments are required: --out"),
     ],
 )

@@ -148,6 +148,40 @@ async def test_a_timeout_is_exec_timeout_error(session: SandboxSession) -> None:
     assert (await session.exec("echo still here")).stdout == b"still here\n"
 
 
+async def test_the_policys_timeout_is_a_ceiling_the_model_cannot_lift() -> None:
+    """`exec_command`'s `yield_time_ms` is the model's to set: 0 has run out already (and must
+    not end the run), and one past the policy's timeout gets the policy's."""
+    quick = StockadeSandboxClientOptions(Policy.load("default").override(timeout=1))
+    model = ScriptedModel(
+        [
+            [function_call("exec_command", {"cmd": "echo hi", "yield_time_ms": 0}, call_id="c1")],
+            [
+                function_call(
+                    "exec_command",
+                    {"cmd": "sleep 30; echo slept", "yield_time_ms": 60_000},
+                    call_id="c2",
+                )
+            ],
+            [assistant_message("done")],
+        ]
+    )
+    agent = SandboxAgent(name="dev", model=model, capabilities=[Shell()])
+    config = SandboxRunConfig(
+        client=StockadeSandboxClient(), options=quick, snapshot=NoopSnapshotSpec()
+    )
+    result = await Runner.run(agent, "try", run_config=RunConfig(sandbox=config))
+    said = outputs(result)
+    assert "timed out" in said[0] and "hi" not in said[0], said[0]
+    assert "timed out" in said[1] and "slept" not in said[1], said[1]
+    assert result.final_output == "done"
+
+
+async def test_cut_output_is_said(session: SandboxSession) -> None:
+    done = await session.exec("yes | head -c 2M")  # past the default policy's 1M output limit
+    assert done.exit_code == 0 and len(done.stdout) == 1 << 20
+    assert done.stderr.endswith(b"[output truncated at the output limit]")
+
+
 async def test_one_user_and_the_writable_places_only(options: StockadeSandboxClientOptions) -> None:
     client = StockadeSandboxClient()
     refused = {

@@ -61,6 +61,30 @@ def test_writing_through_a_link_replaces_nothing_it_points_to(ws: Workspace) -> 
     assert ws.read_file("plain.txt") == b"plain\n"
 
 
+def test_a_fifo_is_never_written_to(ws: Workspace) -> None:
+    """Opened to write, a fifo with no reader blocks, and one with a reader takes what it is
+    given until the reader stops: either held the call's handler, and a pid, until its
+    timeout. Both are refused at once instead, as by a write, so by an import."""
+    reader = ws.start(["sh", "-c", "mkfifo read-end no-reader; exec 3<>read-end; sleep 60"])
+    try:
+        assert ws.exec("while [ ! -p read-end ]; do sleep 0.01; done").ok
+        with pytest.raises(WorkspaceFileError) as no_reader:
+            ws.write_file("no-reader", "x")
+        assert no_reader.value.errno == errno.ENXIO
+        with pytest.raises(WorkspaceFileError, match="not a regular file"):
+            ws.write_file("read-end", "x")
+        tar = io.BytesIO()
+        with tarfile.open(fileobj=tar, mode="w") as made:
+            member = tarfile.TarInfo("no-reader")
+            made.addfile(member, io.BytesIO(b""))
+        with pytest.raises(WorkspaceFileError):
+            ws.import_(tar.getvalue())
+        ws.write_file("plain-copy.txt", "x")  # a plain file still takes it
+    finally:
+        reader.kill()
+        reader.wait()
+
+
 def test_paths_outside_are_refused_before_anything_runs(ws: Workspace) -> None:
     for path in ("/etc/passwd", "../etc/passwd", "/workspace/../etc/passwd", "/proc/1/environ"):
         with pytest.raises(PolicyError, match="path"):

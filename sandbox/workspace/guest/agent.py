@@ -417,6 +417,19 @@ def _open(path: str, flags: int, mode: int = 0o644, *, parents: bool = False) ->
         os.close(parent)
 
 
+def _create(path: str, flags: int, mode: int = 0o644) -> int:
+    """`path` opened to write (made, with its parents, if need be), a regular file only.
+    O_NONBLOCK: a fifo fails the open (no reader) or fstat (a reader) at once, where a
+    blocking open or write would hold this handler, and a pid, until its timeout."""
+    flags |= os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY
+    fd = _open(path, flags, mode, parents=True)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(0, "not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
 def _copy(read: object, target: int) -> None:
     """Everything `read` (os.read on an fd, or a file's read) gives, written to `target`."""
     while chunk := read(_CHUNK):  # type: ignore[operator]
@@ -445,8 +458,7 @@ def read(reply: socket.socket, request: dict, fds: list[int]) -> dict:
 
 
 def write(reply: socket.socket, request: dict, fds: list[int]) -> dict:
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if request["exclusive"] else os.O_TRUNC)
-    fd = _open(request["path"], flags, parents=True)
+    fd = _create(request["path"], os.O_EXCL if request["exclusive"] else os.O_TRUNC)
     try:
         _copy(lambda size: os.read(fds[0], size), fd)
     finally:
@@ -567,7 +579,7 @@ def _unpack(tar: object, member: object, base: str) -> None:
     if member.isdir():  # type: ignore[attr-defined]
         _make_dir(path, mode)
     elif member.isfile():  # type: ignore[attr-defined]
-        fd = _open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode & 0o777, parents=True)
+        fd = _create(path, os.O_TRUNC, mode & 0o777)
         try:
             _copy(tar.extractfile(member).read, fd)  # type: ignore[attr-defined]
             os.utime(fd, (member.mtime, member.mtime))  # type: ignore[attr-defined]
