@@ -18,7 +18,10 @@ import posixpath
 import stat
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:  # imported where used: the command's start stays cheap
+    from stockade.errors import PolicyError
 
 OWN_FAILURE = 125  # bad usage, an invalid policy or flag, a sandbox that could not be set up
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
@@ -524,21 +527,22 @@ def _load(policy: str, given: dict[str, Any], model: bool) -> Any:
     return load_policy(policy, given)
 
 
-def _blame_the_flag(exc: Exception, policy: str, given: dict[str, Any], model: bool) -> Exception:
+def _blame_the_flag(
+    exc: PolicyError, policy: str, given: dict[str, Any], model: bool
+) -> PolicyError:
     """A limit refused because of a flag names the flag the user typed, not only the policy
     key it sets; one the policy itself gets wrong stays the policy's."""
     from stockade.errors import PolicyError
 
-    key = _LIMIT_FLAGS.get(getattr(exc, "field", ""))
+    key = _LIMIT_FLAGS.get(exc.field)
     if key not in given:
         return exc
     try:
         _load(policy, {k: v for k, v in given.items() if k != key}, model)
     except PolicyError:
         return exc
-    reason, value = exc.reason, given[key]  # type: ignore[attr-defined]
-    said = reason if repr(value) in reason else f"{value}: {reason}"
-    return PolicyError("--" + key.replace("_", "-"), f"{said} ({exc.field})")  # type: ignore[attr-defined]
+    said = exc.reason if repr(given[key]) in exc.reason else f"{given[key]}: {exc.reason}"
+    return PolicyError("--" + key.replace("_", "-"), f"{said} ({exc.field})")
 
 
 _LIMIT_FLAGS = {  # a policy key a flag sets: the flag's key in `_policy`
