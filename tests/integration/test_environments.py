@@ -180,6 +180,33 @@ def test_a_requirement_that_does_not_resolve_names_it_and_leaves_nothing(cache: 
     assert entries(cache) == [] and sandbox("env", "list").stdout == ""
 
 
+BACKEND = """
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    raise RuntimeError("this package does not build")
+"""
+
+
+def test_a_requirement_that_fails_to_build_names_it_and_leaves_nothing(
+    cache: Path, tmp_path: Path
+) -> None:
+    project = tmp_path / "broken"  # its own build backend, which fails: nothing to download
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+    )
+    (project / "backend.py").write_text(BACKEND)
+    broken = f"broken @ {project.as_uri()}"
+    with pytest.raises(BuildError) as failed:
+        Sandbox(with_python(requirements=[TINY, broken]))
+    assert "this package does not build" in failed.value.output
+    assert broken in str(failed.value)
+    assert entries(cache) == []  # no entry, and no build directory either
+
+
 WRITES = """
 import errno, os, sys
 for path in sys.argv[1:]:

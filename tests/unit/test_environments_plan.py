@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,20 @@ def test_the_key_is_the_set_the_interpreter_and_the_platform() -> None:
     )
     other = PYTHON._replace(executable="/opt/python/bin/python3.11")
     assert key != store.key_for(store.requirement_set(["six", "idna"]), other)
+
+
+def test_another_platform_is_another_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wheel built against one machine or C library may not load on another: a cache shared
+    between machines (a home on NFS, a CI cache) must not hand one's environment to the
+    other."""
+    wanted = store.requirement_set(["six"])
+    key = store.key_for(wanted, PYTHON)
+    here = store.platform_tag()
+    libc = os.confstr("CS_GNU_LIBC_VERSION") or "unknown libc"
+    assert here == f"Linux-{os.uname().machine} {libc}"
+    for elsewhere in (f"Linux-other {libc}", f"Linux-{os.uname().machine} musl"):
+        monkeypatch.setattr(store, "platform_tag", lambda tag=elsewhere: tag)
+        assert store.key_for(wanted, PYTHON) != key, elsewhere
 
 
 def test_the_python_section() -> None:
