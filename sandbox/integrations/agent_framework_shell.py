@@ -101,7 +101,7 @@ class StockadeShellExecutor:
 
 
 def shell_result(result: Result) -> ShellResult:
-    note = "" if result.status == "timeout" else sandbox_note(result)  # `timed_out` says it
+    note = sandbox_note(result, said=("ok", "nonzero_exit", "timeout"))  # see `timed_out`
     stderr = result.stderr + (f"\n{note}" if note else "")
     return ShellResult(
         stdout=result.stdout,

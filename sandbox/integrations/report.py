@@ -17,11 +17,11 @@ def as_text(result: Result) -> str:
     return "\n".join(parts) or NO_OUTPUT
 
 
-def sandbox_note(result: Result) -> str:
+def sandbox_note(result: Result, *, said: tuple[str, ...] = ("ok", "nonzero_exit")) -> str:
     """The same note for adapters whose framework has an exit code but no status: when the
     sandbox, not the program, ended the run (timeout, memory, signal, setup), cut its output,
-    or warned; else ""."""
-    return _note(result, status=result.status not in ("ok", "nonzero_exit"))
+    or warned; else "". A status in `said` the framework says itself."""
+    return _note(result, status=result.status not in said)
 
 
 def _note(result: Result, *, status: bool) -> str:

@@ -36,6 +36,9 @@ async def test_the_protocol_files_persist_commands_run_at_once(confined: Sandbox
         assert [r.stdout for r in both] == ["0\n", "1\n"]
         late = await executor.run("sleep 60", timeout=1)
         assert late.timed_out and late.exit_code == 124
+        assert "[status" not in late.stderr  # `timed_out` says it
+        flood = await executor.run("yes", timeout=1)  # cut, then timed out: the cut is said
+        assert flood.timed_out and flood.stderr.endswith("[output truncated at the output limit]")
     with pytest.raises(ShellExecutionError, match="gone"):
         executor.workspace = confined.workspace()
         executor.workspace.close()
